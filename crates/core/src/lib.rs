@@ -1,0 +1,14 @@
+//! hookline's domain: what a delivery event is, how statuses are ordered, how each provider signs
+//! and shapes its webhooks, and how events are named on the broker.
+//!
+//! Pure code only — no HTTP server, no broker, no database — so every rule here is unit-tested.
+#![forbid(unsafe_code)]
+
+pub mod event;
+pub mod providers;
+pub mod signature;
+pub mod subject;
+
+pub use event::{DeliveryEvent, DeliveryStatus, Engagement};
+pub use providers::{DecodeError, Envelope, Headers, Provider, Providers};
+pub use signature::SignatureError;

@@ -1,0 +1,244 @@
+//! Resend email webhooks: signed with the Svix scheme; the event id is the `svix-id` header, the
+//! type is `type`, the message is `data.email_id`. Opens and clicks are engagement, not status.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::{DecodeError, Envelope, Headers, Provider};
+use crate::event::{DeliveryEvent, DeliveryStatus, Engagement};
+use crate::signature::{svix, SignatureError};
+
+pub struct Resend {
+    secrets: Vec<svix::SvixSecret>,
+    tolerance_secs: u64,
+}
+
+impl Resend {
+    /// `secrets`: every currently valid `whsec_` secret (more than one during rotation).
+    pub fn new(secrets: Vec<svix::SvixSecret>, tolerance_secs: u64) -> Self {
+        Self {
+            secrets,
+            tolerance_secs,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct EnvelopeBody {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(rename = "type")]
+    kind: String,
+    created_at: DateTime<Utc>,
+    data: Data,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    email_id: String,
+    bounce: Option<Bounce>,
+    failed: Option<Failed>,
+}
+
+#[derive(Deserialize)]
+struct Bounce {
+    message: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(rename = "subType")]
+    sub_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Failed {
+    reason: Option<String>,
+}
+
+enum Kind {
+    Status(DeliveryStatus),
+    Engagement(Engagement),
+}
+
+fn kind(event_type: &str) -> Option<Kind> {
+    use DeliveryStatus as S;
+    Some(match event_type {
+        "email.scheduled" => Kind::Status(S::Queued),
+        "email.sent" => Kind::Status(S::Sent),
+        "email.delivery_delayed" => Kind::Status(S::Delayed),
+        "email.delivered" => Kind::Status(S::Delivered),
+        "email.failed" => Kind::Status(S::Failed),
+        "email.bounced" => Kind::Status(S::Bounced),
+        "email.complained" => Kind::Status(S::Complained),
+        "email.opened" => Kind::Engagement(Engagement::Opened),
+        "email.clicked" => Kind::Engagement(Engagement::Clicked),
+        _ => return None,
+    })
+}
+
+impl Provider for Resend {
+    fn name(&self) -> &'static str {
+        "resend"
+    }
+
+    fn forwarded_headers(&self) -> &'static [&'static str] {
+        &[
+            svix::ID_HEADER,
+            svix::TIMESTAMP_HEADER,
+            svix::SIGNATURE_HEADER,
+        ]
+    }
+
+    fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError> {
+        svix::verify(
+            &self.secrets,
+            headers.get(svix::ID_HEADER),
+            headers.get(svix::TIMESTAMP_HEADER),
+            headers.get(svix::SIGNATURE_HEADER),
+            body,
+            now,
+            self.tolerance_secs,
+        )
+    }
+
+    fn envelope(&self, headers: &dyn Headers, body: &[u8]) -> Envelope {
+        Envelope {
+            event_id: headers
+                .get(svix::ID_HEADER)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            event_type: serde_json::from_slice::<EnvelopeBody>(body)
+                .ok()
+                .and_then(|b| b.kind),
+        }
+    }
+
+    fn decode(
+        &self,
+        headers: &dyn Headers,
+        body: &[u8],
+    ) -> Result<Option<DeliveryEvent>, DecodeError> {
+        let event_id = headers
+            .get(svix::ID_HEADER)
+            .filter(|s| !s.is_empty())
+            .ok_or(DecodeError::MissingHeader(svix::ID_HEADER))?;
+        let envelope: EnvelopeBody =
+            serde_json::from_slice(body).map_err(|e| DecodeError::Shape(e.to_string()))?;
+        let Some(kind) = envelope.kind.as_deref().and_then(kind) else {
+            return match envelope.kind {
+                Some(_) => Ok(None),
+                None => Err(DecodeError::Shape("missing type".into())),
+            };
+        };
+        let body: Body =
+            serde_json::from_slice(body).map_err(|e| DecodeError::Shape(e.to_string()))?;
+        let (error_code, error_description) = match (&body.data.bounce, &body.data.failed) {
+            (Some(b), _) => (
+                match (&b.kind, &b.sub_type) {
+                    (Some(t), Some(s)) => Some(format!("{t}/{s}")),
+                    (t, s) => t.clone().or_else(|| s.clone()),
+                },
+                b.message.clone(),
+            ),
+            (None, Some(f)) => (f.reason.clone(), f.reason.clone()),
+            (None, None) => (None, None),
+        };
+        let (status, engagement) = match kind {
+            Kind::Status(s) => (Some(s), None),
+            Kind::Engagement(e) => (None, Some(e)),
+        };
+        Ok(Some(DeliveryEvent {
+            provider: "resend",
+            event_id: event_id.to_owned(),
+            message_id: body.data.email_id,
+            event_type: body.kind,
+            status,
+            engagement,
+            occurred_at: body.created_at,
+            error_code,
+            error_description,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(kind: &str, extra: &str) -> String {
+        format!(
+            r#"{{"type":"{kind}","created_at":"2026-11-20T10:00:00.000Z","data":{{"created_at":"2026-11-20T09:59:59.000Z",
+            "email_id":"em-1","from":"Acme <onboarding@resend.dev>","to":["delivered@resend.dev"],"subject":"Hi"{extra}}}}}"#
+        )
+    }
+
+    fn decode(b: &str) -> Result<Option<DeliveryEvent>, DecodeError> {
+        let h = [("Svix-Id", "msg_1")];
+        Resend::new(Vec::new(), 0).decode(&h, b.as_bytes())
+    }
+
+    #[test]
+    fn maps_types_to_status_or_engagement() {
+        let ev = decode(&body("email.delivered", "")).unwrap().unwrap();
+        assert_eq!(ev.status, Some(DeliveryStatus::Delivered));
+        assert_eq!(ev.engagement, None);
+        assert_eq!(ev.event_id, "msg_1");
+        assert_eq!(ev.message_id, "em-1");
+        let ev = decode(&body("email.opened", "")).unwrap().unwrap();
+        assert_eq!(ev.status, None);
+        assert_eq!(ev.engagement, Some(Engagement::Opened));
+        for (t, s) in [
+            ("email.sent", DeliveryStatus::Sent),
+            ("email.delivery_delayed", DeliveryStatus::Delayed),
+            ("email.complained", DeliveryStatus::Complained),
+            ("email.failed", DeliveryStatus::Failed),
+        ] {
+            assert_eq!(
+                decode(&body(t, "")).unwrap().unwrap().status,
+                Some(s),
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn bounce_and_failure_details_become_the_error() {
+        let ev = decode(&body(
+            "email.bounced",
+            r#","bounce":{"message":"Mailbox does not exist","subType":"General","type":"Permanent"}"#,
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(ev.status, Some(DeliveryStatus::Bounced));
+        assert_eq!(ev.error_code.as_deref(), Some("Permanent/General"));
+        assert_eq!(
+            ev.error_description.as_deref(),
+            Some("Mailbox does not exist")
+        );
+        let ev = decode(&body(
+            "email.failed",
+            r#","failed":{"reason":"reached_daily_quota"}"#,
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(ev.error_code.as_deref(), Some("reached_daily_quota"));
+    }
+
+    #[test]
+    fn skips_other_types_and_rejects_bad_shapes() {
+        assert_eq!(decode(r#"{"type":"domain.updated","data":{}}"#), Ok(None));
+        assert!(matches!(decode("[1,2"), Err(DecodeError::Shape(_))));
+        assert!(matches!(
+            decode(r#"{"type":"email.sent","data":{}}"#),
+            Err(DecodeError::Shape(_))
+        ));
+        assert_eq!(
+            Resend::new(Vec::new(), 0)
+                .decode(&super::super::NO_HEADERS, body("email.sent", "").as_bytes()),
+            Err(DecodeError::MissingHeader("svix-id"))
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Telnyx messaging webhooks (SMS/MMS): Ed25519-signed; `message.sent` and `message.finalized`
+//! carry the recipient's status in `data.payload.to[].status`.
+//!
+//! A message has one recipient in `to` for SMS; for group MMS the first entry's status is used,
+//! since `recipients` is keyed by the provider's message id.
+
+use chrono::{DateTime, Utc};
+use ed25519_dalek::VerifyingKey;
+use serde::Deserialize;
+
+use super::{code_to_string, DecodeError, Envelope, Headers, Provider};
+use crate::event::{DeliveryEvent, DeliveryStatus};
+use crate::signature::{ed25519, SignatureError};
+
+pub struct Telnyx {
+    key: Option<VerifyingKey>,
+    tolerance_secs: u64,
+}
+
+impl Telnyx {
+    /// `key` is the account's public key; `None` builds a decoder that rejects every signature.
+    pub fn new(key: Option<VerifyingKey>, tolerance_secs: u64) -> Self {
+        Self {
+            key,
+            tolerance_secs,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Body<T> {
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeData {
+    id: Option<String>,
+    event_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    id: String,
+    event_type: String,
+    occurred_at: DateTime<Utc>,
+    payload: Payload,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    id: String,
+    #[serde(default)]
+    to: Vec<To>,
+    #[serde(default)]
+    errors: Vec<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct To {
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    code: serde_json::Value,
+    title: Option<String>,
+    detail: Option<String>,
+}
+
+fn status(s: &str) -> Option<DeliveryStatus> {
+    Some(match s {
+        "queued" => DeliveryStatus::Queued,
+        "sending" => DeliveryStatus::Sending,
+        "sent" => DeliveryStatus::Sent,
+        "delivered" => DeliveryStatus::Delivered,
+        "sending_failed" | "delivery_failed" => DeliveryStatus::Failed,
+        "delivery_unconfirmed" => DeliveryStatus::Unconfirmed,
+        _ => return None,
+    })
+}
+
+impl Provider for Telnyx {
+    fn name(&self) -> &'static str {
+        "telnyx"
+    }
+
+    fn forwarded_headers(&self) -> &'static [&'static str] {
+        &[ed25519::SIGNATURE_HEADER, ed25519::TIMESTAMP_HEADER]
+    }
+
+    fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError> {
+        let key = self.key.as_ref().ok_or(SignatureError::Mismatch)?;
+        ed25519::verify(
+            key,
+            headers.get(ed25519::SIGNATURE_HEADER),
+            headers.get(ed25519::TIMESTAMP_HEADER),
+            body,
+            now,
+            self.tolerance_secs,
+        )
+    }
+
+    fn envelope(&self, _headers: &dyn Headers, body: &[u8]) -> Envelope {
+        match serde_json::from_slice::<Body<EnvelopeData>>(body) {
+            Ok(b) => Envelope {
+                event_id: b.data.id.filter(|s| !s.is_empty()),
+                event_type: b.data.event_type,
+            },
+            Err(_) => Envelope::default(),
+        }
+    }
+
+    fn decode(
+        &self,
+        _headers: &dyn Headers,
+        body: &[u8],
+    ) -> Result<Option<DeliveryEvent>, DecodeError> {
+        let envelope: Body<EnvelopeData> =
+            serde_json::from_slice(body).map_err(|e| DecodeError::Shape(e.to_string()))?;
+        match envelope.data.event_type.as_deref() {
+            Some("message.sent" | "message.finalized") => {}
+            Some(_) => return Ok(None),
+            None => return Err(DecodeError::Shape("missing data.event_type".into())),
+        }
+        let data = serde_json::from_slice::<Body<Data>>(body)
+            .map_err(|e| DecodeError::Shape(e.to_string()))?
+            .data;
+        let raw_status = data
+            .payload
+            .to
+            .first()
+            .map(|t| t.status.as_str())
+            .ok_or_else(|| DecodeError::Shape("data.payload.to is empty".into()))?;
+        let status =
+            status(raw_status).ok_or_else(|| DecodeError::UnknownStatus(raw_status.into()))?;
+        let error = data.payload.errors.first();
+        Ok(Some(DeliveryEvent {
+            provider: "telnyx",
+            event_id: data.id,
+            message_id: data.payload.id,
+            event_type: data.event_type,
+            status: Some(status),
+            engagement: None,
+            occurred_at: data.occurred_at,
+            error_code: error.and_then(|e| code_to_string(&e.code)),
+            error_description: error.and_then(|e| e.detail.clone().or_else(|| e.title.clone())),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finalized(status: &str, errors: &str) -> String {
+        format!(
+            r#"{{"data":{{"event_type":"message.finalized","id":"ev-1","occurred_at":"2026-11-20T10:00:00.123+00:00",
+            "payload":{{"id":"msg-1","direction":"outbound","type":"SMS","errors":{errors},
+            "to":[{{"carrier":"T-MOBILE USA, INC.","line_type":"Wireless","phone_number":"+13125550000","status":"{status}"}}]}},
+            "record_type":"event"}},"meta":{{"attempt":1,"delivered_to":"https://example.com/webhooks"}}}}"#
+        )
+    }
+
+    fn decode(body: &str) -> Result<Option<DeliveryEvent>, DecodeError> {
+        Telnyx::new(None, 0).decode(&super::super::NO_HEADERS, body.as_bytes())
+    }
+
+    #[test]
+    fn decodes_every_documented_status() {
+        for (raw, want) in [
+            ("queued", DeliveryStatus::Queued),
+            ("sending", DeliveryStatus::Sending),
+            ("sent", DeliveryStatus::Sent),
+            ("delivered", DeliveryStatus::Delivered),
+            ("sending_failed", DeliveryStatus::Failed),
+            ("delivery_failed", DeliveryStatus::Failed),
+            ("delivery_unconfirmed", DeliveryStatus::Unconfirmed),
+        ] {
+            let ev = decode(&finalized(raw, "[]")).unwrap().unwrap();
+            assert_eq!(ev.status, Some(want), "{raw}");
+            assert_eq!(ev.event_id, "ev-1");
+            assert_eq!(ev.message_id, "msg-1");
+            assert_eq!(ev.occurred_at.timestamp_millis(), 1_795_168_800_123);
+        }
+    }
+
+    #[test]
+    fn keeps_the_first_error() {
+        let ev = decode(&finalized(
+            "delivery_failed",
+            r#"[{"code":"40008","title":"Undeliverable","detail":"The destination is unreachable."}]"#,
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(ev.error_code.as_deref(), Some("40008"));
+        assert_eq!(
+            ev.error_description.as_deref(),
+            Some("The destination is unreachable.")
+        );
+    }
+
+    #[test]
+    fn skips_non_delivery_events_and_rejects_bad_shapes() {
+        let inbound = r#"{"data":{"event_type":"message.received","id":"x","payload":{}}}"#;
+        assert_eq!(decode(inbound), Ok(None));
+        assert!(matches!(decode("not json"), Err(DecodeError::Shape(_))));
+        assert!(matches!(
+            decode(&finalized("teleported", "[]")),
+            Err(DecodeError::UnknownStatus(s)) if s == "teleported"
+        ));
+        let no_to = r#"{"data":{"event_type":"message.sent","id":"x","occurred_at":"2026-11-20T10:00:00Z","payload":{"id":"m","to":[]}}}"#;
+        assert!(matches!(decode(no_to), Err(DecodeError::Shape(_))));
+    }
+
+    #[test]
+    fn envelope_tolerates_garbage() {
+        let t = Telnyx::new(None, 0);
+        assert_eq!(
+            t.envelope(&super::super::NO_HEADERS, b"\xff\x00"),
+            Envelope::default()
+        );
+        let env = t.envelope(
+            &super::super::NO_HEADERS,
+            finalized("sent", "[]").as_bytes(),
+        );
+        assert_eq!(env.event_id.as_deref(), Some("ev-1"));
+        assert_eq!(env.event_type.as_deref(), Some("message.finalized"));
+    }
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Writes signature test vectors for hookline, signed by independent implementations.
+
+Resend vectors are signed with the official `svix` Python library (svix.webhooks.Webhook.sign),
+Telnyx vectors with PyNaCl (libsodium's Ed25519). hookline's Rust verifiers are tested against
+these files, so a bug shared by our signer and our verifier cannot hide.
+
+    python3 -m venv /tmp/v && /tmp/v/bin/pip install svix pynacl
+    /tmp/v/bin/python testdata/make_vectors.py
+"""
+import base64
+import json
+import os
+from datetime import datetime, timezone
+
+import nacl.signing
+from svix.webhooks import Webhook
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NOW = 1795168800  # 2026-11-20T10:00:00Z; verifiers are called with this as "now"
+TOLERANCE = 300
+
+
+def resend_body(kind, email_id, extra=""):
+    return (
+        '{"type":"%s","created_at":"2026-11-20T10:00:00.000Z","data":{"created_at":"2026-11-20T09:59:58.000Z",'
+        '"email_id":"%s","from":"Acme <onboarding@resend.dev>","to":["delivered@resend.dev"],'
+        '"subject":"Your order"%s}}' % (kind, email_id, extra)
+    )
+
+
+def svix_sign(secret, msg_id, ts, body):
+    return Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, tz=timezone.utc), body)
+
+
+def resend_vectors():
+    current = "whsec_" + base64.b64encode(b"hookline-resend-current-secret!!").decode()
+    previous = "whsec_" + base64.b64encode(b"hookline-resend-previous-secret!").decode()
+    unknown = "whsec_" + base64.b64encode(b"somebody-else's-signing-secret!!").decode()
+    body = resend_body("email.delivered", "4ef9a417-02e9-4d39-ad75-9611e0fcc33c")
+    cases = []
+
+    def case(name, expect, msg_id, ts, sig, body=body):
+        cases.append({
+            "name": name,
+            "expect": expect,
+            "headers": {"svix-id": msg_id, "svix-timestamp": str(ts), "svix-signature": sig},
+            "body": body,
+        })
+
+    case("valid", "ok", "msg_2mHn6fW1", NOW, svix_sign(current, "msg_2mHn6fW1", NOW, body))
+    case("valid_4min_old", "ok", "msg_2mHn6fW2", NOW - 240, svix_sign(current, "msg_2mHn6fW2", NOW - 240, body))
+    case("rotated_previous_secret", "ok", "msg_2mHn6fW3", NOW, svix_sign(previous, "msg_2mHn6fW3", NOW, body))
+    both = svix_sign(unknown, "msg_2mHn6fW4", NOW, body) + " " + svix_sign(current, "msg_2mHn6fW4", NOW, body)
+    case("several_signatures_one_valid", "ok", "msg_2mHn6fW4", NOW, both)
+    bounced = resend_body("email.bounced", "4ef9a417-02e9-4d39-ad75-9611e0fcc33c",
+                          ',"bounce":{"message":"Mailbox does not exist","subType":"General","type":"Permanent"}')
+    case("valid_bounce", "ok", "msg_2mHn6fW5", NOW, svix_sign(current, "msg_2mHn6fW5", NOW, bounced), bounced)
+    case("unknown_secret", "mismatch", "msg_2mHn6fW6", NOW, svix_sign(unknown, "msg_2mHn6fW6", NOW, body))
+    case("tampered_body", "mismatch", "msg_2mHn6fW7", NOW,
+         svix_sign(current, "msg_2mHn6fW7", NOW, body), body.replace("delivered", "bounced", 1))
+    case("tampered_id", "mismatch", "msg_2mHn6fW8", NOW, svix_sign(current, "msg_OTHER", NOW, body))
+    case("tampered_timestamp", "mismatch", "msg_2mHn6fW9", NOW - 1, svix_sign(current, "msg_2mHn6fW9", NOW, body))
+    case("stale_timestamp", "stale_timestamp", "msg_2mHn6fWa", NOW - 301,
+         svix_sign(current, "msg_2mHn6fWa", NOW - 301, body))
+    case("future_timestamp", "stale_timestamp", "msg_2mHn6fWb", NOW + 301,
+         svix_sign(current, "msg_2mHn6fWb", NOW + 301, body))
+    case("unsupported_version_only", "malformed_header", "msg_2mHn6fWc", NOW,
+         svix_sign(current, "msg_2mHn6fWc", NOW, body).replace("v1,", "v2,"))
+    return {"now": NOW, "tolerance_secs": TOLERANCE, "secrets": [current, previous], "cases": cases}
+
+
+def telnyx_body(event_type, status, event_id, message_id):
+    return (
+        '{"data":{"event_type":"%s","id":"%s","occurred_at":"2026-11-20T09:59:59.512+00:00",'
+        '"payload":{"completed_at":null,"cost":{"amount":"0.0040","currency":"USD"},"direction":"outbound",'
+        '"errors":[],"from":{"carrier":"Telnyx","line_type":"Wireless","phone_number":"+13125550100"},'
+        '"id":"%s","messaging_profile_id":"4001767e-ce0f-4cae-9d5f-0d5e636e7809","parts":1,'
+        '"text":"Your code is 123456","to":[{"carrier":"T-MOBILE USA, INC.","line_type":"Wireless",'
+        '"phone_number":"+13125550123","status":"%s"}],"type":"SMS"},"record_type":"event"},'
+        '"meta":{"attempt":1,"delivered_to":"https://hooks.example.com/webhooks/telnyx"}}'
+    ) % (event_type, event_id, message_id, status)
+
+
+def telnyx_vectors():
+    seed = bytes(range(1, 33))
+    key = nacl.signing.SigningKey(seed)
+    other = nacl.signing.SigningKey(bytes(range(101, 133)))
+    public = base64.b64encode(bytes(key.verify_key)).decode()
+
+    def sign(k, ts, body):
+        return base64.b64encode(k.sign(f"{ts}|{body}".encode()).signature).decode()
+
+    body = telnyx_body("message.finalized", "delivered", "5fc5e8d4-9c3b-4a5e-9bd6-2f0b6a1c7d01",
+                       "40317a7e-3f5c-4d1e-8c47-0b1f1a6c2e99")
+    cases = []
+
+    def case(name, expect, ts, sig, body=body):
+        cases.append({
+            "name": name,
+            "expect": expect,
+            "headers": {"telnyx-signature-ed25519": sig, "telnyx-timestamp": str(ts)},
+            "body": body,
+        })
+
+    case("valid", "ok", NOW, sign(key, NOW, body))
+    case("valid_4min_old", "ok", NOW - 240, sign(key, NOW - 240, body))
+    sent = telnyx_body("message.sent", "sent", "5fc5e8d4-9c3b-4a5e-9bd6-2f0b6a1c7d02",
+                       "40317a7e-3f5c-4d1e-8c47-0b1f1a6c2e99")
+    case("valid_sent", "ok", NOW, sign(key, NOW, sent), sent)
+    case("other_key", "mismatch", NOW, sign(other, NOW, body))
+    case("tampered_body", "mismatch", NOW, sign(key, NOW, body), body.replace("delivered", "delivery_failed"))
+    case("tampered_timestamp", "mismatch", NOW - 1, sign(key, NOW, body))
+    case("stale_timestamp", "stale_timestamp", NOW - 301, sign(key, NOW - 301, body))
+    case("future_timestamp", "stale_timestamp", NOW + 301, sign(key, NOW + 301, body))
+    case("truncated_signature", "malformed_header", NOW, sign(key, NOW, body)[:40])
+    return {
+        "now": NOW,
+        "tolerance_secs": TOLERANCE,
+        "public_key": public,
+        "signing_seed_for_tests_only": base64.b64encode(seed).decode(),
+        "cases": cases,
+    }
+
+
+def write(path, data):
+    with open(os.path.join(HERE, path), "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    write("resend/vectors.json", resend_vectors())
+    write("telnyx/vectors.json", telnyx_vectors())
