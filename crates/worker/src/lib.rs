@@ -1,1 +1,85 @@
-//! placeholder
+//! hookline worker: JetStream in, PostgreSQL out. Run as many copies as the load needs; they share
+//! one durable pull consumer, so JetStream spreads events across them and redelivers what a
+//! crashed worker had not acknowledged.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod consume;
+pub mod dead_letter;
+pub mod decode;
+pub mod writer;
+
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hookline_core::Providers;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tracing::info;
+
+pub use config::WorkerConfig;
+pub use writer::{BatchWriter, EventRecord, WriteOutcome};
+
+/// The schema, embedded at build time from `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// A pool with the worker's timeouts.
+pub async fn connect_db(config: &WorkerConfig) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(&config.database_url)
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?
+        .application_name("hookline-worker")
+        .options([(
+            "statement_timeout",
+            config.db_statement_timeout_ms.to_string(),
+        )]);
+    // Lazy: a worker started while PostgreSQL is down waits and retries instead of exiting.
+    Ok(PgPoolOptions::new()
+        .max_connections(config.db_pool_size)
+        .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms))
+        .connect_lazy_with(options))
+}
+
+/// Runs a worker until `shutdown` completes; then the batch in hand is committed and acked.
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let client = async_nats::ConnectOptions::new()
+        .name("hookline-worker")
+        .retry_on_initial_connect()
+        .connect(&config.nats_url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
+    let js = async_nats::jetstream::new(client);
+    js.get_or_create_stream(dead_letter::stream_config(&config.dlq_stream, 1))
+        .await
+        .with_context(|| format!("cannot create the dead-letter stream {}", config.dlq_stream))?;
+    let consumer = loop {
+        match hookline_jetstream::ensure_consumer(&js, &config.stream, &config.consumer).await {
+            Ok(c) => break c,
+            Err(e) => {
+                info!(error = %e, stream = %config.stream, "Waiting for the stream to exist.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let pool = connect_db(&config).await?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let worker = consume::Consumer {
+        js,
+        consumer,
+        writer: BatchWriter::new(pool.clone()),
+        providers: Providers::decoders(),
+        settings: config.batch_settings(),
+    };
+    let result = worker.run(rx).await;
+    pool.close().await;
+    result
+}

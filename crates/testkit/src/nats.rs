@@ -1,0 +1,100 @@
+//! A real nats-server with JetStream, on a free port, storing in a temp dir. It can be killed and
+//! restarted on the same port and store, as fault tests need.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::process::{find_binary, Proc};
+
+pub struct NatsServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    binary: PathBuf,
+    proc: Proc,
+    extra_args: Vec<String>,
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        Self::start_with_args(Vec::new())
+    }
+
+    /// Starts with extra command-line arguments (e.g. cluster routes).
+    pub fn start_with_args(extra_args: Vec<String>) -> Self {
+        let binary = find_binary(
+            "nats-server",
+            "HOOKLINE_NATS_SERVER",
+            &[crate::workspace_root().join(".venv/bin")],
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("hookline-nats-")
+            .tempdir()
+            .unwrap();
+        let port = crate::free_port();
+        let proc = Self::spawn(&binary, &dir, port, &extra_args, 0);
+        let server = Self {
+            port,
+            dir,
+            binary,
+            proc,
+            extra_args,
+        };
+        server.wait_listening();
+        server
+    }
+
+    fn spawn(
+        binary: &PathBuf,
+        dir: &tempfile::TempDir,
+        port: u16,
+        extra: &[String],
+        generation: u32,
+    ) -> Proc {
+        let mut cmd = Command::new(binary);
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path().join("store"))
+            .args(extra);
+        Proc::spawn(
+            "nats-server",
+            &mut cmd,
+            &dir.path().join(format!("nats-{generation}.log")),
+        )
+    }
+
+    fn wait_listening(&self) {
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "nats-server did not listen on {} (log in {:?})",
+                self.port,
+                self.dir.path()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no goodbye to clients, as in a crash.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Starts again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.proc.kill();
+        let gen = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0) as u32;
+        self.proc = Self::spawn(&self.binary, &self.dir, self.port, &self.extra_args, gen);
+        self.wait_listening();
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.proc.pid().is_some()
+    }
+}

@@ -1,0 +1,241 @@
+//! A real, throwaway PostgreSQL cluster on a free port in a temp dir, tuned for tests (no fsync).
+//!
+//! `initdb` runs once per machine into a cached template that each test copies (a copy takes
+//! milliseconds, initdb a second or two). PostgreSQL refuses to run as root, so when the tests run
+//! as root the server runs as the unprivileged user `hookline-pg`, created on first use.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::process::{find_binary, Proc};
+
+const PG_USER: &str = "hookline-pg";
+
+pub struct Postgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    proc: Proc,
+    generation: u32,
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let bin = bin_dir();
+        let run_as = running_as_root().then(ensure_pg_user);
+        let template = template_dir(&bin, run_as.as_deref());
+        let dir = tempfile::Builder::new()
+            .prefix("hookline-pg-")
+            .tempdir()
+            .unwrap();
+        chmod(dir.path(), "755");
+        let data = dir.path().join("data");
+        run(Command::new("cp").arg("-a").arg(&template).arg(&data));
+        let port = crate::free_port();
+        let proc = spawn(&bin, dir.path(), port, 0);
+        let pg = Self {
+            port,
+            dir,
+            bin,
+            proc,
+            generation: 0,
+        };
+        pg.wait_ready();
+        pg
+    }
+
+    /// `postgres://postgres@127.0.0.1:{port}/postgres` (trust auth on loopback).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        loop {
+            let ok = Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "postgres did not become ready on port {} (log in {:?})",
+                self.port,
+                self.dir.path()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Fast shutdown (SIGINT): connections are closed, as in an orderly outage.
+    pub fn stop(&mut self) {
+        self.proc.signal("INT");
+        self.proc.reap();
+    }
+
+    /// SIGKILL the postmaster, as in a crash.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Starts again on the same port and data.
+    pub fn start_again(&mut self) {
+        self.proc.kill();
+        self.generation += 1;
+        self.proc = spawn(&self.bin, self.dir.path(), self.port, self.generation);
+        self.wait_ready();
+    }
+}
+
+fn spawn(bin: &Path, dir: &Path, port: u16, generation: u32) -> Proc {
+    let mut cmd = as_pg_user(&bin.join("postgres"));
+    cmd.arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string()])
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(format!(
+            "unix_socket_directories={}",
+            dir.join("data").display()
+        ))
+        .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+        .args(["-c", "full_page_writes=off", "-c", "max_connections=100"]);
+    Proc::spawn(
+        "postgres",
+        &mut cmd,
+        &dir.join(format!("postgres-{generation}.log")),
+    )
+}
+
+/// PostgreSQL's binaries: `$HOOKLINE_PG_BIN`, Debian's newest `/usr/lib/postgresql/*/bin`, or PATH.
+fn bin_dir() -> PathBuf {
+    if let Ok(p) = std::env::var("HOOKLINE_PG_BIN") {
+        return PathBuf::from(p);
+    }
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    debian.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    if let Some(d) = debian
+        .into_iter()
+        .rev()
+        .find(|d| d.join("initdb").is_file())
+    {
+        return d;
+    }
+    find_binary("initdb", "HOOKLINE_PG_BIN", &[])
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A cluster made by initdb once and copied by every test. Built in a scratch dir and renamed into
+/// place, so concurrent test processes never see a half-made template.
+fn template_dir(bin: &Path, run_as: Option<&str>) -> PathBuf {
+    let version = bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|v| v.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pg".into());
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time_in_this_process = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let root = std::env::temp_dir().join(format!("hookline-pg-template-{version}"));
+    let template = root.join("data");
+    if template.join("PG_VERSION").is_file() {
+        return template;
+    }
+    std::fs::create_dir_all(&root).unwrap();
+    chmod(&root, "755");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let scratch = root.join(format!("scratch-{}-{nanos}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    if let Some(user) = run_as {
+        run(Command::new("chown").arg(user).arg(&scratch));
+    }
+    chmod(&scratch, "700");
+    run(as_pg_user(&bin.join("initdb"))
+        .arg("-D")
+        .arg(&scratch)
+        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+        .args(["--locale=C", "--no-instructions"]));
+    if std::fs::rename(&scratch, &template).is_err() {
+        // Another process won the race; theirs is as good as ours.
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    template
+}
+
+fn as_pg_user(program: &Path) -> Command {
+    if running_as_root() {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid",
+            PG_USER,
+            "--regid",
+            PG_USER,
+            "--clear-groups",
+            "--",
+        ])
+        .arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+fn ensure_pg_user() -> String {
+    let exists = || {
+        Command::new("id")
+            .arg(PG_USER)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if !exists() {
+        // May race with another test process; only the outcome matters.
+        let _ = Command::new("useradd")
+            .args(["--system", "--user-group", "--no-create-home"])
+            .args(["--shell", "/usr/sbin/nologin", PG_USER])
+            .output();
+        assert!(exists(), "could not create the unprivileged user {PG_USER}");
+    }
+    PG_USER.to_owned()
+}
+
+fn chmod(path: &Path, mode: &str) {
+    run(Command::new("chmod").arg(mode).arg(path));
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

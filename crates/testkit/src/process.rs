@@ -1,0 +1,71 @@
+//! Child processes that die with the test: spawned with `kill_on_drop`-like cleanup, and killed
+//! for real (SIGKILL) or stopped politely (SIGTERM/SIGINT) by fault tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub(crate) struct Proc {
+    pub child: Option<Child>,
+}
+
+impl Proc {
+    pub fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> Self {
+        let out = std::fs::File::create(log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Self { child: Some(child) }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends a signal (`KILL`, `TERM`, `INT`) and reaps the process if it is KILL.
+    pub fn signal(&mut self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args([format!("-{sig}"), pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Waits for the process to exit (after a signal) and forgets it.
+    pub fn reap(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    pub fn kill(&mut self) {
+        self.signal("KILL");
+        self.reap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Finds an executable: `$ENV_VAR`, then `PATH`, then the given fallback directories.
+pub(crate) fn find_binary(name: &str, env_var: &str, fallbacks: &[PathBuf]) -> PathBuf {
+    if let Ok(p) = std::env::var(env_var) {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(fallbacks.iter().cloned())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found: set {env_var}, put it on PATH, or run scripts/test.sh, which installs it"
+            )
+        })
+}

@@ -1,0 +1,97 @@
+//! The worker's configuration: flags with environment fallbacks, defaults that work for the local
+//! run. The database URL may hold a password, so its env value is never shown in `--help`.
+
+use std::time::Duration;
+
+use clap::Parser;
+use hookline_jetstream::ConsumerArgs;
+
+use crate::consume::BatchSettings;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "hookline-worker",
+    version,
+    about = "Consumes webhook events from JetStream and stores delivery state in PostgreSQL."
+)]
+pub struct WorkerConfig {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// PostgreSQL connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/hookline"
+    )]
+    pub database_url: String,
+
+    /// The stream ingest publishes to.
+    #[arg(long, env = "HOOKLINE_STREAM", default_value = "WEBHOOKS")]
+    pub stream: String,
+
+    /// The dead-letter stream (created if missing).
+    #[arg(long, env = "HOOKLINE_DLQ_STREAM", default_value = "WEBHOOKS_DLQ")]
+    pub dlq_stream: String,
+
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+
+    /// Most events per database transaction.
+    #[arg(long, env = "WEBHOOK_BATCH_SIZE", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub batch_size: u16,
+
+    /// Longest wait for a batch to fill after its first event, in milliseconds.
+    #[arg(long, env = "WEBHOOK_FLUSH_INTERVAL", default_value_t = 1000)]
+    pub flush_interval_ms: u64,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "HOOKLINE_DB_POOL_SIZE", default_value_t = 4)]
+    pub db_pool_size: u32,
+
+    /// Longest wait for a pooled connection, in milliseconds.
+    #[arg(long, env = "HOOKLINE_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub db_acquire_timeout_ms: u64,
+
+    /// Server-side statement timeout, in milliseconds.
+    #[arg(
+        long,
+        env = "HOOKLINE_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub db_statement_timeout_ms: u64,
+
+    /// First retry delay after a transient database failure, in milliseconds (doubles each time).
+    #[arg(long, env = "HOOKLINE_RETRY_BASE_MS", default_value_t = 200)]
+    pub retry_base_ms: u64,
+
+    /// Longest retry delay, in milliseconds.
+    #[arg(long, env = "HOOKLINE_RETRY_MAX_MS", default_value_t = 30_000)]
+    pub retry_max_ms: u64,
+
+    /// Log format: `json` (production) or `text` (readable, for the local run).
+    #[arg(long, env = "HOOKLINE_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+}
+
+impl WorkerConfig {
+    pub fn batch_settings(&self) -> BatchSettings {
+        BatchSettings {
+            batch_size: self.batch_size.into(),
+            flush_interval: Duration::from_millis(self.flush_interval_ms),
+            retry_base: Duration::from_millis(self.retry_base_ms),
+            retry_max: Duration::from_millis(self.retry_max_ms),
+        }
+    }
+
+    /// Defaults with the given endpoints: what tests and the CLI start from.
+    pub fn for_urls(nats_url: &str, database_url: &str) -> Self {
+        let mut c = Self::parse_from(["hookline-worker"]);
+        c.nats_url = nats_url.to_owned();
+        c.database_url = database_url.to_owned();
+        c
+    }
+}

@@ -1,0 +1,196 @@
+//! The bulk writer: one transaction per batch, two statements whatever the batch size. Events are
+//! appended to `delivery_events` (duplicates absorbed by the unique key), then the touched
+//! recipients are recomputed by `refresh_recipients` (migrations/), whose triggers keep the batch
+//! counters. Idempotency and ordering live in the schema, so redelivery is always safe here.
+
+use std::collections::HashSet;
+
+use hookline_core::DeliveryEvent;
+use sqlx::PgPool;
+use thiserror::Error;
+
+/// `$1..$10` are parallel arrays, one element per event.
+const INSERT_EVENTS: &str = r#"
+INSERT INTO delivery_events
+    (provider, event_id, provider_message_id, event_type, status, engagement,
+     occurred_at, error_code, error_description, payload)
+SELECT u.provider, u.event_id, u.message_id, u.event_type, u.status, u.engagement,
+       u.occurred_at, u.error_code, u.error_description, u.payload::json
+FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::timestamptz[], $8::text[], $9::text[], $10::text[])
+     AS u (provider, event_id, message_id, event_type, status, engagement,
+           occurred_at, error_code, error_description, payload)
+ON CONFLICT (provider, event_id) DO NOTHING
+RETURNING provider, provider_message_id
+"#;
+
+const REFRESH: &str = "SELECT refresh_recipients($1::text[], $2::text[])";
+
+/// Batches whose counters differ from a recount of their recipients: always empty (rule 4).
+/// Used by the tests and by `hookline check`.
+pub const COUNTER_MISMATCHES: &str = r#"
+SELECT b.id::text
+FROM batches b
+LEFT JOIN LATERAL (
+    SELECT count(*)                                          AS total,
+           count(*) FILTER (WHERE r.status = 'queued')      AS queued,
+           count(*) FILTER (WHERE r.status = 'sending')     AS sending,
+           count(*) FILTER (WHERE r.status = 'sent')        AS sent,
+           count(*) FILTER (WHERE r.status = 'delayed')     AS delayed,
+           count(*) FILTER (WHERE r.status = 'unconfirmed') AS unconfirmed,
+           count(*) FILTER (WHERE r.status = 'delivered')   AS delivered,
+           count(*) FILTER (WHERE r.status = 'failed')      AS failed,
+           count(*) FILTER (WHERE r.status = 'bounced')     AS bounced,
+           count(*) FILTER (WHERE r.status = 'complained')  AS complained
+    FROM recipients r WHERE r.batch_id = b.id
+) c ON true
+WHERE (b.total_count, b.queued_count, b.sending_count, b.sent_count, b.delayed_count,
+       b.unconfirmed_count, b.delivered_count, b.failed_count, b.bounced_count, b.complained_count)
+      IS DISTINCT FROM
+      (c.total, c.queued, c.sending, c.sent, c.delayed, c.unconfirmed, c.delivered, c.failed,
+       c.bounced, c.complained)
+ORDER BY 1
+"#;
+
+/// An event and the provider's body it came from (stored verbatim).
+pub struct EventRecord<'a> {
+    pub event: &'a DeliveryEvent,
+    pub payload: &'a str,
+}
+
+/// What one committed batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Events stored for the first time.
+    pub inserted: usize,
+    /// Events already stored (redeliveries, provider retries past the dedup window).
+    pub duplicates: usize,
+    /// Recipient rows whose state changed.
+    pub recipients_changed: i64,
+}
+
+#[derive(Debug, Error)]
+#[error("{source}")]
+pub struct WriteError {
+    /// Worth retrying the same write later (connection lost, timeout, serialization failure).
+    pub retryable: bool,
+    #[source]
+    pub source: sqlx::Error,
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(source: sqlx::Error) -> Self {
+        Self {
+            retryable: is_retryable(&source),
+            source,
+        }
+    }
+}
+
+/// Transient failures: the connection or server, not the data. Anything else (constraint or data
+/// errors) fails the same way every time.
+fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // 40: serialization/deadlock; 08: connection; 53: resources; 57: shutdown/cancel;
+            // 58: system error; XX: internal.
+            ["40", "08", "53", "57", "58", "XX"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
+/// PostgreSQL text cannot hold NUL; a JSON `\u0000` in a payload must not poison a batch.
+fn clean(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_owned()
+    }
+}
+
+#[derive(Clone)]
+pub struct BatchWriter {
+    pool: PgPool,
+}
+
+impl BatchWriter {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Stores `records` and updates state in one transaction.
+    pub async fn write(&self, records: &[EventRecord<'_>]) -> Result<WriteOutcome, WriteError> {
+        if records.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let n = records.len();
+        let mut cols: [Vec<Option<String>>; 9] = Default::default();
+        let mut occurred = Vec::with_capacity(n);
+        for r in records {
+            let e = r.event;
+            let values = [
+                Some(e.provider.to_owned()),
+                Some(clean(&e.event_id)),
+                Some(clean(&e.message_id)),
+                Some(clean(&e.event_type)),
+                e.status.map(|s| s.as_str().to_owned()),
+                e.engagement.map(|g| g.as_str().to_owned()),
+                e.error_code.as_deref().map(clean),
+                e.error_description.as_deref().map(clean),
+                Some(clean(r.payload)),
+            ];
+            for (col, v) in cols.iter_mut().zip(values) {
+                col.push(v);
+            }
+            occurred.push(e.occurred_at);
+        }
+        let [provider, event_id, message_id, event_type, status, engagement, code, desc, payload] =
+            cols;
+
+        let mut tx = self.pool.begin().await?;
+        let inserted: Vec<(String, String)> = sqlx::query_as(INSERT_EVENTS)
+            .bind(provider)
+            .bind(event_id)
+            .bind(message_id)
+            .bind(event_type)
+            .bind(status)
+            .bind(engagement)
+            .bind(occurred)
+            .bind(code)
+            .bind(desc)
+            .bind(payload)
+            .fetch_all(&mut *tx)
+            .await?;
+        let keys: HashSet<(String, String)> = inserted.iter().cloned().collect();
+        let (providers, messages): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+        let changed: i32 = if providers.is_empty() {
+            0
+        } else {
+            sqlx::query_scalar(REFRESH)
+                .bind(providers)
+                .bind(messages)
+                .fetch_one(&mut *tx)
+                .await?
+        };
+        tx.commit().await?;
+        Ok(WriteOutcome {
+            inserted: inserted.len(),
+            duplicates: n - inserted.len(),
+            recipients_changed: changed.into(),
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! Worker integration tests against real PostgreSQL (and nats-server for the end-to-end ones).
+
+mod db_rules;
+mod end_to_end;
+mod support;
