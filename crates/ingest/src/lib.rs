@@ -1,1 +1,72 @@
-//! placeholder
+//! hookline ingest: stateless. Verifies each provider webhook's signature and stores the raw event
+//! in JetStream, answering 2xx only once JetStream has acknowledged it. No database work happens
+//! in the request path; the workers do that.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod publish;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+pub use config::IngestConfig;
+
+/// Serves on `listener` until `shutdown` completes; in-flight requests finish (their publishes
+/// get their PubAcks) before it returns.
+pub async fn run(
+    config: IngestConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let providers = config.providers().map_err(anyhow::Error::msg)?;
+    if providers.names().is_empty() {
+        warn!("No provider is configured: set TELNYX_PUBLIC_KEY and/or RESEND_WEBHOOK_SECRET.");
+    }
+    let client = async_nats::ConnectOptions::new()
+        .name("hookline-ingest")
+        .retry_on_initial_connect()
+        .connect(&config.nats_url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
+    let publisher = publish::Publisher::new(
+        client.clone(),
+        config.publish_timeout(),
+        config.max_ack_inflight,
+    );
+    let mut waited = 0u32;
+    loop {
+        match hookline_jetstream::ensure_stream(publisher.context(), &config.stream).await {
+            Ok(info) => {
+                info!(stream = %info.config.name, messages = info.state.messages, "Stream ready.");
+                break;
+            }
+            Err(e) => {
+                waited += 1;
+                warn!(error = %e, attempt = waited, "Waiting for NATS JetStream.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    let state = Arc::new(routes::AppState {
+        providers,
+        publisher,
+        stream: config.stream.stream.clone(),
+        max_body_bytes: config.max_body_bytes,
+        retry_after_secs: config.retry_after_secs,
+    });
+    info!(addr = %listener.local_addr()?, providers = ?state.providers.names(), "Ingest listening.");
+    axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    // Every request has been answered; make sure nothing is left in the client's buffer.
+    let _ = client.flush().await;
+    info!("Ingest stopped.");
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! The HTTP surface: `POST /webhooks/{provider}`, `GET /healthz`, `GET /readyz`.
+//!
+//! A webhook's path through ingest, in order: known provider (404) → body within the limit (413)
+//! → signature and timestamp (401) → envelope (event id, type) → publish and await the PubAck
+//! (503 on failure) → 200. Nothing here touches a database.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hookline_core::{subject, Headers, Providers};
+use tracing::{debug, error, warn};
+
+use crate::error::IngestError;
+use crate::publish::Publisher;
+
+pub struct AppState {
+    pub providers: Providers,
+    pub publisher: Publisher,
+    pub stream: String,
+    pub max_body_bytes: usize,
+    pub retry_after_secs: u64,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    // One byte over the limit is enough to know it is too large.
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/webhooks/{provider}", post(receive))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// HTTP headers seen through core's [`Headers`] trait.
+struct HttpHeaders<'a>(&'a HeaderMap);
+
+impl Headers for HttpHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn receive(
+    State(state): State<Arc<AppState>>,
+    Path(provider_name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, IngestError> {
+    let started = Instant::now();
+    let provider = state
+        .providers
+        .get(&provider_name)
+        .ok_or(IngestError::UnknownProvider)?;
+    let provider_label = provider.name();
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => IngestError::TooLarge {
+            limit: state.max_body_bytes,
+        },
+        _ => IngestError::BadBody,
+    })?;
+
+    let http_headers = HttpHeaders(&headers);
+    if let Err(e) = provider.verify(&http_headers, &body, unix_now()) {
+        warn!(
+            provider = provider_label,
+            stage = "verify",
+            reason = e.reason(),
+            "Signature rejected."
+        );
+        return Err(e.into());
+    }
+
+    // A correctly signed body that is not the documented shape is still stored: the worker
+    // dead-letters it, where an operator can see it. It is never refused for its content.
+    let envelope = provider.envelope(&http_headers, &body);
+    let event_type = envelope
+        .event_type
+        .as_deref()
+        .unwrap_or(subject::UNPARSED_EVENT_TYPE);
+    let subject = subject::subject(provider_label, event_type);
+    let message_id = subject::message_id(provider_label, envelope.event_id.as_deref(), &body);
+
+    let mut forward = async_nats::HeaderMap::new();
+    for name in provider.forwarded_headers() {
+        if let Some(v) = http_headers.get(name) {
+            forward.insert(*name, v);
+        }
+    }
+    let received_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    forward.insert("Hookline-Received-At-Ms", received_ms.to_string().as_str());
+
+    match state
+        .publisher
+        .publish(subject, &message_id, forward, body)
+        .await
+    {
+        Ok(stored) => {
+            debug!(provider = provider_label, stage = "publish", event_id = %message_id, duplicate = stored.duplicate, duration_ms = started.elapsed().as_millis() as u64, "Event stored.");
+            Ok(Json(serde_json::json!({
+                "status": "accepted",
+                "duplicate": stored.duplicate,
+            })))
+        }
+        Err(failure) => {
+            error!(provider = provider_label, stage = "publish", failed_at_stage = "publish", reason = failure.reason(), event_id = %message_id, "Event not stored; answering 503.");
+            Err(IngestError::Unavailable {
+                reason: failure.reason(),
+                retry_after_secs: state.retry_after_secs,
+            })
+        }
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "alive" }))
+}
+
+/// Ready when NATS is connected and the stream answers.
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let connected = state.publisher.is_connected();
+    let stream_ok = connected
+        && tokio::time::timeout(
+            Duration::from_secs(2),
+            state.publisher.context().get_stream(&state.stream),
+        )
+        .await
+        .map(|r| r.is_ok())
+        .unwrap_or(false);
+    let code = if stream_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(serde_json::json!({
+            "ready": stream_ok,
+            "nats_connected": connected,
+            "stream": state.stream,
+            "stream_reachable": stream_ok,
+            "providers": state.providers.names(),
+        })),
+    )
+}

@@ -1,0 +1,131 @@
+//! Starts nats-server and an in-process ingest on port 0; posts signed requests.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use hookline_ingest::IngestConfig;
+use hookline_testkit::signing::{self, RESEND_OLD_SECRET, RESEND_SECRET};
+use hookline_testkit::NatsServer;
+use tokio::sync::oneshot;
+
+pub struct Ingest {
+    pub nats: NatsServer,
+    pub base: String,
+    pub js: jetstream::Context,
+    pub http: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+}
+
+pub fn config(nats: &NatsServer) -> IngestConfig {
+    let mut c = IngestConfig::for_nats(&nats.url());
+    c.telnyx_public_key = Some(signing::telnyx_public_key_b64());
+    c.resend_webhook_secret = vec![RESEND_SECRET.into(), RESEND_OLD_SECRET.into()];
+    c.max_body_bytes = 64 * 1024;
+    c.publish_timeout_ms = 1_000;
+    c.retry_after_secs = 7;
+    c
+}
+
+impl Ingest {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut IngestConfig)) -> Self {
+        let nats = NatsServer::start();
+        let mut cfg = config(&nats);
+        tweak(&mut cfg);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(hookline_ingest::run(cfg, listener, async {
+            let _ = stopped.await;
+        }));
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = jetstream::new(client);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let ingest = Self {
+            nats,
+            base,
+            js,
+            http,
+            _stop: stop,
+        };
+        let ready = format!("{}/readyz", ingest.base);
+        let http = ingest.http.clone();
+        hookline_testkit::wait_until("ingest ready", Duration::from_secs(20), || {
+            let (http, ready) = (http.clone(), ready.clone());
+            async move { matches!(http.get(&ready).send().await, Ok(r) if r.status() == 200) }
+        })
+        .await;
+        ingest
+    }
+
+    pub async fn post(
+        &self,
+        provider: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}/webhooks/{provider}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send().await.expect("ingest answers")
+    }
+
+    /// A correctly signed Telnyx delivery webhook.
+    pub async fn post_telnyx(
+        &self,
+        event_id: &str,
+        message_id: &str,
+        status: &str,
+    ) -> reqwest::Response {
+        let body = signing::telnyx_body(
+            event_id,
+            message_id,
+            status,
+            "2026-11-23T10:00:00.000+00:00",
+        );
+        self.post(
+            "telnyx",
+            &signing::telnyx_headers(&body, signing::now()),
+            &body,
+        )
+        .await
+    }
+
+    /// A correctly signed Resend webhook.
+    pub async fn post_resend(
+        &self,
+        event_id: &str,
+        email_id: &str,
+        kind: &str,
+    ) -> reqwest::Response {
+        let body = signing::resend_body(kind, email_id, "2026-11-23T10:00:00.000Z");
+        self.post(
+            "resend",
+            &signing::resend_headers(RESEND_SECRET, event_id, &body, signing::now()),
+            &body,
+        )
+        .await
+    }
+
+    pub async fn stored_messages(&self) -> u64 {
+        let mut s = self.js.get_stream("WEBHOOKS").await.unwrap();
+        s.info().await.unwrap().state.messages
+    }
+
+    /// The stored message at `seq`.
+    pub async fn stored(&self, seq: u64) -> async_nats::jetstream::message::StreamMessage {
+        let s = self.js.get_stream("WEBHOOKS").await.unwrap();
+        s.get_raw_message(seq).await.unwrap()
+    }
+}

@@ -1,0 +1,128 @@
+//! What ingest stores, and when it may say so.
+
+use std::time::Duration;
+
+use hookline_testkit::signing::{self, RESEND_OLD_SECRET};
+use hookline_testkit::wait_until;
+
+use crate::harness::Ingest;
+
+#[tokio::test]
+async fn signed_webhooks_are_stored_with_their_subject_and_dedup_id() {
+    let ingest = Ingest::start().await;
+    let r = ingest.post_telnyx("ev-1", "msg-1", "delivered").await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "accepted");
+    assert_eq!(body["duplicate"], false);
+    assert_eq!(
+        ingest
+            .post_resend("msg_abc", "em-1", "email.delivered")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(ingest.stored_messages().await, 2);
+
+    let first = ingest.stored(1).await;
+    assert_eq!(first.subject.as_str(), "webhook.telnyx.message.finalized");
+    let h = first.headers;
+    assert_eq!(h.get("Nats-Msg-Id").unwrap().as_str(), "telnyx:ev-1");
+    assert!(
+        h.get("telnyx-signature-ed25519").is_some(),
+        "signature kept for audit"
+    );
+    assert!(h.get("Hookline-Received-At-Ms").is_some());
+    let second = ingest.stored(2).await;
+    assert_eq!(second.subject.as_str(), "webhook.resend.email.delivered");
+    assert_eq!(
+        second.headers.get("Nats-Msg-Id").unwrap().as_str(),
+        "resend:msg_abc"
+    );
+    // The body is stored byte for byte.
+    let sent = signing::resend_body("email.delivered", "em-1", "2026-11-23T10:00:00.000Z");
+    assert_eq!(second.payload.as_ref(), sent.as_bytes());
+}
+
+#[tokio::test]
+async fn a_provider_retry_inside_the_window_is_200_and_stored_once() {
+    let ingest = Ingest::start().await;
+    for attempt in 0..3 {
+        let r = ingest.post_resend("msg_dup", "em-dup", "email.sent").await;
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["duplicate"], attempt > 0, "attempt {attempt}");
+    }
+    assert_eq!(ingest.stored_messages().await, 1);
+}
+
+#[tokio::test]
+async fn a_secret_being_rotated_out_is_still_accepted() {
+    let ingest = Ingest::start().await;
+    let body = signing::resend_body("email.sent", "em-rot", "2026-11-23T10:00:00Z");
+    let h = signing::resend_headers(RESEND_OLD_SECRET, "msg_rot", &body, signing::now());
+    assert_eq!(ingest.post("resend", &h, &body).await.status(), 200);
+    assert_eq!(ingest.stored_messages().await, 1);
+}
+
+/// Correctly signed but not the documented shape: kept (the worker dead-letters it), never a 5xx.
+#[tokio::test]
+async fn a_signed_but_unparseable_event_is_stored_not_refused() {
+    let ingest = Ingest::start().await;
+    let body = "this is not json {";
+    let h = signing::resend_headers(signing::RESEND_SECRET, "msg_garbage", body, signing::now());
+    assert_eq!(ingest.post("resend", &h, body).await.status(), 200);
+    let h = signing::telnyx_headers(body, signing::now());
+    assert_eq!(ingest.post("telnyx", &h, body).await.status(), 200);
+    // A provider retry of the same unparseable Telnyx bytes is deduplicated by the body's hash.
+    assert_eq!(ingest.post("telnyx", &h, body).await.status(), 200);
+    assert_eq!(ingest.stored_messages().await, 2);
+    assert_eq!(
+        ingest.stored(1).await.subject.as_str(),
+        "webhook.resend.unparsed"
+    );
+    let telnyx = ingest.stored(2).await;
+    assert_eq!(telnyx.subject.as_str(), "webhook.telnyx.unparsed");
+    assert!(telnyx
+        .headers
+        .get("Nats-Msg-Id")
+        .unwrap()
+        .as_str()
+        .starts_with("telnyx:sha256:"));
+}
+
+/// Broker down: 503 with Retry-After and nothing claimed; back up: accepted again.
+#[tokio::test]
+async fn nats_down_answers_503_never_2xx() {
+    let mut ingest = Ingest::start().await;
+    assert_eq!(
+        ingest.post_telnyx("before", "m", "sent").await.status(),
+        200
+    );
+    ingest.nats.kill();
+    for i in 0..5 {
+        let r = ingest
+            .post_telnyx(&format!("during-{i}"), "m", "delivered")
+            .await;
+        assert_eq!(r.status(), 503, "while NATS is down");
+        assert_eq!(r.headers()["retry-after"], "7");
+    }
+    let ready = ingest
+        .http
+        .get(format!("{}/readyz", ingest.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+
+    ingest.nats.restart();
+    let ing = &ingest;
+    wait_until(
+        "ingest accepts again after NATS restarts",
+        Duration::from_secs(30),
+        || async move { ing.post_telnyx("after", "m", "delivered").await.status() == 200 },
+    )
+    .await;
+    // Only the events that got a 200 are in the stream: `before` and `after`.
+    assert_eq!(ingest.stored_messages().await, 2);
+}

@@ -1,0 +1,26 @@
+//! Process plumbing shared by hookline's binaries: log output and shutdown signals. Kept out of
+//! the libraries so tests can run servers without global side effects.
+#![forbid(unsafe_code)]
+
+/// Structured logs to stdout: `json` (one object per line, for production) or `text` (for people).
+/// `RUST_LOG` filters, default `info`.
+pub fn init_tracing(format: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "text" {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+/// Completes on SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
