@@ -3,11 +3,13 @@
 //! real servers, and fault tests really kill them.
 #![forbid(unsafe_code)]
 
+pub mod http;
 mod nats;
 mod postgres;
 mod process;
 pub mod signing;
 
+pub use http::WebhookClient;
 pub use nats::NatsServer;
 pub use postgres::Postgres;
 

@@ -7,6 +7,8 @@
 //! attempts; a permanent error is narrowed down by bisecting the batch, so only the poison event
 //! is dead-lettered and its batch-mates commit.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
@@ -35,6 +37,23 @@ pub struct Consumer {
     pub writer: BatchWriter,
     pub providers: Providers,
     pub settings: BatchSettings,
+    pub stats: Arc<WorkerStats>,
+}
+
+/// Running totals of what this worker did (exported as metrics).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub batches: AtomicU64,
+    pub events_acked: AtomicU64,
+    pub events_stored: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub skipped: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub db_retries: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, Ordering::Relaxed);
 }
 
 /// The shutdown signal was seen while the database was still failing.
@@ -100,6 +119,7 @@ impl Consumer {
             ) {
                 Ok(Decoded::Event { event, payload }) => records.push((i, event, payload)),
                 Ok(Decoded::Skip) => {
+                    bump(&self.stats.skipped, 1);
                     debug!(stage = "decode", subject = %msg.subject, "Event carries no delivery status; skipped.");
                 }
                 Err(e) => {
@@ -131,11 +151,13 @@ impl Consumer {
                     settled[i] = true;
                 }
                 for (msg, _) in batch.iter().zip(&settled).filter(|(_, s)| !**s) {
-                    if let Err(e) = msg.ack().await {
+                    match msg.ack().await {
+                        Ok(()) => bump(&self.stats.events_acked, 1),
                         // The commit stands; a redelivery will be absorbed as a duplicate.
-                        warn!(stage = "ack", error = %e, "Ack failed after commit.");
+                        Err(e) => warn!(stage = "ack", error = %e, "Ack failed after commit."),
                     }
                 }
+                bump(&self.stats.batches, 1);
                 debug!(
                     stage = "ack",
                     batch_size = batch.len(),
@@ -201,6 +223,8 @@ impl Consumer {
             let started = Instant::now();
             match self.writer.write(recs).await {
                 Ok(outcome) => {
+                    bump(&self.stats.events_stored, outcome.inserted);
+                    bump(&self.stats.duplicates, outcome.duplicates);
                     debug!(
                         stage = "db_write",
                         events = recs.len(),
@@ -214,6 +238,7 @@ impl Consumer {
                 }
                 Err(e) if e.retryable => {
                     attempt += 1;
+                    bump(&self.stats.db_retries, 1);
                     let delay = backoff(&self.settings, attempt);
                     warn!(stage = "db_write", attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "Database write failed; will retry.");
                     let mut shutdown = shutdown.clone();
@@ -237,6 +262,7 @@ impl Consumer {
     async fn dead_letter(&self, msg: &jetstream::Message, failure: &Failure<'_>) {
         match dead_letter::publish(&self.js, msg, failure).await {
             Ok(()) => {
+                bump(&self.stats.dead_lettered, 1);
                 warn!(stage = failure.stage, reason = failure.reason, subject = %msg.subject, "Event dead-lettered.");
                 if let Err(e) = msg.ack_with(AckKind::Term).await {
                     warn!(error = %e, "Terminating a dead-lettered event failed; it may be dead-lettered twice.");

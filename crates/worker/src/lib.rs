@@ -11,6 +11,7 @@ pub mod writer;
 
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -42,44 +43,80 @@ pub async fn connect_db(config: &WorkerConfig) -> anyhow::Result<PgPool> {
         .connect_lazy_with(options))
 }
 
-/// Runs a worker until `shutdown` completes; then the batch in hand is committed and acked.
+/// A connected worker, ready to consume.
+pub struct Worker {
+    consumer: consume::Consumer,
+    pool: PgPool,
+}
+
+impl Worker {
+    /// Connects to NATS (retrying in the background while it is down), makes sure the
+    /// dead-letter stream and the shared consumer exist, and prepares the database pool.
+    pub async fn connect(config: &WorkerConfig) -> anyhow::Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .name("hookline-worker")
+            .retry_on_initial_connect()
+            .connect(&config.nats_url)
+            .await
+            .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
+        let js = async_nats::jetstream::new(client);
+        let consumer = loop {
+            let ready = async {
+                js.get_or_create_stream(dead_letter::stream_config(&config.dlq_stream, 1))
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("dead-letter stream {}: {e}", config.dlq_stream)
+                    })?;
+                hookline_jetstream::ensure_consumer(&js, &config.stream, &config.consumer)
+                    .await
+                    .map_err(anyhow::Error::from)
+            };
+            match ready.await {
+                Ok(c) => break c,
+                Err(e) => {
+                    info!(error = %e, "Waiting for NATS and the stream.");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        let pool = connect_db(config).await?;
+        Ok(Self {
+            consumer: consume::Consumer {
+                js,
+                consumer,
+                writer: BatchWriter::new(pool.clone()),
+                providers: Providers::decoders(),
+                settings: config.batch_settings(),
+                stats: Default::default(),
+            },
+            pool,
+        })
+    }
+
+    pub fn stats(&self) -> Arc<consume::WorkerStats> {
+        self.consumer.stats.clone()
+    }
+
+    /// Consumes until `shutdown` completes; the batch in hand is then committed and acked.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        let result = self.consumer.run(rx).await;
+        self.pool.close().await;
+        result
+    }
+}
+
+/// Connects and runs a worker until `shutdown` completes.
 pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let client = async_nats::ConnectOptions::new()
-        .name("hookline-worker")
-        .retry_on_initial_connect()
-        .connect(&config.nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
-    let js = async_nats::jetstream::new(client);
-    js.get_or_create_stream(dead_letter::stream_config(&config.dlq_stream, 1))
-        .await
-        .with_context(|| format!("cannot create the dead-letter stream {}", config.dlq_stream))?;
-    let consumer = loop {
-        match hookline_jetstream::ensure_consumer(&js, &config.stream, &config.consumer).await {
-            Ok(c) => break c,
-            Err(e) => {
-                info!(error = %e, stream = %config.stream, "Waiting for the stream to exist.");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
-    let pool = connect_db(&config).await?;
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = tx.send(true);
-    });
-    let worker = consume::Consumer {
-        js,
-        consumer,
-        writer: BatchWriter::new(pool.clone()),
-        providers: Providers::decoders(),
-        settings: config.batch_settings(),
-    };
-    let result = worker.run(rx).await;
-    pool.close().await;
-    result
+    Worker::connect(&config).await?.run(shutdown).await
 }

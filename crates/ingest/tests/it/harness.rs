@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use hookline_ingest::IngestConfig;
 use hookline_testkit::signing::{self, RESEND_OLD_SECRET, RESEND_SECRET};
-use hookline_testkit::NatsServer;
+use hookline_testkit::{NatsServer, WebhookClient};
 use tokio::sync::oneshot;
 
 pub struct Ingest {
@@ -13,6 +13,7 @@ pub struct Ingest {
     pub base: String,
     pub js: jetstream::Context,
     pub http: reqwest::Client,
+    pub client: WebhookClient,
     _stop: oneshot::Sender<()>,
 }
 
@@ -41,24 +42,19 @@ impl Ingest {
         tokio::spawn(hookline_ingest::run(cfg, listener, async {
             let _ = stopped.await;
         }));
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        let js = jetstream::new(client);
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
+        let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+        let client = WebhookClient::new(&base);
         let ingest = Self {
             nats,
             base,
             js,
-            http,
+            http: client.http.clone(),
+            client,
             _stop: stop,
         };
-        let ready = format!("{}/readyz", ingest.base);
-        let http = ingest.http.clone();
-        hookline_testkit::wait_until("ingest ready", Duration::from_secs(20), || {
-            let (http, ready) = (http.clone(), ready.clone());
-            async move { matches!(http.get(&ready).send().await, Ok(r) if r.status() == 200) }
+        let c = &ingest.client;
+        hookline_testkit::wait_until("ingest ready", Duration::from_secs(20), || async move {
+            c.get_status("/readyz").await == 200
         })
         .await;
         ingest
@@ -70,52 +66,25 @@ impl Ingest {
         headers: &[(String, String)],
         body: &str,
     ) -> reqwest::Response {
-        let mut req = self
-            .http
-            .post(format!("{}/webhooks/{provider}", self.base))
-            .header("content-type", "application/json")
-            .body(body.to_owned());
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        req.send().await.expect("ingest answers")
+        self.client.post(provider, headers, body).await
     }
 
-    /// A correctly signed Telnyx delivery webhook.
     pub async fn post_telnyx(
         &self,
         event_id: &str,
         message_id: &str,
         status: &str,
     ) -> reqwest::Response {
-        let body = signing::telnyx_body(
-            event_id,
-            message_id,
-            status,
-            "2026-11-23T10:00:00.000+00:00",
-        );
-        self.post(
-            "telnyx",
-            &signing::telnyx_headers(&body, signing::now()),
-            &body,
-        )
-        .await
+        self.client.post_telnyx(event_id, message_id, status).await
     }
 
-    /// A correctly signed Resend webhook.
     pub async fn post_resend(
         &self,
         event_id: &str,
         email_id: &str,
         kind: &str,
     ) -> reqwest::Response {
-        let body = signing::resend_body(kind, email_id, "2026-11-23T10:00:00.000Z");
-        self.post(
-            "resend",
-            &signing::resend_headers(RESEND_SECRET, event_id, &body, signing::now()),
-            &body,
-        )
-        .await
+        self.client.post_resend(event_id, email_id, kind).await
     }
 
     pub async fn stored_messages(&self) -> u64 {

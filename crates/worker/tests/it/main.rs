@@ -2,4 +2,5 @@
 
 mod db_rules;
 mod end_to_end;
+mod stack;
 mod support;
