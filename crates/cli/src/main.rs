@@ -1,1 +1,56 @@
-fn main() {}
+//! `hookline`: the operator's tool. Applies migrations, sets up streams, signs and sends test
+//! webhooks, checks counters, and drives the local demo. One file per command.
+#![forbid(unsafe_code)]
+
+mod check;
+mod demo;
+mod setup;
+mod sign;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hookline",
+    version,
+    about = "Operate hookline: migrations, streams, test webhooks, checks."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply database migrations (idempotent).
+    Migrate(setup::MigrateArgs),
+    /// Create or update the WEBHOOKS and WEBHOOKS_DLQ streams.
+    Streams(setup::StreamsArgs),
+    /// Print the headers that sign a webhook body, as the provider would send them.
+    Sign(sign::SignArgs),
+    /// Sign a webhook body and POST it to ingest.
+    Send(sign::SendArgs),
+    /// Generate test signing keys (a Telnyx key pair and a Resend secret) as env lines.
+    Keygen,
+    /// Verify that every batch's counters equal a recount of its recipients.
+    Check(check::CheckArgs),
+    /// Register a sample batch, send signed webhooks for both providers, show the resulting rows.
+    Demo(demo::DemoArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Migrate(a) => setup::migrate(a).await,
+        Command::Streams(a) => setup::streams(a).await,
+        Command::Sign(a) => sign::sign(a),
+        Command::Send(a) => sign::send(a).await,
+        Command::Keygen => {
+            sign::keygen();
+            Ok(())
+        }
+        Command::Check(a) => check::check(a).await,
+        Command::Demo(a) => demo::demo(a).await,
+    }
+}

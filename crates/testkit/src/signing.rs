@@ -48,47 +48,4 @@ pub fn resend_headers(secret: &str, event_id: &str, body: &str, ts: i64) -> Vec<
     ]
 }
 
-/// A Telnyx `message.finalized` (or `message.sent`) body.
-pub fn telnyx_body(event_id: &str, message_id: &str, status: &str, occurred_at: &str) -> String {
-    let event_type = if status == "sent" || status == "sending" || status == "queued" {
-        "message.sent"
-    } else {
-        "message.finalized"
-    };
-    serde_json::json!({
-        "data": {
-            "event_type": event_type,
-            "id": event_id,
-            "occurred_at": occurred_at,
-            "payload": {
-                "direction": "outbound",
-                "errors": if status.ends_with("failed") {
-                    serde_json::json!([{"code": "40008", "title": "Undeliverable", "detail": "Carrier rejected the message."}])
-                } else {
-                    serde_json::json!([])
-                },
-                "id": message_id,
-                "to": [{"phone_number": "+13125550123", "status": status, "carrier": "T-MOBILE USA, INC."}],
-                "type": "SMS"
-            },
-            "record_type": "event"
-        },
-        "meta": {"attempt": 1, "delivered_to": "http://127.0.0.1/webhooks/telnyx"}
-    })
-    .to_string()
-}
-
-/// A Resend body of type `kind` (e.g. `email.delivered`) about `email_id`.
-pub fn resend_body(kind: &str, email_id: &str, created_at: &str) -> String {
-    let mut data = serde_json::json!({
-        "created_at": created_at,
-        "email_id": email_id,
-        "from": "Acme <onboarding@resend.dev>",
-        "to": ["someone@example.com"],
-        "subject": "Hello"
-    });
-    if kind == "email.bounced" {
-        data["bounce"] = serde_json::json!({"message": "Mailbox does not exist", "subType": "General", "type": "Permanent"});
-    }
-    serde_json::json!({"type": kind, "created_at": created_at, "data": data}).to_string()
-}
+pub use hookline_core::providers::samples::{resend_body, telnyx_body};

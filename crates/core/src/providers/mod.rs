@@ -3,6 +3,7 @@
 //! worker. Adding a provider is one file here and one folder of signed fixtures in `testdata/`.
 
 mod resend;
+pub mod samples;
 mod telnyx;
 
 pub use resend::Resend;

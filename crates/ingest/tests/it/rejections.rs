@@ -5,6 +5,9 @@ use serde_json::Value;
 
 use crate::harness::Ingest;
 
+/// (what the case is, request headers, body)
+type Case = (&'static str, Vec<(String, String)>, String);
+
 async fn status_and_error(r: reqwest::Response) -> (u16, String) {
     let status = r.status().as_u16();
     let body: Value = r.json().await.unwrap();
@@ -20,7 +23,7 @@ async fn bad_stale_and_missing_signatures_are_401_and_not_stored() {
     let now = signing::now();
     let body = signing::resend_body("email.delivered", "em-1", "2026-11-23T10:00:00Z");
     let other = "whsec_c29tZWJvZHktZWxzZSdzLXNpZ25pbmctc2VjcmV0ISE=";
-    let cases: Vec<(&str, Vec<(String, String)>, String)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "resend unknown secret",
             signing::resend_headers(other, "m1", &body, now),
@@ -49,7 +52,7 @@ async fn bad_stale_and_missing_signatures_are_401_and_not_stored() {
         assert!(error.starts_with("signature rejected"), "{name}: {error}");
     }
     let tbody = signing::telnyx_body("ev", "msg", "delivered", "2026-11-23T10:00:00Z");
-    let tcases: Vec<(&str, Vec<(String, String)>, String)> = vec![
+    let tcases: Vec<Case> = vec![
         (
             "telnyx tampered",
             signing::telnyx_headers(&tbody, now),

@@ -95,20 +95,8 @@ pub async fn add_recipient(pool: &PgPool, batch: &str, provider: &str, message_i
 
 /// Every state column of a recipient, as text, for comparing rows.
 pub async fn state(pool: &PgPool, provider: &str, message_id: &str) -> Vec<Option<String>> {
-    let row: (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    ) = sqlx::query_as(
+    use sqlx::Row as _;
+    let row = sqlx::query(
         "SELECT status, status_event_id, status_at::text, last_error_code, last_error_description,
                 sent_at::text, delivered_at::text, failed_at::text, complained_at::text,
                 opened_at::text, clicked_at::text, last_event_at::text
@@ -119,9 +107,9 @@ pub async fn state(pool: &PgPool, provider: &str, message_id: &str) -> Vec<Optio
     .fetch_one(pool)
     .await
     .unwrap();
-    vec![
-        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11,
-    ]
+    (0..row.len())
+        .map(|i| row.get::<Option<String>, _>(i))
+        .collect()
 }
 
 pub async fn status(pool: &PgPool, provider: &str, message_id: &str) -> String {

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Runs the whole of hookline locally, no Docker: installs nats-server and PostgreSQL if missing,
+# starts nats-server (JetStream) and a throwaway PostgreSQL under .hookline/, applies migrations,
+# creates the streams, starts ingest and two workers, sends signed sample webhooks for Telnyx and
+# Resend, and prints the resulting rows. Then it keeps running until Ctrl-C, which stops
+# everything it started.
+#
+#   scripts/up.sh            run, demo, keep running
+#   scripts/up.sh --smoke    run, demo, stop (what the test suite checks)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+MODE=run
+case "${1:-}" in
+    "") ;;
+    --smoke) MODE=smoke ;;
+    *) die "usage: scripts/up.sh [--smoke]" ;;
+esac
+
+STATE="${HOOKLINE_STATE_DIR:-$ROOT/.hookline}"
+RUN="$STATE/run"
+LOGS="$RUN/logs"
+PIDS=()
+
+cleanup() {
+    trap - EXIT INT TERM
+    say "Stopping"
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ensure_nats_server
+ensure_postgres
+ensure_pg_user
+PGBIN="$(pg_bin_dir)"
+
+say "Building hookline"
+(cd "$ROOT" && cargo build --quiet -p hookline-ingest -p hookline-worker -p hookline-cli)
+BIN="$ROOT/target/debug"
+
+mkdir -p "$STATE"
+if [ ! -f "$STATE/dev.env" ]; then
+    "$BIN/hookline" keygen > "$STATE/dev.env"
+fi
+set -a; source "$STATE/dev.env"; set +a
+
+rm -rf "$RUN"; mkdir -p "$LOGS" "$RUN/pg"
+chmod 755 "$STATE" "$RUN"
+NATS_PORT="$(free_port "${HOOKLINE_NATS_PORT:-4222}")"
+PG_PORT="$(free_port "${HOOKLINE_PG_PORT:-5432}")"
+HTTP_PORT="$(free_port "${HOOKLINE_HTTP_PORT:-8080}")"
+
+say "Starting nats-server with JetStream on 127.0.0.1:$NATS_PORT"
+"$VENV/bin/nats-server" -js -sd "$RUN/nats" -a 127.0.0.1 -p "$NATS_PORT" > "$LOGS/nats.log" 2>&1 &
+PIDS+=($!)
+
+say "Starting PostgreSQL ($PGBIN) on 127.0.0.1:$PG_PORT"
+[ "$(id -u)" = 0 ] && chown "$PG_USER" "$RUN/pg"
+chmod 700 "$RUN/pg"
+"${AS_PG[@]}" "$PGBIN/initdb" -D "$RUN/pg" -U postgres --auth=trust -E UTF8 --locale=C --no-sync --no-instructions > "$LOGS/initdb.log" 2>&1 \
+    || { cat "$LOGS/initdb.log"; die "initdb failed"; }
+"${AS_PG[@]}" "$PGBIN/postgres" -D "$RUN/pg" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories="$RUN/pg" > "$LOGS/postgres.log" 2>&1 &
+PIDS+=($!)
+wait_for "PostgreSQL" 30 "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"
+"$PGBIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres hookline
+
+export NATS_URL="nats://127.0.0.1:$NATS_PORT"
+export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/hookline"
+export HOOKLINE_INGEST_URL="http://127.0.0.1:$HTTP_PORT"
+export HOOKLINE_LOG_FORMAT=text
+
+say "Applying migrations and creating streams"
+"$BIN/hookline" migrate
+"$BIN/hookline" streams
+
+say "Starting ingest on $HOOKLINE_INGEST_URL and two workers"
+HOOKLINE_LISTEN="127.0.0.1:$HTTP_PORT" "$BIN/hookline-ingest" > "$LOGS/ingest.log" 2>&1 &
+PIDS+=($!)
+for n in 1 2; do
+    WEBHOOK_FLUSH_INTERVAL=200 "$BIN/hookline-worker" > "$LOGS/worker-$n.log" 2>&1 &
+    PIDS+=($!)
+done
+wait_for "ingest /readyz" 30 curl -sf "$HOOKLINE_INGEST_URL/readyz"
+
+say "Sending signed sample webhooks"
+"$BIN/hookline" demo
+
+if [ "$MODE" = smoke ]; then
+    "$BIN/hookline" check
+    exit 0
+fi
+
+cat <<INFO
+
+hookline is running. Ctrl-C stops everything.
+  ingest     $HOOKLINE_INGEST_URL/webhooks/{telnyx,resend}   (/healthz, /readyz)
+  NATS       $NATS_URL      PostgreSQL  $DATABASE_URL
+  logs       $LOGS/
+  keys       $STATE/dev.env (test keys; ingest trusts them)
+Try, in another shell:
+  set -a; source $STATE/dev.env; set +a
+  echo '{"type":"email.delivered","created_at":"2026-11-23T10:00:00Z","data":{"email_id":"my-email"}}' \\
+    | $BIN/hookline send resend --url $HOOKLINE_INGEST_URL
+  psql $DATABASE_URL -c 'select provider, event_type, status from delivery_events'
+INFO
+wait -n "${PIDS[@]}" || true
+die "a hookline process exited; see $LOGS/"
