@@ -4,6 +4,7 @@
 
 mod check;
 mod demo;
+mod dlq;
 mod setup;
 mod sign;
 
@@ -34,6 +35,8 @@ enum Command {
     Keygen,
     /// Verify that every batch's counters equal a recount of its recipients.
     Check(check::CheckArgs),
+    /// Inspect, replay or purge dead letters (WEBHOOKS_DLQ).
+    Dlq(dlq::DlqArgs),
     /// Register a sample batch, send signed webhooks for both providers, show the resulting rows.
     Demo(demo::DemoArgs),
 }
@@ -52,5 +55,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Check(a) => check::check(a).await,
         Command::Demo(a) => demo::demo(a).await,
+        Command::Dlq(a) => dlq::dlq(a).await,
     }
 }

@@ -12,6 +12,7 @@ pub mod signing;
 pub use http::WebhookClient;
 pub use nats::NatsServer;
 pub use postgres::Postgres;
+pub use process::Service;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

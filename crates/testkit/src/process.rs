@@ -9,7 +9,7 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
-    pub fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> Self {
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Self {
         let out = std::fs::File::create(log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
         let child = cmd
@@ -56,7 +56,8 @@ impl Drop for Proc {
 /// Finds an executable: `$ENV_VAR`, then `PATH`, then the given fallback directories.
 pub(crate) fn find_binary(name: &str, env_var: &str, fallbacks: &[PathBuf]) -> PathBuf {
     if let Ok(p) = std::env::var(env_var) {
-        return PathBuf::from(p);
+        // Tests run in their crate's directory; a relative path means the workspace's.
+        return crate::workspace_root().join(p);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -68,4 +69,63 @@ pub(crate) fn find_binary(name: &str, env_var: &str, fallbacks: &[PathBuf]) -> P
                 "{name} not found: set {env_var}, put it on PATH, or run scripts/test.sh, which installs it"
             )
         })
+}
+
+/// A server process under test: spawned with its output in a log file, signalled or killed for
+/// real, and waited on with a deadline.
+pub struct Service {
+    proc: Proc,
+    pub log: PathBuf,
+}
+
+impl Service {
+    pub fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Self {
+        Self {
+            proc: Proc::spawn(name, cmd, &log),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
+    }
+
+    /// Sends `KILL`, `TERM` or `INT` without waiting.
+    pub fn signal(&mut self, sig: &str) {
+        self.proc.signal(sig);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.proc
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits up to `deadline` for the process to exit.
+    pub async fn wait_exit(
+        &mut self,
+        deadline: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(s) = self.try_exit() {
+                return Some(s);
+            }
+            if start.elapsed() > deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }

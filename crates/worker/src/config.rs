@@ -72,6 +72,24 @@ pub struct WorkerConfig {
     #[arg(long, env = "HOOKLINE_RETRY_MAX_MS", default_value_t = 30_000)]
     pub retry_max_ms: u64,
 
+    /// Consecutive transient database failures that open the circuit breaker.
+    #[arg(long, env = "HOOKLINE_BREAKER_THRESHOLD", default_value_t = 10)]
+    pub breaker_threshold: u32,
+
+    /// How long the breaker stays open before probing the database again, in milliseconds.
+    #[arg(long, env = "HOOKLINE_BREAKER_OPEN_MS", default_value_t = 60_000)]
+    pub breaker_open_ms: u64,
+
+    /// On SIGTERM/SIGINT: longest time to finish the batch in hand before handing it back, in
+    /// milliseconds.
+    #[arg(long, env = "HOOKLINE_SHUTDOWN_DEADLINE_MS", default_value_t = 20_000)]
+    pub shutdown_deadline_ms: u64,
+
+    /// Test hook: `before_commit:N` or `after_commit:N` aborts the process (as `kill -9` would)
+    /// at that point of its Nth database transaction. For fault tests only.
+    #[arg(long, env = "HOOKLINE_FAULT_CRASH", hide = true)]
+    pub fault_crash: Option<String>,
+
     /// Log format: `json` (production) or `text` (readable, for the local run).
     #[arg(long, env = "HOOKLINE_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
@@ -84,6 +102,8 @@ impl WorkerConfig {
             flush_interval: Duration::from_millis(self.flush_interval_ms),
             retry_base: Duration::from_millis(self.retry_base_ms),
             retry_max: Duration::from_millis(self.retry_max_ms),
+            breaker_threshold: self.breaker_threshold,
+            breaker_open_for: Duration::from_millis(self.breaker_open_ms),
         }
     }
 

@@ -1,27 +1,27 @@
-//! The fetch loop: pull events from the shared durable consumer, cut them into batches of up to
-//! `batch_size` or whatever arrived within `flush_interval` of the first, store each batch in one
-//! transaction, and only then acknowledge.
+//! The fetch loop: pull up to `batch_size` events from the shared durable consumer (one pull
+//! request, waiting at most `flush_interval`), decode them, store them (see `store.rs`), and only
+//! then acknowledge.
 //!
-//! Failure model: a transient database error is retried in place with exponential backoff and
-//! jitter while the events are kept alive with in-progress acks, so an outage burns no delivery
-//! attempts; a permanent error is narrowed down by bisecting the batch, so only the poison event
-//! is dead-lettered and its batch-mates commit.
+//! One pull request per batch, not a prefetching stream: while a batch is being retried during a
+//! database outage no other event is out on delivery, so no delivery attempt is burnt and nothing
+//! times out into the dead-letter stream because of the outage.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use futures::StreamExt;
 use hookline_core::Providers;
-use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
+use crate::breaker::Breaker;
 use crate::dead_letter::{self, Failure};
 use crate::decode::{decode, Decoded};
-use crate::writer::{BatchWriter, EventRecord, WriteError};
+use crate::store::Interrupted;
+use crate::writer::{BatchWriter, EventRecord};
 
 #[derive(Debug, Clone)]
 pub struct BatchSettings {
@@ -29,6 +29,15 @@ pub struct BatchSettings {
     pub flush_interval: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    pub breaker_threshold: u32,
+    pub breaker_open_for: Duration,
+}
+
+/// Whether the worker should keep fetching, or finish what it holds before `deadline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    Draining { deadline: Instant },
 }
 
 pub struct Consumer {
@@ -38,9 +47,10 @@ pub struct Consumer {
     pub providers: Providers,
     pub settings: BatchSettings,
     pub stats: Arc<WorkerStats>,
+    pub(crate) breaker: tokio::sync::Mutex<Breaker>,
 }
 
-/// Running totals of what this worker did (exported as metrics).
+/// Running totals of what this worker did (exported as metrics), and its breaker state.
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     pub batches: AtomicU64,
@@ -50,63 +60,72 @@ pub struct WorkerStats {
     pub skipped: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub db_retries: AtomicU64,
+    pub breaker_opened: AtomicU64,
+    /// 0 closed, 1 open.
+    pub breaker_state: AtomicU8,
+    /// Unix milliseconds of the last committed batch (0: none yet).
+    pub last_batch_unix_ms: AtomicU64,
 }
 
-fn bump(counter: &AtomicU64, n: usize) {
+pub(crate) fn bump(counter: &AtomicU64, n: usize) {
     counter.fetch_add(n as u64, Ordering::Relaxed);
 }
 
-/// The shutdown signal was seen while the database was still failing.
-struct Interrupted;
+pub(crate) fn bump_dead_lettered(stats: &WorkerStats) {
+    bump(&stats.dead_lettered, 1);
+}
 
 impl Consumer {
-    /// Runs until `shutdown` turns true, then finishes the batch in hand and returns.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut messages = self
-            .consumer
-            .stream()
-            .max_messages_per_batch(self.settings.batch_size * 2)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await?;
-        info!(batch_size = self.settings.batch_size, "Worker consuming.");
-        while !*shutdown.borrow() {
-            let first = tokio::select! {
-                _ = shutdown.changed() => break,
-                next = messages.next() => next,
-            };
-            let first = match first {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    warn!(stage = "fetch", error = %e, "Fetching from JetStream failed; retrying.");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    continue;
+    /// Fetches and stores batches until the phase turns to draining; the batch in hand is then
+    /// finished (or handed back at the deadline).
+    pub async fn run(&self, mut phase: watch::Receiver<Phase>) -> anyhow::Result<()> {
+        info!(
+            batch_size = self.settings.batch_size,
+            flush_interval_ms = self.settings.flush_interval.as_millis() as u64,
+            "Worker consuming."
+        );
+        let mut fetch_failures = 0u32;
+        while *phase.borrow() == Phase::Running {
+            // Not raced against shutdown: a cancelled pull request would strand what it delivered
+            // until ack_wait. It ends within `flush_interval`, and its batch is stored and acked.
+            match self.fetch().await {
+                Ok(batch) if batch.is_empty() => {}
+                Ok(batch) => {
+                    fetch_failures = 0;
+                    self.process(batch, &phase).await;
                 }
-                None => anyhow::bail!("the JetStream message stream ended"),
-            };
-            let mut batch = vec![first];
-            let deadline = Instant::now() + self.settings.flush_interval;
-            while batch.len() < self.settings.batch_size {
-                tokio::select! {
-                    _ = shutdown.changed() => break,
-                    next = tokio::time::timeout_at(deadline, messages.next()) => match next {
-                        Ok(Some(Ok(m))) => batch.push(m),
-                        Ok(Some(Err(e))) => {
-                            warn!(stage = "fetch", error = %e, "Fetching from JetStream failed.");
-                            break;
-                        }
-                        Ok(None) | Err(_) => break,
-                    },
+                Err(e) => {
+                    fetch_failures += 1;
+                    let delay = crate::store::backoff(&self.settings, fetch_failures);
+                    warn!(stage = "fetch", error = %e, retry_in_ms = delay.as_millis() as u64, "Fetching from JetStream failed.");
+                    tokio::select! {
+                        _ = phase.changed() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
                 }
             }
-            self.process(batch, &shutdown).await;
         }
         info!("Worker stopped consuming.");
         Ok(())
     }
 
-    async fn process(&self, batch: Vec<jetstream::Message>, shutdown: &watch::Receiver<bool>) {
+    /// One pull request: up to `batch_size` events, waiting at most `flush_interval`.
+    async fn fetch(&self) -> Result<Vec<jetstream::Message>, async_nats::Error> {
+        let mut messages = self
+            .consumer
+            .batch()
+            .max_messages(self.settings.batch_size)
+            .expires(self.settings.flush_interval.max(Duration::from_millis(10)))
+            .messages()
+            .await?;
+        let mut batch = Vec::with_capacity(self.settings.batch_size);
+        while let Some(m) = messages.next().await {
+            batch.push(m?);
+        }
+        Ok(batch)
+    }
+
+    async fn process(&self, batch: Vec<jetstream::Message>, phase: &watch::Receiver<Phase>) {
         let started = Instant::now();
         let mut records = Vec::with_capacity(batch.len());
         let mut settled = vec![false; batch.len()];
@@ -123,12 +142,7 @@ impl Consumer {
                     debug!(stage = "decode", subject = %msg.subject, "Event carries no delivery status; skipped.");
                 }
                 Err(e) => {
-                    let failure = Failure {
-                        reason: e.reason(),
-                        detail: e.to_string(),
-                        stage: "decode",
-                        first_failure: None,
-                    };
+                    let failure = Failure::new(e.reason(), e.to_string(), "decode");
                     self.dead_letter(msg, &failure).await;
                     settled[i] = true;
                 }
@@ -138,15 +152,10 @@ impl Consumer {
             .iter()
             .map(|(i, event, payload)| (*i, EventRecord { event, payload }))
             .collect();
-        match self.store(&recs, &batch, shutdown).await {
+        match self.store(&recs, &batch, phase).await {
             Ok(poison) => {
                 for (i, err) in poison {
-                    let failure = Failure {
-                        reason: "db_rejected",
-                        detail: err.to_string(),
-                        stage: "db_write",
-                        first_failure: None,
-                    };
+                    let failure = Failure::new("db_rejected", err.to_string(), "db_write");
                     self.dead_letter(&batch[i], &failure).await;
                     settled[i] = true;
                 }
@@ -158,6 +167,10 @@ impl Consumer {
                     }
                 }
                 bump(&self.stats.batches, 1);
+                let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+                self.stats
+                    .last_batch_unix_ms
+                    .store(now_ms, Ordering::Relaxed);
                 debug!(
                     stage = "ack",
                     batch_size = batch.len(),
@@ -166,146 +179,49 @@ impl Consumer {
                 );
             }
             Err(Interrupted) => {
-                // Shutting down while the database is unavailable: hand the events back now
-                // rather than after ack_wait.
+                // Shutting down with the database unavailable: hand the events back now rather
+                // than after ack_wait, so another worker can take them.
                 for (msg, _) in batch.iter().zip(&settled).filter(|(_, s)| !**s) {
                     let _ = msg.ack_with(AckKind::Nak(None)).await;
                 }
-                warn!(
-                    batch_size = batch.len(),
-                    "Shut down with the database unavailable; batch returned to the stream."
-                );
+                warn!(batch_size = batch.len(), "Shutdown deadline reached with the database unavailable; batch returned to the stream.");
             }
         }
     }
 
-    /// Stores `recs`, isolating permanent failures by bisection. Returns the indexes (into the
-    /// batch) of the events the database rejects on their own.
-    async fn store(
-        &self,
-        recs: &[(usize, EventRecord<'_>)],
-        batch: &[jetstream::Message],
-        shutdown: &watch::Receiver<bool>,
-    ) -> Result<Vec<(usize, WriteError)>, Interrupted> {
-        let only: Vec<EventRecord<'_>> = recs
-            .iter()
-            .map(|(_, r)| EventRecord {
-                event: r.event,
-                payload: r.payload,
-            })
-            .collect();
-        match self.write_retrying(&only, batch, shutdown).await? {
-            Ok(()) => Ok(Vec::new()),
-            Err(e) if recs.len() == 1 => {
-                error!(stage = "db_write", event_id = %recs[0].1.event.event_id, provider = recs[0].1.event.provider, error = %e, "Event rejected by the database.");
-                Ok(vec![(recs[0].0, e)])
-            }
-            Err(e) => {
-                warn!(stage = "db_write", batch_size = recs.len(), error = %e, "Batch rejected; isolating the failing events.");
-                let (a, b) = recs.split_at(recs.len() / 2);
-                let mut poison = Box::pin(self.store(a, batch, shutdown)).await?;
-                poison.extend(Box::pin(self.store(b, batch, shutdown)).await?);
-                Ok(poison)
-            }
-        }
+    fn consumer_stream(&self) -> String {
+        self.consumer.cached_info().stream_name.clone()
     }
 
-    /// One write, retried while the failure is transient. The outer `Err` means shutdown; the
-    /// inner `Err` is a permanent failure.
-    async fn write_retrying(
-        &self,
-        recs: &[EventRecord<'_>],
-        batch: &[jetstream::Message],
-        shutdown: &watch::Receiver<bool>,
-    ) -> Result<Result<(), WriteError>, Interrupted> {
-        let mut attempt: u32 = 0;
-        loop {
-            let started = Instant::now();
-            match self.writer.write(recs).await {
-                Ok(outcome) => {
-                    bump(&self.stats.events_stored, outcome.inserted);
-                    bump(&self.stats.duplicates, outcome.duplicates);
-                    debug!(
-                        stage = "db_write",
-                        events = recs.len(),
-                        inserted = outcome.inserted,
-                        duplicates = outcome.duplicates,
-                        recipients_changed = outcome.recipients_changed,
-                        duration_ms = started.elapsed().as_millis() as u64,
-                        "Batch committed."
-                    );
-                    return Ok(Ok(()));
-                }
-                Err(e) if e.retryable => {
-                    attempt += 1;
-                    bump(&self.stats.db_retries, 1);
-                    let delay = backoff(&self.settings, attempt);
-                    warn!(stage = "db_write", attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "Database write failed; will retry.");
-                    let mut shutdown = shutdown.clone();
-                    if *shutdown.borrow() {
-                        return Err(Interrupted);
-                    }
-                    // Keep the events ours while we wait (resets their ack_wait).
-                    for m in batch {
-                        let _ = m.ack_with(AckKind::Progress).await;
-                    }
-                    tokio::select! {
-                        _ = shutdown.changed() => return Err(Interrupted),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-                Err(e) => return Ok(Err(e)),
+    async fn dead_letter(&self, msg: &jetstream::Message, failure: &Failure) {
+        let result = match msg.info() {
+            Ok(info) => {
+                let letter = dead_letter::Letter {
+                    subject: msg.subject.as_str(),
+                    headers: msg.headers.as_ref(),
+                    payload: msg.payload.clone(),
+                    stream_sequence: info.stream_sequence,
+                    deliveries: info.delivered,
+                };
+                dead_letter::publish(&self.js, &self.consumer_stream(), &letter, failure).await
             }
-        }
-    }
-
-    async fn dead_letter(&self, msg: &jetstream::Message, failure: &Failure<'_>) {
-        match dead_letter::publish(&self.js, msg, failure).await {
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(()) => {
                 bump(&self.stats.dead_lettered, 1);
-                warn!(stage = failure.stage, reason = failure.reason, subject = %msg.subject, "Event dead-lettered.");
+                warn!(stage = failure.stage, failed_at_stage = failure.stage, reason = failure.reason, subject = %msg.subject, "Event dead-lettered.");
                 if let Err(e) = msg.ack_with(AckKind::Term).await {
-                    warn!(error = %e, "Terminating a dead-lettered event failed; it may be dead-lettered twice.");
+                    warn!(error = %e, "Terminating a dead-lettered event failed; its dead letter is deduplicated.");
                 }
             }
             Err(e) => {
                 // Never drop an event: leave it for redelivery.
-                error!(stage = "dead_letter", error = %e, "Could not dead-letter an event; it will be redelivered.");
+                warn!(stage = "dead_letter", error = %e, "Could not dead-letter an event; it will be redelivered.");
                 let _ = msg
                     .ack_with(AckKind::Nak(Some(self.settings.retry_max)))
                     .await;
             }
         }
-    }
-}
-
-/// `base * 2^(attempt-1)`, capped at `max`, with full jitter down to half.
-pub fn backoff(s: &BatchSettings, attempt: u32) -> Duration {
-    let exp = s
-        .retry_base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-    let capped = exp.min(s.retry_max);
-    let jitter = rand::rng().random_range(0.5..=1.0);
-    capped.mul_f64(jitter)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        let s = BatchSettings {
-            batch_size: 1,
-            flush_interval: Duration::ZERO,
-            retry_base: Duration::from_millis(100),
-            retry_max: Duration::from_secs(2),
-        };
-        let b1 = backoff(&s, 1);
-        assert!(b1 >= Duration::from_millis(50) && b1 <= Duration::from_millis(100));
-        let b3 = backoff(&s, 3);
-        assert!(b3 >= Duration::from_millis(200) && b3 <= Duration::from_millis(400));
-        let b30 = backoff(&s, 30);
-        assert!(b30 >= Duration::from_secs(1) && b30 <= Duration::from_secs(2));
     }
 }

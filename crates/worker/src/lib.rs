@@ -3,10 +3,13 @@
 //! crashed worker had not acknowledged.
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod config;
 pub mod consume;
 pub mod dead_letter;
 pub mod decode;
+pub mod dlq;
+mod store;
 pub mod writer;
 
 use std::future::Future;
@@ -46,20 +49,30 @@ pub async fn connect_db(config: &WorkerConfig) -> anyhow::Result<PgPool> {
 /// A connected worker, ready to consume.
 pub struct Worker {
     consumer: consume::Consumer,
+    client: async_nats::Client,
     pool: PgPool,
+    stream: String,
+    consumer_name: String,
+    shutdown_deadline: Duration,
 }
 
 impl Worker {
     /// Connects to NATS (retrying in the background while it is down), makes sure the
     /// dead-letter stream and the shared consumer exist, and prepares the database pool.
     pub async fn connect(config: &WorkerConfig) -> anyhow::Result<Self> {
+        let crash = config
+            .fault_crash
+            .as_deref()
+            .map(writer::CrashPlan::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("HOOKLINE_FAULT_CRASH is invalid: {e}"))?;
         let client = async_nats::ConnectOptions::new()
             .name("hookline-worker")
             .retry_on_initial_connect()
             .connect(&config.nats_url)
             .await
             .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
-        let js = async_nats::jetstream::new(client);
+        let js = async_nats::jetstream::new(client.clone());
         let consumer = loop {
             let ready = async {
                 js.get_or_create_stream(dead_letter::stream_config(&config.dlq_stream, 1))
@@ -80,16 +93,29 @@ impl Worker {
             }
         };
         let pool = connect_db(config).await?;
+        let mut writer = BatchWriter::new(pool.clone());
+        if let Some(plan) = crash {
+            writer = writer.with_crash_plan(plan);
+        }
+        let settings = config.batch_settings();
         Ok(Self {
             consumer: consume::Consumer {
                 js,
                 consumer,
-                writer: BatchWriter::new(pool.clone()),
+                writer,
                 providers: Providers::decoders(),
-                settings: config.batch_settings(),
+                breaker: tokio::sync::Mutex::new(breaker::Breaker::new(
+                    settings.breaker_threshold,
+                    settings.breaker_open_for,
+                )),
+                settings,
                 stats: Default::default(),
             },
+            client,
             pool,
+            stream: config.stream.clone(),
+            consumer_name: config.consumer.consumer.clone(),
+            shutdown_deadline: Duration::from_millis(config.shutdown_deadline_ms),
         })
     }
 
@@ -97,17 +123,36 @@ impl Worker {
         self.consumer.stats.clone()
     }
 
-    /// Consumes until `shutdown` completes; the batch in hand is then committed and acked.
+    /// Consumes until `shutdown` completes; then the batch in hand is committed and acked, or,
+    /// if the database is still failing at the shutdown deadline, handed back to the stream.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(consume::Phase::Running);
+        let deadline = self.shutdown_deadline;
         tokio::spawn(async move {
             shutdown.await;
-            let _ = tx.send(true);
+            info!(
+                deadline_ms = deadline.as_millis() as u64,
+                "Shutting down: finishing the batch in hand."
+            );
+            let _ = tx.send(consume::Phase::Draining {
+                deadline: tokio::time::Instant::now() + deadline,
+            });
         });
+        let stats = self.consumer.stats.clone();
+        let advisories = tokio::spawn(dead_letter::watch_max_deliveries(
+            self.client.clone(),
+            self.consumer.js.clone(),
+            self.stream.clone(),
+            self.consumer_name.clone(),
+            move || consume::bump_dead_lettered(&stats),
+        ));
         let result = self.consumer.run(rx).await;
+        advisories.abort();
+        // Acks are fire-and-forget publishes: make sure they have left before exiting.
+        let _ = self.client.flush().await;
         self.pool.close().await;
         result
     }

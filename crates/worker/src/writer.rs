@@ -118,14 +118,62 @@ fn clean(s: &str) -> String {
     }
 }
 
+/// Where the crash test hook aborts the process (`HOOKLINE_FAULT_CRASH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Inside the transaction, after both statements, before COMMIT.
+    BeforeCommit,
+    /// After COMMIT, before anything is acknowledged.
+    AfterCommit,
+}
+
+/// Aborts the process at `point` of the `nth` transaction: a crash at an exact place.
+#[derive(Debug)]
+pub struct CrashPlan {
+    pub point: CrashPoint,
+    pub nth: u64,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+impl CrashPlan {
+    /// Parses `before_commit:N` / `after_commit:N`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (point, n) = s.split_once(':').ok_or("expected POINT:N")?;
+        let point = match point {
+            "before_commit" => CrashPoint::BeforeCommit,
+            "after_commit" => CrashPoint::AfterCommit,
+            other => return Err(format!("unknown crash point {other:?}")),
+        };
+        let nth = n.parse().map_err(|_| format!("not a number: {n:?}"))?;
+        Ok(Self {
+            point,
+            nth,
+            writes: Default::default(),
+        })
+    }
+
+    fn check(&self, point: CrashPoint, write_no: u64) {
+        if self.point == point && self.nth == write_no {
+            eprintln!("HOOKLINE_FAULT_CRASH: aborting at {point:?} of transaction {write_no}");
+            std::process::abort();
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct BatchWriter {
     pool: PgPool,
+    crash: Option<std::sync::Arc<CrashPlan>>,
 }
 
 impl BatchWriter {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, crash: None }
+    }
+
+    pub fn with_crash_plan(mut self, plan: CrashPlan) -> Self {
+        self.crash = Some(std::sync::Arc::new(plan));
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -186,7 +234,17 @@ impl BatchWriter {
                 .fetch_one(&mut *tx)
                 .await?
         };
+        let write_no = self
+            .crash
+            .as_ref()
+            .map(|c| c.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+        if let (Some(plan), Some(n)) = (&self.crash, write_no) {
+            plan.check(CrashPoint::BeforeCommit, n);
+        }
         tx.commit().await?;
+        if let (Some(plan), Some(n)) = (&self.crash, write_no) {
+            plan.check(CrashPoint::AfterCommit, n);
+        }
         Ok(WriteOutcome {
             inserted: inserted.len(),
             duplicates: n - inserted.len(),

@@ -2,5 +2,7 @@
 
 mod db_rules;
 mod end_to_end;
+mod faults;
 mod stack;
 mod support;
+mod workload;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use hookline_ingest::IngestConfig;
 use hookline_testkit::signing::{self, RESEND_OLD_SECRET, RESEND_SECRET};
-use hookline_testkit::{wait_until, NatsServer, Postgres, WebhookClient};
+use hookline_testkit::{wait_until, NatsServer, Postgres, Service, WebhookClient};
 use hookline_worker::consume::WorkerStats;
 use hookline_worker::{Worker, WorkerConfig};
 use sqlx::PgPool;
@@ -19,6 +19,9 @@ pub struct RunningWorker {
 }
 
 pub struct Stack {
+    /// What `add_worker` and `worker_process` start from; tests tune it.
+    pub worker_template: WorkerConfig,
+    pub logs: tempfile::TempDir,
     pub nats: NatsServer,
     pub pg: Postgres,
     pub pool: PgPool,
@@ -30,6 +33,14 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(workers: usize, tweak_ingest: impl FnOnce(&mut IngestConfig)) -> Self {
+        Self::start_tuned(workers, tweak_ingest, |_| {}).await
+    }
+
+    pub async fn start_tuned(
+        workers: usize,
+        tweak_ingest: impl FnOnce(&mut IngestConfig),
+        tweak_worker: impl FnOnce(&mut WorkerConfig),
+    ) -> Self {
         let nats = NatsServer::start();
         let (pg, pool) = crate::support::migrated_db().await;
         let mut cfg = IngestConfig::for_nats(&nats.url());
@@ -48,7 +59,14 @@ impl Stack {
         })
         .await;
         let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+        let mut worker_template = WorkerConfig::for_urls(&nats.url(), &pg.url());
+        worker_template.flush_interval_ms = 100;
+        worker_template.retry_base_ms = 20;
+        worker_template.retry_max_ms = 500;
+        tweak_worker(&mut worker_template);
         let mut stack = Self {
+            worker_template,
+            logs: tempfile::tempdir().unwrap(),
             nats,
             pg,
             pool,
@@ -63,22 +81,63 @@ impl Stack {
         stack
     }
 
-    pub fn worker_config(&self) -> WorkerConfig {
-        let mut c = WorkerConfig::for_urls(&self.nats.url(), &self.pg.url());
-        c.flush_interval_ms = 100;
-        c.retry_base_ms = 20;
-        c.retry_max_ms = 500;
-        c
-    }
-
     pub async fn add_worker(&mut self) {
-        let worker = Worker::connect(&self.worker_config()).await.unwrap();
+        let worker = Worker::connect(&self.worker_template).await.unwrap();
         let stats = worker.stats();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(worker.run(async {
             let _ = stopped.await;
         }));
         self.workers.push(RunningWorker { stats, _stop: stop });
+    }
+
+    /// Starts the real `hookline-worker` binary with the template's settings plus `extra` env.
+    pub fn worker_process(&self, extra: &[(&str, &str)]) -> Service {
+        let c = &self.worker_template;
+        let n = std::fs::read_dir(self.logs.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookline-worker"));
+        cmd.env("NATS_URL", &c.nats_url)
+            .env("DATABASE_URL", &c.database_url)
+            .env("WEBHOOK_BATCH_SIZE", c.batch_size.to_string())
+            .env("WEBHOOK_FLUSH_INTERVAL", c.flush_interval_ms.to_string())
+            .env(
+                "HOOKLINE_ACK_WAIT_SECS",
+                c.consumer.ack_wait_secs.to_string(),
+            )
+            .env("HOOKLINE_MAX_DELIVER", c.consumer.max_deliver.to_string())
+            .env("HOOKLINE_RETRY_BASE_MS", c.retry_base_ms.to_string())
+            .env("HOOKLINE_RETRY_MAX_MS", c.retry_max_ms.to_string())
+            .env(
+                "HOOKLINE_BREAKER_THRESHOLD",
+                c.breaker_threshold.to_string(),
+            )
+            .env("HOOKLINE_BREAKER_OPEN_MS", c.breaker_open_ms.to_string())
+            .env(
+                "HOOKLINE_SHUTDOWN_DEADLINE_MS",
+                c.shutdown_deadline_ms.to_string(),
+            )
+            .env("HOOKLINE_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env_remove("HOOKLINE_FAULT_CRASH");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        Service::spawn(
+            "hookline-worker",
+            &mut cmd,
+            self.logs.path().join(format!("worker-{n}.log")),
+        )
+    }
+
+    pub async fn consumer_info(&self) -> async_nats::jetstream::consumer::Info {
+        let s = self.js.get_stream("WEBHOOKS").await.unwrap();
+        s.consumer_info("hookline-worker").await.unwrap()
+    }
+
+    pub async fn stored_events(&self) -> i64 {
+        crate::support::count(&self.pool, "SELECT count(*) FROM delivery_events").await
     }
 
     /// Messages still in a stream (the main one is a work queue: acked events leave it).

@@ -1,0 +1,176 @@
+//! Storing a decoded batch: transient database failures are retried in place (exponential
+//! backoff with jitter, behind the circuit breaker) while the batch's events are kept alive with
+//! in-progress acks; a permanent failure is narrowed down by bisection so only the event the
+//! database rejects on its own is dead-lettered and its batch-mates commit.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use crate::breaker::Transition;
+use crate::consume::{bump, BatchSettings, Consumer, Phase};
+use crate::writer::{EventRecord, WriteError};
+
+/// The shutdown deadline passed while the database was still failing.
+pub struct Interrupted;
+
+impl Consumer {
+    /// Stores `recs`; returns the batch indexes of events the database rejects on their own.
+    pub(crate) async fn store(
+        &self,
+        recs: &[(usize, EventRecord<'_>)],
+        batch: &[jetstream::Message],
+        phase: &watch::Receiver<Phase>,
+    ) -> Result<Vec<(usize, WriteError)>, Interrupted> {
+        let only: Vec<EventRecord<'_>> = recs
+            .iter()
+            .map(|(_, r)| EventRecord {
+                event: r.event,
+                payload: r.payload,
+            })
+            .collect();
+        match self.write_retrying(&only, batch, phase).await? {
+            Ok(()) => Ok(Vec::new()),
+            Err(e) if recs.len() == 1 => {
+                let ev = recs[0].1.event;
+                error!(stage = "db_write", failed_at_stage = "db_write", provider = ev.provider, event_id = %ev.event_id, error = %e, "Event rejected by the database.");
+                Ok(vec![(recs[0].0, e)])
+            }
+            Err(e) => {
+                warn!(stage = "db_write", batch_size = recs.len(), error = %e, "Batch rejected; isolating the failing events.");
+                let (a, b) = recs.split_at(recs.len() / 2);
+                let mut poison = Box::pin(self.store(a, batch, phase)).await?;
+                poison.extend(Box::pin(self.store(b, batch, phase)).await?);
+                Ok(poison)
+            }
+        }
+    }
+
+    /// One write, retried while the failure is transient. The outer `Err` means the shutdown
+    /// deadline passed; the inner `Err` is a permanent failure.
+    async fn write_retrying(
+        &self,
+        recs: &[EventRecord<'_>],
+        batch: &[jetstream::Message],
+        phase: &watch::Receiver<Phase>,
+    ) -> Result<Result<(), WriteError>, Interrupted> {
+        let mut attempt: u32 = 0;
+        loop {
+            let started = Instant::now();
+            let result = self.writer.write(recs).await;
+            let mut breaker = self.breaker.lock().await;
+            match result {
+                Ok(outcome) => {
+                    if breaker.on_success() == Some(Transition::Closed) {
+                        info!(
+                            stage = "db_write",
+                            breaker = "closed",
+                            "Circuit breaker closed; the database is back."
+                        );
+                    }
+                    self.stats
+                        .breaker_state
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                    bump(&self.stats.events_stored, outcome.inserted);
+                    bump(&self.stats.duplicates, outcome.duplicates);
+                    debug!(
+                        stage = "db_write",
+                        events = recs.len(),
+                        inserted = outcome.inserted,
+                        duplicates = outcome.duplicates,
+                        recipients_changed = outcome.recipients_changed,
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        "Batch committed."
+                    );
+                    return Ok(Ok(()));
+                }
+                Err(e) if e.retryable => {
+                    attempt += 1;
+                    bump(&self.stats.db_retries, 1);
+                    let now = Instant::now();
+                    match breaker.on_failure(now.into_std()) {
+                        Some(Transition::Opened) => {
+                            bump(&self.stats.breaker_opened, 1);
+                            self.stats
+                                .breaker_state
+                                .store(1, std::sync::atomic::Ordering::Relaxed);
+                            error!(stage = "db_write", breaker = "open", consecutive_failures = breaker.consecutive_failures(), probe_in_ms = self.settings.breaker_open_for.as_millis() as u64, error = %e, "Circuit breaker opened: fetching stops until a probe succeeds.");
+                        }
+                        Some(Transition::StillOpen) => {
+                            warn!(stage = "db_write", breaker = "open", error = %e, "Probe failed; the database is still unavailable.");
+                        }
+                        _ => {
+                            warn!(stage = "db_write", attempt, error = %e, "Database write failed; will retry.");
+                        }
+                    }
+                    let mut wait =
+                        breaker.wait_before_retry(now.into_std(), backoff(&self.settings, attempt));
+                    drop(breaker);
+                    if let Phase::Draining { deadline } = *phase.borrow() {
+                        if now >= deadline {
+                            return Err(Interrupted);
+                        }
+                        wait = wait.min(deadline - now);
+                    }
+                    // Keep the events ours while we wait (resets their ack_wait).
+                    for m in batch {
+                        let _ = m.ack_with(AckKind::Progress).await;
+                    }
+                    // Sleep until the retry, or until the shutdown deadline if that comes first.
+                    let until = now + wait;
+                    let mut phase = phase.clone();
+                    loop {
+                        let bound = match *phase.borrow() {
+                            Phase::Draining { deadline } => until.min(deadline),
+                            Phase::Running => until,
+                        };
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(bound) => break,
+                            changed = phase.changed() => if changed.is_err() {
+                                tokio::time::sleep_until(bound).await;
+                                break;
+                            },
+                        }
+                    }
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+}
+
+/// `base * 2^(attempt-1)`, capped at `max`, with jitter down to half.
+pub fn backoff(s: &BatchSettings, attempt: u32) -> Duration {
+    let exp = s
+        .retry_base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(s.retry_max);
+    capped.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let s = BatchSettings {
+            batch_size: 1,
+            flush_interval: Duration::ZERO,
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(2),
+            breaker_threshold: 1,
+            breaker_open_for: Duration::ZERO,
+        };
+        let b1 = backoff(&s, 1);
+        assert!(b1 >= Duration::from_millis(50) && b1 <= Duration::from_millis(100));
+        let b3 = backoff(&s, 3);
+        assert!(b3 >= Duration::from_millis(200) && b3 <= Duration::from_millis(400));
+        let b30 = backoff(&s, 30);
+        assert!(b30 >= Duration::from_secs(1) && b30 <= Duration::from_secs(2));
+    }
+}
