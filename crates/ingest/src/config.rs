@@ -61,6 +61,10 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKLINE_RETRY_AFTER_SECS", default_value_t = 5)]
     pub retry_after_secs: u64,
 
+    /// On SIGTERM/SIGINT: longest wait for in-flight requests (and their PubAcks), in milliseconds.
+    #[arg(long, env = "HOOKLINE_SHUTDOWN_DEADLINE_MS", default_value_t = 10_000)]
+    pub shutdown_deadline_ms: u64,
+
     /// Log format: `json` (production) or `text` (readable, for the local run).
     #[arg(long, env = "HOOKLINE_LOG_FORMAT", default_value = "json")]
     pub log_format: String,

@@ -62,9 +62,26 @@ pub async fn run(
         retry_after_secs: config.retry_after_secs,
     });
     info!(addr = %listener.local_addr()?, providers = ?state.providers.names(), "Ingest listening.");
-    axum::serve(listener, routes::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // On shutdown: stop accepting, let requests in flight finish (each is bounded by the publish
+    // timeout), but never wait past the deadline.
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, routes::router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        info!("Shutting down: no new connections; finishing requests in flight.");
+        let _ = stopping_tx.send(());
+    });
+    let deadline = Duration::from_millis(config.shutdown_deadline_ms);
+    let overrun = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(deadline).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        _ = overrun => warn!(deadline_ms = deadline.as_millis() as u64, "Shutdown deadline passed with requests in flight; they were not answered 2xx."),
+    }
     // Every request has been answered; make sure nothing is left in the client's buffer.
     let _ = client.flush().await;
     info!("Ingest stopped.");

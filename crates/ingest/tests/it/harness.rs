@@ -14,7 +14,8 @@ pub struct Ingest {
     pub js: jetstream::Context,
     pub http: reqwest::Client,
     pub client: WebhookClient,
-    _stop: oneshot::Sender<()>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 pub fn config(nats: &NatsServer) -> IngestConfig {
@@ -39,7 +40,7 @@ impl Ingest {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(hookline_ingest::run(cfg, listener, async {
+        let done = tokio::spawn(hookline_ingest::run(cfg, listener, async {
             let _ = stopped.await;
         }));
         let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
@@ -50,7 +51,8 @@ impl Ingest {
             js,
             http: client.http.clone(),
             client,
-            _stop: stop,
+            stop: Some(stop),
+            done: Some(done),
         };
         let c = &ingest.client;
         hookline_testkit::wait_until("ingest ready", Duration::from_secs(20), || async move {
@@ -58,6 +60,20 @@ impl Ingest {
         })
         .await;
         ingest
+    }
+
+    /// Signals shutdown and waits for ingest to return (within its deadline).
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            tokio::time::timeout(Duration::from_secs(15), done)
+                .await
+                .expect("ingest stops within its deadline")
+                .unwrap()
+                .unwrap();
+        }
     }
 
     pub async fn post(

@@ -126,3 +126,89 @@ async fn nats_down_answers_503_never_2xx() {
     // Only the events that got a 200 are in the stream: `before` and `after`.
     assert_eq!(ingest.stored_messages().await, 2);
 }
+
+/// A full stream refuses new events: ingest answers 503 rather than 2xx, and does not drop old ones.
+#[tokio::test]
+async fn a_full_stream_answers_503() {
+    let ingest = Ingest::start_with(|c| c.stream.stream_max_bytes = 4 * 1024).await;
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        statuses.push(
+            ingest
+                .post_resend(&format!("msg_full_{i}"), "em", "email.sent")
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    let accepted = statuses.iter().filter(|s| **s == 200).count() as u64;
+    assert!(
+        accepted > 0 && accepted < 20,
+        "some fit, then refusals: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().position(|s| *s == 503),
+        Some(accepted as usize),
+        "refusals only once full"
+    );
+    assert_eq!(
+        ingest.stored_messages().await,
+        accepted,
+        "every 200 is stored, the first ones kept"
+    );
+}
+
+/// Shutting down under load: requests in flight finish; nothing answered 2xx is missing.
+#[tokio::test]
+async fn shutdown_under_load_never_acknowledges_an_unstored_event() {
+    let mut ingest = Ingest::start().await;
+    let client = ingest.client.clone();
+    let posting = tokio::spawn(async move {
+        let mut handles = Vec::new();
+        for i in 0..400 {
+            let c = client.clone();
+            handles.push(tokio::spawn(async move {
+                let body = signing::resend_body("email.sent", "em", "2026-11-23T10:00:00Z");
+                let id = format!("msg_sd_{i}");
+                let h = signing::resend_headers(signing::RESEND_SECRET, &id, &body, signing::now());
+                let mut req = c
+                    .http
+                    .post(format!("{}/webhooks/resend", c.base))
+                    .body(body);
+                for (k, v) in &h {
+                    req = req.header(k, v);
+                }
+                req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+            }));
+        }
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    });
+    let ing = &ingest;
+    wait_until(
+        "some requests are stored",
+        Duration::from_secs(20),
+        || async move { ing.stored_messages().await >= 50 },
+    )
+    .await;
+    ingest.stop().await;
+    let statuses = posting.await.unwrap();
+    let ok = statuses.iter().filter(|s| **s == 200).count() as u64;
+    assert!(ok >= 50);
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 0 || *s == 503),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        ingest.stored_messages().await,
+        ok,
+        "every 200 answer is in the stream, and nothing else"
+    );
+}

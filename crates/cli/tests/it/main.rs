@@ -1,0 +1,147 @@
+//! The `hookline` binary against a real nats-server: dead-letter operations and signing.
+
+use std::process::Command;
+
+use async_nats::jetstream;
+use hookline_core::Headers as _;
+use hookline_testkit::NatsServer;
+use hookline_worker::dead_letter::{self, Failure, Letter};
+
+fn hookline(nats: &NatsServer, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(args)
+        .env("NATS_URL", nats.url())
+        .env_remove("RESEND_WEBHOOK_SECRET")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+async fn dead_letter(js: &jetstream::Context, seq: u64, reason: &'static str) {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("svix-id", format!("msg_{seq}").as_str());
+    h.insert("Nats-Msg-Id", format!("resend:msg_{seq}").as_str());
+    let letter = Letter {
+        subject: "webhook.resend.email.sent",
+        headers: Some(&h),
+        payload: format!("{{\"n\":{seq}}}").into(),
+        stream_sequence: seq,
+        deliveries: 1,
+    };
+    dead_letter::publish(
+        js,
+        "WEBHOOKS",
+        &letter,
+        &Failure::new(reason, "test".into(), "decode"),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn dlq_list_show_replay_purge() {
+    let nats = NatsServer::start();
+    let (ok, out) = hookline(&nats, &["streams"]);
+    assert!(ok, "{out}");
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    for seq in 1..=3 {
+        dead_letter(&js, seq, "bad_shape").await;
+    }
+    dead_letter(&js, 4, "db_rejected").await;
+    dead_letter(&js, 4, "db_rejected").await; // the same event twice: deduplicated
+
+    let (ok, out) = hookline(&nats, &["dlq", "list"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("4 dead letter(s) in WEBHOOKS_DLQ."), "{out}");
+    assert_eq!(out.matches("webhook.resend.email.sent").count(), 4, "{out}");
+    let (_, out) = hookline(&nats, &["dlq", "list", "--reason", "db_rejected"]);
+    assert!(out.contains("1 dead letter(s)"), "{out}");
+
+    let (ok, out) = hookline(&nats, &["dlq", "show", "2"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Hookline-Dlq-Reason: bad_shape")
+            && out.contains("svix-id: msg_2")
+            && out.contains("{\"n\":2}"),
+        "{out}"
+    );
+    let (ok, out) = hookline(&nats, &["dlq", "show", "99"]);
+    assert!(!ok && out.contains("no dead letter 99"), "{out}");
+
+    let (ok, out) = hookline(&nats, &["dlq", "replay", "--reason", "db_rejected"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Replayed 1 dead letter(s)") && out.contains("removed 1"),
+        "{out}"
+    );
+    let mut main = js.get_stream("WEBHOOKS").await.unwrap();
+    assert_eq!(main.info().await.unwrap().state.messages, 1);
+    let replayed = main.get_raw_message(1).await.unwrap();
+    assert_eq!(replayed.subject.as_str(), "webhook.resend.email.sent");
+    assert_eq!(replayed.headers.get("svix-id").unwrap().as_str(), "msg_4");
+    assert!(
+        replayed.headers.get("Hookline-Dlq-Reason").is_none(),
+        "DLQ headers are stripped"
+    );
+    assert_eq!(replayed.payload.as_ref(), b"{\"n\":4}");
+
+    let (ok, out) = hookline(&nats, &["dlq", "replay"]);
+    assert!(!ok && out.contains("say which"), "{out}");
+    let (ok, out) = hookline(&nats, &["dlq", "purge"]);
+    assert!(!ok && out.contains("--yes"), "{out}");
+    let (ok, out) = hookline(&nats, &["dlq", "purge", "--yes"]);
+    assert!(ok && out.contains("Purged 3"), "{out}");
+}
+
+#[tokio::test]
+async fn sign_prints_headers_that_verify() {
+    let nats = NatsServer::start();
+    let body =
+        hookline_core::providers::samples::resend_body("email.sent", "em", "2026-11-23T10:00:00Z");
+    let path = std::env::temp_dir().join(format!("hookline-sign-{}.json", std::process::id()));
+    std::fs::write(&path, &body).unwrap();
+    let (ok, out) = hookline(
+        &nats,
+        &[
+            "sign",
+            "resend",
+            "--body",
+            path.to_str().unwrap(),
+            "--event-id",
+            "msg_x",
+            "--resend-webhook-secret",
+            hookline_testkit::signing::RESEND_SECRET,
+        ],
+    );
+    assert!(ok, "{out}");
+    let headers: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(headers.get("svix-id"), Some("msg_x"));
+    let secret =
+        hookline_core::signature::svix::SvixSecret::parse(hookline_testkit::signing::RESEND_SECRET)
+            .unwrap();
+    let r = hookline_core::signature::svix::verify(
+        &[secret],
+        headers.get("svix-id"),
+        headers.get("svix-timestamp"),
+        headers.get("svix-signature"),
+        body.as_bytes(),
+        hookline_testkit::signing::now(),
+        300,
+    );
+    assert_eq!(r, Ok(()));
+    let (ok, out) = hookline(&nats, &["sign", "telnyx", "--body", path.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("TELNYX_SIGNING_KEY is not set"),
+        "{out}"
+    );
+    std::fs::remove_file(path).ok();
+}
