@@ -76,33 +76,6 @@ impl Ingest {
         }
     }
 
-    pub async fn post(
-        &self,
-        provider: &str,
-        headers: &[(String, String)],
-        body: &str,
-    ) -> reqwest::Response {
-        self.client.post(provider, headers, body).await
-    }
-
-    pub async fn post_telnyx(
-        &self,
-        event_id: &str,
-        message_id: &str,
-        status: &str,
-    ) -> reqwest::Response {
-        self.client.post_telnyx(event_id, message_id, status).await
-    }
-
-    pub async fn post_resend(
-        &self,
-        event_id: &str,
-        email_id: &str,
-        kind: &str,
-    ) -> reqwest::Response {
-        self.client.post_resend(event_id, email_id, kind).await
-    }
-
     pub async fn stored_messages(&self) -> u64 {
         let mut s = self.js.get_stream("WEBHOOKS").await.unwrap();
         s.info().await.unwrap().state.messages

@@ -47,7 +47,8 @@ async fn bad_stale_and_missing_signatures_are_401_and_not_stored() {
         ("resend no headers", vec![], body.clone()),
     ];
     for (name, headers, body) in cases {
-        let (status, error) = status_and_error(ingest.post("resend", &headers, &body).await).await;
+        let (status, error) =
+            status_and_error(ingest.client.post("resend", &headers, &body).await).await;
         assert_eq!(status, 401, "{name}");
         assert!(error.starts_with("signature rejected"), "{name}: {error}");
     }
@@ -75,7 +76,7 @@ async fn bad_stale_and_missing_signatures_are_401_and_not_stored() {
     ];
     for (name, headers, body) in tcases {
         assert_eq!(
-            ingest.post("telnyx", &headers, &body).await.status(),
+            ingest.client.post("telnyx", &headers, &body).await.status(),
             401,
             "{name}"
         );
@@ -109,6 +110,7 @@ async fn old_vectors_are_refused_as_stale_over_http() {
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
                 .collect();
             let r = ingest
+                .client
                 .post(provider, &headers, case["body"].as_str().unwrap())
                 .await;
             assert_eq!(r.status(), 401, "{provider} {}", case["name"]);
@@ -123,11 +125,11 @@ async fn unknown_or_unconfigured_provider_is_404() {
     let body = signing::telnyx_body("ev", "msg", "delivered", "2026-11-23T10:00:00Z");
     let h = signing::telnyx_headers(&body, signing::now());
     assert_eq!(
-        ingest.post("telnyx", &h, &body).await.status(),
+        ingest.client.post("telnyx", &h, &body).await.status(),
         404,
         "not configured"
     );
-    let (status, error) = status_and_error(ingest.post("mailgun", &h, &body).await).await;
+    let (status, error) = status_and_error(ingest.client.post("mailgun", &h, &body).await).await;
     assert_eq!((status, error.as_str()), (404, "unknown provider"));
     assert_eq!(ingest.stored_messages().await, 0);
 }
@@ -137,7 +139,7 @@ async fn an_oversized_body_is_413() {
     let ingest = Ingest::start().await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(64 * 1024));
     let h = signing::resend_headers(RESEND_SECRET, "big", &big, signing::now());
-    let (status, error) = status_and_error(ingest.post("resend", &h, &big).await).await;
+    let (status, error) = status_and_error(ingest.client.post("resend", &h, &big).await).await;
     assert_eq!(status, 413);
     assert!(error.contains("65536"), "{error}");
     // Just under the limit is fine.
@@ -146,6 +148,6 @@ async fn an_oversized_body_is_413() {
         "x".repeat(60 * 1024)
     );
     let h = signing::resend_headers(RESEND_SECRET, "fits", &fits, signing::now());
-    assert_eq!(ingest.post("resend", &h, &fits).await.status(), 200);
+    assert_eq!(ingest.client.post("resend", &h, &fits).await.status(), 200);
     assert_eq!(ingest.stored_messages().await, 1);
 }

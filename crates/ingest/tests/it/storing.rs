@@ -10,13 +10,17 @@ use crate::harness::Ingest;
 #[tokio::test]
 async fn signed_webhooks_are_stored_with_their_subject_and_dedup_id() {
     let ingest = Ingest::start().await;
-    let r = ingest.post_telnyx("ev-1", "msg-1", "delivered").await;
+    let r = ingest
+        .client
+        .post_telnyx("ev-1", "msg-1", "delivered")
+        .await;
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["status"], "accepted");
     assert_eq!(body["duplicate"], false);
     assert_eq!(
         ingest
+            .client
             .post_resend("msg_abc", "em-1", "email.delivered")
             .await
             .status(),
@@ -48,7 +52,10 @@ async fn signed_webhooks_are_stored_with_their_subject_and_dedup_id() {
 async fn a_provider_retry_inside_the_window_is_200_and_stored_once() {
     let ingest = Ingest::start().await;
     for attempt in 0..3 {
-        let r = ingest.post_resend("msg_dup", "em-dup", "email.sent").await;
+        let r = ingest
+            .client
+            .post_resend("msg_dup", "em-dup", "email.sent")
+            .await;
         assert_eq!(r.status(), 200);
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["duplicate"], attempt > 0, "attempt {attempt}");
@@ -61,7 +68,7 @@ async fn a_secret_being_rotated_out_is_still_accepted() {
     let ingest = Ingest::start().await;
     let body = signing::resend_body("email.sent", "em-rot", "2026-11-23T10:00:00Z");
     let h = signing::resend_headers(RESEND_OLD_SECRET, "msg_rot", &body, signing::now());
-    assert_eq!(ingest.post("resend", &h, &body).await.status(), 200);
+    assert_eq!(ingest.client.post("resend", &h, &body).await.status(), 200);
     assert_eq!(ingest.stored_messages().await, 1);
 }
 
@@ -71,11 +78,11 @@ async fn a_signed_but_unparseable_event_is_stored_not_refused() {
     let ingest = Ingest::start().await;
     let body = "this is not json {";
     let h = signing::resend_headers(signing::RESEND_SECRET, "msg_garbage", body, signing::now());
-    assert_eq!(ingest.post("resend", &h, body).await.status(), 200);
+    assert_eq!(ingest.client.post("resend", &h, body).await.status(), 200);
     let h = signing::telnyx_headers(body, signing::now());
-    assert_eq!(ingest.post("telnyx", &h, body).await.status(), 200);
+    assert_eq!(ingest.client.post("telnyx", &h, body).await.status(), 200);
     // A provider retry of the same unparseable Telnyx bytes is deduplicated by the body's hash.
-    assert_eq!(ingest.post("telnyx", &h, body).await.status(), 200);
+    assert_eq!(ingest.client.post("telnyx", &h, body).await.status(), 200);
     assert_eq!(ingest.stored_messages().await, 2);
     assert_eq!(
         ingest.stored(1).await.subject.as_str(),
@@ -96,12 +103,17 @@ async fn a_signed_but_unparseable_event_is_stored_not_refused() {
 async fn nats_down_answers_503_never_2xx() {
     let mut ingest = Ingest::start().await;
     assert_eq!(
-        ingest.post_telnyx("before", "m", "sent").await.status(),
+        ingest
+            .client
+            .post_telnyx("before", "m", "sent")
+            .await
+            .status(),
         200
     );
     ingest.nats.kill();
     for i in 0..5 {
         let r = ingest
+            .client
             .post_telnyx(&format!("during-{i}"), "m", "delivered")
             .await;
         assert_eq!(r.status(), 503, "while NATS is down");
@@ -120,7 +132,13 @@ async fn nats_down_answers_503_never_2xx() {
     wait_until(
         "ingest accepts again after NATS restarts",
         Duration::from_secs(30),
-        || async move { ing.post_telnyx("after", "m", "delivered").await.status() == 200 },
+        || async move {
+            ing.client
+                .post_telnyx("after", "m", "delivered")
+                .await
+                .status()
+                == 200
+        },
     )
     .await;
     // Only the events that got a 200 are in the stream: `before` and `after`.
@@ -135,6 +153,7 @@ async fn a_full_stream_answers_503() {
     for i in 0..20 {
         statuses.push(
             ingest
+                .client
                 .post_resend(&format!("msg_full_{i}"), "em", "email.sent")
                 .await
                 .status()
