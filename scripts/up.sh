@@ -80,8 +80,11 @@ say "Applying migrations and creating streams"
 say "Starting ingest on $HOOKLINE_INGEST_URL and two workers"
 HOOKLINE_LISTEN="127.0.0.1:$HTTP_PORT" "$BIN/hookline-ingest" > "$LOGS/ingest.log" 2>&1 &
 PIDS+=($!)
+WORKER_PORTS=()
 for n in 1 2; do
-    WEBHOOK_FLUSH_INTERVAL=200 "$BIN/hookline-worker" > "$LOGS/worker-$n.log" 2>&1 &
+    WORKER_PORTS+=("$(free_port $((9100 + n)))")
+    HOOKLINE_WORKER_LISTEN="127.0.0.1:${WORKER_PORTS[-1]}" WEBHOOK_FLUSH_INTERVAL=200 \
+        "$BIN/hookline-worker" > "$LOGS/worker-$n.log" 2>&1 &
     PIDS+=($!)
 done
 wait_for "ingest /readyz" 30 curl -sf "$HOOKLINE_INGEST_URL/readyz"
@@ -97,7 +100,8 @@ fi
 cat <<INFO
 
 hookline is running. Ctrl-C stops everything.
-  ingest     $HOOKLINE_INGEST_URL/webhooks/{telnyx,resend}   (/healthz, /readyz)
+  ingest     $HOOKLINE_INGEST_URL/webhooks/{telnyx,resend}   (/healthz, /readyz, /metrics)
+  workers    http://127.0.0.1:${WORKER_PORTS[0]}/readyz  http://127.0.0.1:${WORKER_PORTS[1]}/readyz   (/metrics)
   NATS       $NATS_URL      PostgreSQL  $DATABASE_URL
   logs       $LOGS/
   keys       $STATE/dev.env (test keys; ingest trusts them)
@@ -106,6 +110,7 @@ Try, in another shell:
   echo '{"type":"email.delivered","created_at":"2026-11-23T10:00:00Z","data":{"email_id":"my-email"}}' \\
     | $BIN/hookline send resend --url $HOOKLINE_INGEST_URL
   psql $DATABASE_URL -c 'select provider, event_type, status from delivery_events'
+  prometheus --config.file=deploy/prometheus/prometheus.yml   # scrapes the default ports
 INFO
 wait -n "${PIDS[@]}" || true
 die "a hookline process exited; see $LOGS/"

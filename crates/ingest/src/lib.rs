@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod publish;
 pub mod routes;
 
@@ -54,7 +55,9 @@ pub async fn run(
             }
         }
     }
+    let metrics = metrics::IngestMetrics::new(&providers.names());
     let state = Arc::new(routes::AppState {
+        metrics,
         providers,
         publisher,
         stream: config.stream.stream.clone(),

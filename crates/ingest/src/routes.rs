@@ -1,4 +1,4 @@
-//! The HTTP surface: `POST /webhooks/{provider}`, `GET /healthz`, `GET /readyz`.
+//! The HTTP surface: `POST /webhooks/{provider}`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 //!
 //! A webhook's path through ingest, in order: known provider (404) → body within the limit (413)
 //! → signature and timestamp (401) → envelope (event id, type) → publish and await the PubAck
@@ -15,12 +15,14 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hookline_core::{subject, Headers, Providers};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, warn, Instrument as _};
 
 use crate::error::IngestError;
+use crate::metrics::IngestMetrics;
 use crate::publish::Publisher;
 
 pub struct AppState {
+    pub metrics: IngestMetrics,
     pub providers: Providers,
     pub publisher: Publisher,
     pub stream: String,
@@ -35,6 +37,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/webhooks/{provider}", post(receive))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -55,33 +58,90 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Records the request's metrics around [`handle`], inside a span carrying its request id.
 async fn receive(
     State(state): State<Arc<AppState>>,
     Path(provider_name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<impl IntoResponse, IngestError> {
+) -> axum::response::Response {
     let started = Instant::now();
-    let provider = state
+    let provider_label = state
         .providers
         .get(&provider_name)
-        .ok_or(IngestError::UnknownProvider)?;
+        .map(|p| p.name())
+        .unwrap_or("unknown");
+    let request_id = request_id(&headers);
+    let span = tracing::info_span!("webhook", %request_id, provider = provider_label);
+    let response = handle(&state, &provider_name, &request_id, &headers, body, started)
+        .instrument(span)
+        .await
+        .into_response();
+    let m = &state.metrics;
+    m.received.with_label_values(&[provider_label]).inc();
+    m.response_duration
+        .with_label_values(&[provider_label, response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The caller's `x-request-id` if it is short and printable, else a fresh one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            format!(
+                "{:x}-{:x}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            )
+        })
+}
+
+async fn handle(
+    state: &AppState,
+    provider_name: &str,
+    request_id: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    started: Instant,
+) -> Result<impl IntoResponse, IngestError> {
+    let duration_ms = || started.elapsed().as_millis() as u64;
+    let provider = state.providers.get(provider_name).ok_or_else(|| {
+        warn!(%request_id, provider = "unknown", stage = "route", failed_at_stage = "route", duration_ms = duration_ms(), "Unknown or unconfigured provider.");
+        IngestError::UnknownProvider
+    })?;
     let provider_label = provider.name();
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => IngestError::TooLarge {
-            limit: state.max_body_bytes,
-        },
-        _ => IngestError::BadBody,
+    let body = body.map_err(|e| {
+        warn!(%request_id, provider = provider_label, stage = "read_body", failed_at_stage = "read_body", duration_ms = duration_ms(), "Request body refused.");
+        match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => IngestError::TooLarge {
+                limit: state.max_body_bytes,
+            },
+            _ => IngestError::BadBody,
+        }
     })?;
 
-    let http_headers = HttpHeaders(&headers);
-    if let Err(e) = provider.verify(&http_headers, &body, unix_now()) {
-        warn!(
-            provider = provider_label,
-            stage = "verify",
-            reason = e.reason(),
-            "Signature rejected."
-        );
+    let http_headers = HttpHeaders(headers);
+    let verify_started = Instant::now();
+    let verified = provider.verify(&http_headers, &body, unix_now());
+    state
+        .metrics
+        .stage_duration
+        .with_label_values(&["verify"])
+        .observe(verify_started.elapsed().as_secs_f64());
+    if let Err(e) = verified {
+        state
+            .metrics
+            .signature_failures
+            .with_label_values(&[provider_label, e.reason()])
+            .inc();
+        warn!(%request_id, provider = provider_label, stage = "verify", failed_at_stage = "verify", reason = e.reason(), duration_ms = duration_ms(), "Signature rejected.");
         return Err(e.into());
     }
 
@@ -107,26 +167,57 @@ async fn receive(
         .unwrap_or(0);
     forward.insert("Hookline-Received-At-Ms", received_ms.to_string().as_str());
 
-    match state
+    forward.insert("Hookline-Request-Id", request_id);
+    let publish_started = Instant::now();
+    let published = state
         .publisher
         .publish(subject, &message_id, forward, body)
-        .await
-    {
+        .await;
+    state
+        .metrics
+        .stage_duration
+        .with_label_values(&["publish"])
+        .observe(publish_started.elapsed().as_secs_f64());
+    match published {
         Ok(stored) => {
-            debug!(provider = provider_label, stage = "publish", event_id = %message_id, duplicate = stored.duplicate, duration_ms = started.elapsed().as_millis() as u64, "Event stored.");
+            state
+                .metrics
+                .queued
+                .with_label_values(&[
+                    provider_label,
+                    provider.event_type_label(event_type),
+                    if stored.duplicate { "true" } else { "false" },
+                ])
+                .inc();
+            debug!(%request_id, provider = provider_label, stage = "publish", event_id = %message_id, duplicate = stored.duplicate, duration_ms = duration_ms(), "Event stored.");
             Ok(Json(serde_json::json!({
                 "status": "accepted",
                 "duplicate": stored.duplicate,
             })))
         }
         Err(failure) => {
-            error!(provider = provider_label, stage = "publish", failed_at_stage = "publish", reason = failure.reason(), event_id = %message_id, "Event not stored; answering 503.");
+            state
+                .metrics
+                .publish_failures
+                .with_label_values(&[provider_label, failure.reason()])
+                .inc();
+            error!(%request_id, provider = provider_label, stage = "publish", failed_at_stage = "publish", reason = failure.reason(), event_id = %message_id, duration_ms = duration_ms(), "Event not stored; answering 503.");
             Err(IngestError::Unavailable {
                 reason: failure.reason(),
                 retry_after_secs: state.retry_after_secs,
             })
         }
     }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
 }
 
 async fn healthz() -> impl IntoResponse {

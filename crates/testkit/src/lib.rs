@@ -7,12 +7,14 @@ pub mod http;
 mod nats;
 mod postgres;
 mod process;
+mod prometheus;
 pub mod signing;
 
 pub use http::WebhookClient;
 pub use nats::NatsServer;
 pub use postgres::Postgres;
 pub use process::Service;
+pub use prometheus::Prometheus;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

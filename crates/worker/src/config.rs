@@ -15,6 +15,10 @@ use crate::consume::BatchSettings;
     about = "Consumes webhook events from JetStream and stores delivery state in PostgreSQL."
 )]
 pub struct WorkerConfig {
+    /// Address for `/metrics`, `/healthz` and `/readyz` (port 0: any free port).
+    #[arg(long, env = "HOOKLINE_WORKER_LISTEN", default_value = "127.0.0.1:9101")]
+    pub listen: std::net::SocketAddr,
+
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,

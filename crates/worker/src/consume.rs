@@ -6,7 +6,6 @@
 //! database outage no other event is out on delivery, so no delivery attempt is burnt and nothing
 //! times out into the dead-letter stream because of the outage.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::breaker::Breaker;
 use crate::dead_letter::{self, Failure};
 use crate::decode::{decode, Decoded};
+use crate::metrics::WorkerMetrics;
 use crate::store::Interrupted;
 use crate::writer::{BatchWriter, EventRecord};
 
@@ -46,33 +46,8 @@ pub struct Consumer {
     pub writer: BatchWriter,
     pub providers: Providers,
     pub settings: BatchSettings,
-    pub stats: Arc<WorkerStats>,
+    pub metrics: Arc<WorkerMetrics>,
     pub(crate) breaker: tokio::sync::Mutex<Breaker>,
-}
-
-/// Running totals of what this worker did (exported as metrics), and its breaker state.
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    pub batches: AtomicU64,
-    pub events_acked: AtomicU64,
-    pub events_stored: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub skipped: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub db_retries: AtomicU64,
-    pub breaker_opened: AtomicU64,
-    /// 0 closed, 1 open.
-    pub breaker_state: AtomicU8,
-    /// Unix milliseconds of the last committed batch (0: none yet).
-    pub last_batch_unix_ms: AtomicU64,
-}
-
-pub(crate) fn bump(counter: &AtomicU64, n: usize) {
-    counter.fetch_add(n as u64, Ordering::Relaxed);
-}
-
-pub(crate) fn bump_dead_lettered(stats: &WorkerStats) {
-    bump(&stats.dead_lettered, 1);
 }
 
 impl Consumer {
@@ -88,7 +63,15 @@ impl Consumer {
         while *phase.borrow() == Phase::Running {
             // Not raced against shutdown: a cancelled pull request would strand what it delivered
             // until ack_wait. It ends within `flush_interval`, and its batch is stored and acked.
-            match self.fetch().await {
+            let fetch_started = Instant::now();
+            let fetched = self.fetch().await;
+            if matches!(&fetched, Ok(b) if !b.is_empty()) {
+                self.metrics
+                    .stage_duration
+                    .with_label_values(&["fetch"])
+                    .observe(fetch_started.elapsed().as_secs_f64());
+            }
+            match fetched {
                 Ok(batch) if batch.is_empty() => {}
                 Ok(batch) => {
                     fetch_failures = 0;
@@ -138,7 +121,7 @@ impl Consumer {
             ) {
                 Ok(Decoded::Event { event, payload }) => records.push((i, event, payload)),
                 Ok(Decoded::Skip) => {
-                    bump(&self.stats.skipped, 1);
+                    self.metrics.skipped.inc();
                     debug!(stage = "decode", subject = %msg.subject, "Event carries no delivery status; skipped.");
                 }
                 Err(e) => {
@@ -148,6 +131,10 @@ impl Consumer {
                 }
             }
         }
+        self.metrics
+            .stage_duration
+            .with_label_values(&["decode"])
+            .observe(started.elapsed().as_secs_f64());
         let recs: Vec<(usize, EventRecord<'_>)> = records
             .iter()
             .map(|(i, event, payload)| (*i, EventRecord { event, payload }))
@@ -159,18 +146,31 @@ impl Consumer {
                     self.dead_letter(&batch[i], &failure).await;
                     settled[i] = true;
                 }
+                let ack_started = Instant::now();
+                let now_ms = chrono::Utc::now().timestamp_millis();
                 for (msg, _) in batch.iter().zip(&settled).filter(|(_, s)| !**s) {
                     match msg.ack().await {
-                        Ok(()) => bump(&self.stats.events_acked, 1),
+                        Ok(()) => {
+                            let provider = crate::decode::provider_of(&msg.subject)
+                                .and_then(|p| self.providers.get(p))
+                                .map_or("unknown", |p| p.name());
+                            self.metrics.processed.with_label_values(&[provider]).inc();
+                            if let Some(received_ms) = received_at_ms(msg) {
+                                self.metrics
+                                    .end_to_end
+                                    .observe((now_ms - received_ms).max(0) as f64 / 1000.0);
+                            }
+                        }
                         // The commit stands; a redelivery will be absorbed as a duplicate.
                         Err(e) => warn!(stage = "ack", error = %e, "Ack failed after commit."),
                     }
                 }
-                bump(&self.stats.batches, 1);
-                let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
-                self.stats
-                    .last_batch_unix_ms
-                    .store(now_ms, Ordering::Relaxed);
+                self.metrics
+                    .stage_duration
+                    .with_label_values(&["ack"])
+                    .observe(ack_started.elapsed().as_secs_f64());
+                self.metrics.batch_size.observe(batch.len() as f64);
+                self.metrics.last_batch.set(now_ms as f64 / 1000.0);
                 debug!(
                     stage = "ack",
                     batch_size = batch.len(),
@@ -209,7 +209,10 @@ impl Consumer {
         };
         match result {
             Ok(()) => {
-                bump(&self.stats.dead_lettered, 1);
+                self.metrics
+                    .dead_lettered
+                    .with_label_values(&[failure.reason])
+                    .inc();
                 warn!(stage = failure.stage, failed_at_stage = failure.stage, reason = failure.reason, subject = %msg.subject, "Event dead-lettered.");
                 if let Err(e) = msg.ack_with(AckKind::Term).await {
                     warn!(error = %e, "Terminating a dead-lettered event failed; its dead letter is deduplicated.");
@@ -224,4 +227,14 @@ impl Consumer {
             }
         }
     }
+}
+
+/// When ingest received the event (its `Hookline-Received-At-Ms` header), in unix milliseconds.
+fn received_at_ms(msg: &jetstream::Message) -> Option<i64> {
+    msg.headers
+        .as_ref()?
+        .get("Hookline-Received-At-Ms")?
+        .as_str()
+        .parse()
+        .ok()
 }

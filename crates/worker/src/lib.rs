@@ -9,6 +9,8 @@ pub mod consume;
 pub mod dead_letter;
 pub mod decode;
 pub mod dlq;
+pub mod http;
+pub mod metrics;
 mod store;
 pub mod writer;
 
@@ -109,7 +111,7 @@ impl Worker {
                     settings.breaker_open_for,
                 )),
                 settings,
-                stats: Default::default(),
+                metrics: Arc::new(metrics::WorkerMetrics::new(&Providers::decoders().names())),
             },
             client,
             pool,
@@ -119,16 +121,31 @@ impl Worker {
         })
     }
 
-    pub fn stats(&self) -> Arc<consume::WorkerStats> {
-        self.consumer.stats.clone()
+    pub fn metrics(&self) -> Arc<metrics::WorkerMetrics> {
+        self.consumer.metrics.clone()
     }
 
     /// Consumes until `shutdown` completes; then the batch in hand is committed and acked, or,
     /// if the database is still failing at the shutdown deadline, handed back to the stream.
+    /// With a `listener`, serves `/metrics`, `/healthz` and `/readyz` on it meanwhile.
     pub async fn run(
         self,
+        listener: Option<tokio::net::TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let http_server = listener.map(|l| {
+            let state = Arc::new(http::HealthState {
+                client: self.client.clone(),
+                js: self.consumer.js.clone(),
+                stream: self.stream.clone(),
+                consumer: self.consumer_name.clone(),
+                metrics: self.consumer.metrics.clone(),
+            });
+            if let Ok(addr) = l.local_addr() {
+                info!(%addr, "Worker health and metrics listening.");
+            }
+            tokio::spawn(async move { axum::serve(l, http::router(state)).await })
+        });
         let (tx, rx) = watch::channel(consume::Phase::Running);
         let deadline = self.shutdown_deadline;
         tokio::spawn(async move {
@@ -141,16 +158,24 @@ impl Worker {
                 deadline: tokio::time::Instant::now() + deadline,
             });
         });
-        let stats = self.consumer.stats.clone();
+        let metrics = self.consumer.metrics.clone();
         let advisories = tokio::spawn(dead_letter::watch_max_deliveries(
             self.client.clone(),
             self.consumer.js.clone(),
             self.stream.clone(),
             self.consumer_name.clone(),
-            move || consume::bump_dead_lettered(&stats),
+            move || {
+                metrics
+                    .dead_lettered
+                    .with_label_values(&["max_deliveries"])
+                    .inc()
+            },
         ));
         let result = self.consumer.run(rx).await;
         advisories.abort();
+        if let Some(server) = http_server {
+            server.abort();
+        }
         // Acks are fire-and-forget publishes: make sure they have left before exiting.
         let _ = self.client.flush().await;
         self.pool.close().await;
@@ -158,10 +183,22 @@ impl Worker {
     }
 }
 
-/// Connects and runs a worker until `shutdown` completes.
+/// Connects and runs a worker until `shutdown` completes, serving health and metrics on
+/// `config.listen`.
 pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    Worker::connect(&config).await?.run(shutdown).await
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (HOOKLINE_WORKER_LISTEN)",
+                config.listen
+            )
+        })?;
+    Worker::connect(&config)
+        .await?
+        .run(Some(listener), shutdown)
+        .await
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::breaker::Transition;
-use crate::consume::{bump, BatchSettings, Consumer, Phase};
+use crate::consume::{BatchSettings, Consumer, Phase};
 use crate::writer::{EventRecord, WriteError};
 
 /// The shutdown deadline passed while the database was still failing.
@@ -72,11 +72,13 @@ impl Consumer {
                             "Circuit breaker closed; the database is back."
                         );
                     }
-                    self.stats
-                        .breaker_state
-                        .store(0, std::sync::atomic::Ordering::Relaxed);
-                    bump(&self.stats.events_stored, outcome.inserted);
-                    bump(&self.stats.duplicates, outcome.duplicates);
+                    self.metrics.breaker_open.set(0);
+                    self.metrics.stored.inc_by(outcome.inserted as u64);
+                    self.metrics.duplicates.inc_by(outcome.duplicates as u64);
+                    self.metrics
+                        .stage_duration
+                        .with_label_values(&["db_write"])
+                        .observe(started.elapsed().as_secs_f64());
                     debug!(
                         stage = "db_write",
                         events = recs.len(),
@@ -90,14 +92,12 @@ impl Consumer {
                 }
                 Err(e) if e.retryable => {
                     attempt += 1;
-                    bump(&self.stats.db_retries, 1);
+                    self.metrics.db_retries.inc();
                     let now = Instant::now();
                     match breaker.on_failure(now.into_std()) {
                         Some(Transition::Opened) => {
-                            bump(&self.stats.breaker_opened, 1);
-                            self.stats
-                                .breaker_state
-                                .store(1, std::sync::atomic::Ordering::Relaxed);
+                            self.metrics.breaker_opened.inc();
+                            self.metrics.breaker_open.set(1);
                             error!(stage = "db_write", breaker = "open", consecutive_failures = breaker.consecutive_failures(), probe_in_ms = self.settings.breaker_open_for.as_millis() as u64, error = %e, "Circuit breaker opened: fetching stops until a probe succeeds.");
                         }
                         Some(Transition::StillOpen) => {

@@ -87,6 +87,19 @@ pub trait Provider: Send + Sync {
     /// Checks the request's signature and timestamp against `now` (unix seconds).
     fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError>;
 
+    /// The provider's documented event types: the only values used as a metric label (anything
+    /// else, from an untrusted body, is counted as `other`).
+    fn known_event_types(&self) -> &'static [&'static str];
+
+    /// `event_type` if documented, else `other`: a bounded metric label.
+    fn event_type_label(&self, event_type: &str) -> &'static str {
+        self.known_event_types()
+            .iter()
+            .find(|t| **t == event_type)
+            .copied()
+            .unwrap_or("other")
+    }
+
     /// Reads the event id and type without decoding the whole payload.
     fn envelope(&self, headers: &dyn Headers, body: &[u8]) -> Envelope;
 

@@ -92,6 +92,20 @@ impl Provider for Resend {
         ]
     }
 
+    fn known_event_types(&self) -> &'static [&'static str] {
+        &[
+            "email.scheduled",
+            "email.sent",
+            "email.delivered",
+            "email.delivery_delayed",
+            "email.bounced",
+            "email.complained",
+            "email.failed",
+            "email.opened",
+            "email.clicked",
+        ]
+    }
+
     fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError> {
         svix::verify(
             &self.secrets,
@@ -225,6 +239,14 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(ev.error_code.as_deref(), Some("reached_daily_quota"));
+    }
+
+    #[test]
+    fn event_type_labels_are_bounded() {
+        let r = Resend::new(Vec::new(), 0);
+        assert_eq!(r.event_type_label("email.opened"), "email.opened");
+        assert_eq!(r.event_type_label("email.opened\n{evil}"), "other");
+        assert_eq!(r.event_type_label(&"x".repeat(1000)), "other");
     }
 
     #[test]

@@ -89,6 +89,10 @@ impl Provider for Telnyx {
         &[ed25519::SIGNATURE_HEADER, ed25519::TIMESTAMP_HEADER]
     }
 
+    fn known_event_types(&self) -> &'static [&'static str] {
+        &["message.sent", "message.finalized", "message.received"]
+    }
+
     fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError> {
         let key = self.key.as_ref().ok_or(SignatureError::Mismatch)?;
         ed25519::verify(

@@ -161,14 +161,11 @@ async fn two_workers_share_one_stream_and_store_every_event_once() {
     assert_counters_match_recount(pool).await;
     // Shared, not duplicated: each worker did part of the work, and none saw an event twice.
     for (i, w) in stack.workers.iter().enumerate() {
-        let acked = w
-            .stats
-            .events_acked
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let acked = w.metrics.processed_total();
         assert!(acked > 0, "worker {i} processed nothing");
     }
-    assert_eq!(stack.total(|s| &s.events_stored) as usize, distinct);
-    assert_eq!(stack.total(|s| &s.duplicates), 0);
+    assert_eq!(stack.total(|m| m.stored.get()) as usize, distinct);
+    assert_eq!(stack.total(|m| m.duplicates.get()), 0);
 }
 
 /// A provider retry after JetStream's dedup window reaches the worker and changes nothing.
@@ -202,7 +199,9 @@ async fn a_retry_after_the_dedup_window_is_absorbed_by_the_database() {
     wait_until(
         "the late copy is processed",
         Duration::from_secs(20),
-        || async { stack.total(|s| &s.duplicates) >= 1 && stack.stream_len("WEBHOOKS").await == 0 },
+        || async {
+            stack.total(|m| m.duplicates.get()) >= 1 && stack.stream_len("WEBHOOKS").await == 0
+        },
     )
     .await;
     assert_eq!(count(pool, "SELECT count(*) FROM delivery_events").await, 1);
@@ -249,5 +248,5 @@ async fn an_unparseable_event_is_dead_lettered_with_its_reason() {
         "r-bad",
         "provider headers kept"
     );
-    assert_eq!(stack.total(|s| &s.dead_lettered), 1);
+    assert_eq!(stack.total(|m| m.dead_lettered_total()), 1);
 }

@@ -163,49 +163,30 @@ async fn a_postgres_outage_opens_the_breaker_and_dead_letters_nothing() {
         r.iter().all(|(_, st)| *st == 200),
         "ingest does no database work"
     );
-    let stats = stack.workers[0].stats.clone();
+    let stats = stack.workers[0].metrics.clone();
     let st = &stats;
     wait_until(
         "the breaker opens and a probe fails",
         Duration::from_secs(30),
-        || async move {
-            st.breaker_state.load(std::sync::atomic::Ordering::Relaxed) == 1
-                && st.db_retries.load(std::sync::atomic::Ordering::Relaxed) >= 5
-        },
+        || async move { st.breaker_open.get() == 1 && st.db_retries.get() >= 5 },
     )
     .await;
-    let retries_during = stats.db_retries.load(std::sync::atomic::Ordering::Relaxed);
+    let retries_during = stats.db_retries.get();
     stack.pg.start_again();
     let outage = outage.elapsed();
 
     stack.wait_drained(DRAIN).await;
     load.assert_exactly_once(&stack.pool).await;
-    assert_eq!(
-        stats
-            .breaker_state
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0,
-        "closed again"
-    );
-    assert!(
-        stats
-            .breaker_opened
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-    );
-    assert_eq!(
-        stats
-            .dead_lettered
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(stats.breaker_open.get(), 0, "closed again");
+    assert!(stats.breaker_opened.get() >= 1);
+    assert_eq!(stats.dead_lettered_total(), 0);
     assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0);
     println!(
         "figures: posts={} accepted={} outage={outage:?} failed writes during outage={retries_during} \
          breaker opened={} distinct={} stored={} dead-lettered=0",
         load.sends.len(),
         load.sends.len(),
-        stats.breaker_opened.load(std::sync::atomic::Ordering::Relaxed),
+        stats.breaker_opened.get(),
         load.distinct_events(),
         stack.stored_events().await
     );

@@ -3,6 +3,7 @@
 mod db_rules;
 mod end_to_end;
 mod faults;
+mod observability;
 mod stack;
 mod support;
 mod workload;

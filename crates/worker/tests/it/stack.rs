@@ -8,13 +8,15 @@ use async_nats::jetstream;
 use hookline_ingest::IngestConfig;
 use hookline_testkit::signing::{self, RESEND_OLD_SECRET, RESEND_SECRET};
 use hookline_testkit::{wait_until, NatsServer, Postgres, Service, WebhookClient};
-use hookline_worker::consume::WorkerStats;
+use hookline_worker::metrics::WorkerMetrics;
 use hookline_worker::{Worker, WorkerConfig};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 
 pub struct RunningWorker {
-    pub stats: Arc<WorkerStats>,
+    pub metrics: Arc<WorkerMetrics>,
+    /// Where its `/metrics`, `/healthz` and `/readyz` are served.
+    pub http: std::net::SocketAddr,
     _stop: oneshot::Sender<()>,
 }
 
@@ -83,12 +85,18 @@ impl Stack {
 
     pub async fn add_worker(&mut self) {
         let worker = Worker::connect(&self.worker_template).await.unwrap();
-        let stats = worker.stats();
+        let metrics = worker.metrics();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(worker.run(async {
+        tokio::spawn(worker.run(Some(listener), async {
             let _ = stopped.await;
         }));
-        self.workers.push(RunningWorker { stats, _stop: stop });
+        self.workers.push(RunningWorker {
+            metrics,
+            http,
+            _stop: stop,
+        });
     }
 
     /// Starts the real `hookline-worker` binary with the template's settings plus `extra` env.
@@ -119,6 +127,7 @@ impl Stack {
                 c.shutdown_deadline_ms.to_string(),
             )
             .env("HOOKLINE_LOG_FORMAT", "json")
+            .env("HOOKLINE_WORKER_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .env_remove("HOOKLINE_FAULT_CRASH");
         for (k, v) in extra {
@@ -156,10 +165,8 @@ impl Stack {
         .await;
     }
 
-    pub fn total(&self, f: impl Fn(&WorkerStats) -> &std::sync::atomic::AtomicU64) -> u64 {
-        self.workers
-            .iter()
-            .map(|w| f(&w.stats).load(std::sync::atomic::Ordering::Relaxed))
-            .sum()
+    /// The sum of `f` over the in-process workers' metrics.
+    pub fn total(&self, f: impl Fn(&WorkerMetrics) -> u64) -> u64 {
+        self.workers.iter().map(|w| f(&w.metrics)).sum()
     }
 }

@@ -1,0 +1,94 @@
+//! The ingest binary's JSON logs: each line about a webhook names its request, provider and stage
+//! (and on failure the stage it failed at) with its duration, and no line holds a secret or a
+//! signature.
+
+use std::process::Command;
+use std::time::Duration;
+
+use hookline_testkit::signing::{self, RESEND_SECRET};
+use hookline_testkit::{free_port, wait_until, NatsServer, Service, WebhookClient};
+use serde_json::Value;
+
+#[tokio::test]
+async fn json_logs_carry_stage_fields_and_never_secrets() {
+    let nats = NatsServer::start();
+    let port = free_port();
+    let logs = tempfile_path("ingest-log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookline-ingest"));
+    cmd.env("NATS_URL", nats.url())
+        .env("HOOKLINE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TELNYX_PUBLIC_KEY", signing::telnyx_public_key_b64())
+        .env("RESEND_WEBHOOK_SECRET", RESEND_SECRET)
+        .env("HOOKLINE_LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug");
+    let mut ingest = Service::spawn("hookline-ingest", &mut cmd, logs.clone());
+    let client = WebhookClient::new(format!("http://127.0.0.1:{port}"));
+    let c = &client;
+    wait_until("ingest ready", Duration::from_secs(20), || async move {
+        c.get_status("/readyz").await == 200
+    })
+    .await;
+
+    let body = signing::resend_body("email.delivered", "em-log", "2026-11-23T10:00:00Z");
+    let good = signing::resend_headers(RESEND_SECRET, "msg_logged", &body, signing::now());
+    let mut bad = good.clone();
+    bad[2].1 = "v1,bm90LXRoZS1zaWduYXR1cmU=".into();
+    bad.push(("x-request-id".into(), "req-from-provider".into()));
+    assert_eq!(client.post("resend", &bad, &body).await.status(), 401);
+    assert_eq!(client.post("resend", &good, &body).await.status(), 200);
+    assert_eq!(client.post("nope", &good, &body).await.status(), 404);
+    ingest.signal("TERM");
+    assert!(ingest
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("exits on SIGTERM")
+        .success());
+
+    let text = ingest.log_text();
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!lines.is_empty(), "JSON lines: {text}");
+    let find = |msg: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == msg)
+            .unwrap_or_else(|| panic!("no {msg:?} line in {text}"))
+            .clone()
+    };
+    let rejected = find("Signature rejected.");
+    assert_eq!(rejected["request_id"], "req-from-provider");
+    assert_eq!(rejected["provider"], "resend");
+    assert_eq!(rejected["stage"], "verify");
+    assert_eq!(rejected["failed_at_stage"], "verify");
+    assert_eq!(rejected["reason"], "mismatch");
+    assert!(rejected["duration_ms"].is_u64(), "{rejected}");
+    let stored = find("Event stored.");
+    assert_eq!(stored["event_id"], "resend:msg_logged");
+    assert_eq!(stored["stage"], "publish");
+    assert!(
+        stored["request_id"].is_string() && stored["duration_ms"].is_u64(),
+        "{stored}"
+    );
+    let unknown = find("Unknown or unconfigured provider.");
+    assert_eq!(unknown["failed_at_stage"], "route");
+    find("Ingest stopped.");
+
+    let secret_part = RESEND_SECRET.trim_start_matches("whsec_");
+    for needle in [secret_part, &good[2].1[3..], &bad[2].1[3..]] {
+        assert!(
+            !text.contains(needle),
+            "the log contains a secret or signature: {needle}"
+        );
+    }
+    std::fs::remove_file(logs).ok();
+}
+
+fn tempfile_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "hookline-{name}-{}-{}.log",
+        std::process::id(),
+        free_port()
+    ))
+}

@@ -1,0 +1,200 @@
+//! The worker's metrics, in one place, in its own registry (several workers can share a process in
+//! tests). Label values are bounded: provider names, dead-letter reasons, stage names. Known
+//! combinations start at zero so dashboards and alerts always have a series.
+
+use prometheus::{
+    exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct WorkerMetrics {
+    registry: Registry,
+    /// Events acknowledged after their batch committed, by provider.
+    pub processed: IntCounterVec,
+    /// Events stored for the first time.
+    pub stored: IntCounter,
+    /// Events already stored (redeliveries, retries past the dedup window): absorbed.
+    pub duplicates: IntCounter,
+    /// Well-formed events with no delivery information.
+    pub skipped: IntCounter,
+    pub dead_lettered: IntCounterVec,
+    pub db_retries: IntCounter,
+    pub breaker_open: IntGauge,
+    pub breaker_opened: IntCounter,
+    pub batch_size: Histogram,
+    pub stage_duration: HistogramVec,
+    /// From ingest's receipt of the event to its commit here.
+    pub end_to_end: Histogram,
+    pub queue_depth: IntGauge,
+    pub ack_pending: IntGauge,
+    pub processing_lag: Gauge,
+    pub last_batch: Gauge,
+}
+
+pub const DEAD_LETTER_REASONS: [&str; 6] = [
+    "bad_shape",
+    "missing_header",
+    "unknown_status",
+    "unknown_provider",
+    "db_rejected",
+    "max_deliveries",
+];
+
+impl WorkerMetrics {
+    pub fn new(providers: &[&'static str]) -> Self {
+        let registry = Registry::new();
+        let processed = IntCounterVec::new(
+            Opts::new(
+                "webhook_processed_total",
+                "Events stored in PostgreSQL and acknowledged, by provider.",
+            ),
+            &["provider"],
+        )
+        .unwrap();
+        let dead_lettered = IntCounterVec::new(
+            Opts::new(
+                "webhook_dead_lettered_total",
+                "Events moved to the dead-letter stream, by reason.",
+            ),
+            &["reason"],
+        )
+        .unwrap();
+        let stage_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "webhook_stage_duration_seconds",
+                "Time spent per stage of a webhook's life.",
+            )
+            .buckets(exponential_buckets(0.00005, 2.0, 18).unwrap()),
+            &["stage"],
+        )
+        .unwrap();
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).unwrap();
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).unwrap();
+        let m = Self {
+            processed,
+            stored: counter(
+                "webhook_stored_events_total",
+                "Events stored for the first time.",
+            ),
+            duplicates: counter(
+                "webhook_duplicates_total",
+                "Events already stored, absorbed without effect.",
+            ),
+            skipped: counter(
+                "webhook_skipped_total",
+                "Events carrying no delivery information, acknowledged and skipped.",
+            ),
+            dead_lettered,
+            db_retries: counter(
+                "webhook_db_retries_total",
+                "Database writes retried after a transient failure.",
+            ),
+            breaker_open: gauge(
+                "webhook_breaker_open",
+                "1 while the database circuit breaker is open.",
+            ),
+            breaker_opened: counter(
+                "webhook_breaker_opened_total",
+                "Times the database circuit breaker opened.",
+            ),
+            batch_size: Histogram::with_opts(
+                HistogramOpts::new("webhook_batch_size", "Events per database transaction.")
+                    .buckets(vec![
+                        1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
+                    ]),
+            )
+            .unwrap(),
+            stage_duration,
+            end_to_end: Histogram::with_opts(
+                HistogramOpts::new(
+                    "webhook_end_to_end_seconds",
+                    "From ingest's receipt of an event to its commit in PostgreSQL.",
+                )
+                .buckets(exponential_buckets(0.005, 2.0, 14).unwrap()),
+            )
+            .unwrap(),
+            queue_depth: gauge(
+                "webhook_queue_depth",
+                "Events in the stream not yet delivered to a worker.",
+            ),
+            ack_pending: gauge(
+                "webhook_ack_pending",
+                "Events delivered to workers and not yet acknowledged.",
+            ),
+            processing_lag: Gauge::new(
+                "webhook_processing_lag_seconds",
+                "Age of the oldest event not yet processed (0 when none).",
+            )
+            .unwrap(),
+            last_batch: Gauge::new(
+                "webhook_last_batch_timestamp_seconds",
+                "Unix time of this worker's last committed batch.",
+            )
+            .unwrap(),
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(m.processed.clone()),
+            Box::new(m.stored.clone()),
+            Box::new(m.duplicates.clone()),
+            Box::new(m.skipped.clone()),
+            Box::new(m.dead_lettered.clone()),
+            Box::new(m.db_retries.clone()),
+            Box::new(m.breaker_open.clone()),
+            Box::new(m.breaker_opened.clone()),
+            Box::new(m.batch_size.clone()),
+            Box::new(m.stage_duration.clone()),
+            Box::new(m.end_to_end.clone()),
+            Box::new(m.queue_depth.clone()),
+            Box::new(m.ack_pending.clone()),
+            Box::new(m.processing_lag.clone()),
+            Box::new(m.last_batch.clone()),
+        ];
+        for c in collectors {
+            m.registry.register(c).unwrap();
+        }
+        for p in providers {
+            m.processed.with_label_values(&[p]);
+        }
+        for r in DEAD_LETTER_REASONS {
+            m.dead_lettered.with_label_values(&[r]);
+        }
+        for s in ["fetch", "decode", "db_write", "ack"] {
+            m.stage_duration.with_label_values(&[s]);
+        }
+        m
+    }
+
+    pub fn processed_total(&self) -> u64 {
+        sum(&self.processed)
+    }
+
+    pub fn dead_lettered_total(&self) -> u64 {
+        sum(&self.dead_lettered)
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+}
+
+/// The sum over every label combination of a counter vector.
+fn sum(vec: &IntCounterVec) -> u64 {
+    use prometheus::core::Collector as _;
+    vec.collect()
+        .iter()
+        .flat_map(|f| {
+            f.get_metric()
+                .iter()
+                .map(|m| m.get_counter().get_value() as u64)
+        })
+        .sum()
+}
