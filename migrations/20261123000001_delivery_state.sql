@@ -100,20 +100,47 @@ CREATE INDEX delivery_events_message ON delivery_events (provider, provider_mess
 -- Recomputes recipients' state from all stored events of the given messages. Every write path
 -- (worker batches, the sending app's inserts) goes through here, so there is one definition of
 -- "the state of a message". Returns the number of recipient rows that changed.
-CREATE FUNCTION refresh_recipients(p_provider text[], p_message_id text[])
+--
+-- Locking, so concurrent writers never miss each other's uncommitted rows (READ COMMITTED):
+--   * the sending app registering recipients (`p_registering`, possibly 100,000 rows in one
+--     INSERT) takes EXCLUSIVE locks on the messages' stripes — at most 1,024 locks, whatever the
+--     row count — so it waits for workers in flight on those messages and holds off new ones;
+--   * a worker takes the same stripes SHARED (workers never block each other on them), then one
+--     exclusive lock per message, so two workers changing one message never compute from each
+--     other's stale row.
+-- Every transaction takes all its stripes before any message lock, each kind in sorted order,
+-- so no two transactions wait on each other in a cycle.
+CREATE FUNCTION refresh_recipients(
+    p_provider text[],
+    p_message_id text[],
+    p_registering boolean DEFAULT false
+)
 RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     changed integer;
+    -- Advisory lock class for the stripes ("hkl"); the per-message locks use one bigint key,
+    -- a separate key space.
+    stripe_class constant integer := 1751870316;
 BEGIN
-    -- Serialise with every other writer of the same messages until commit: a worker storing an
-    -- event and the app inserting its recipient must not miss each other's uncommitted row.
-    -- Sorted, so two transactions never wait on each other in a cycle.
-    PERFORM pg_advisory_xact_lock(k.h)
-    FROM (SELECT DISTINCT hashtextextended(u.p || E'\x1f' || u.m, 0) AS h
-          FROM unnest(p_provider, p_message_id) AS u (p, m)
-          WHERE u.m IS NOT NULL
-          ORDER BY 1) AS k;
+    IF p_registering THEN
+        PERFORM pg_advisory_xact_lock(stripe_class, s.stripe)
+        FROM (SELECT DISTINCT (hashtextextended(u.p || E'\x1f' || u.m, 0) & 1023)::integer AS stripe
+              FROM unnest(p_provider, p_message_id) AS u (p, m)
+              WHERE u.m IS NOT NULL
+              ORDER BY 1) AS s;
+    ELSE
+        PERFORM pg_advisory_xact_lock_shared(stripe_class, s.stripe)
+        FROM (SELECT DISTINCT (hashtextextended(u.p || E'\x1f' || u.m, 0) & 1023)::integer AS stripe
+              FROM unnest(p_provider, p_message_id) AS u (p, m)
+              WHERE u.m IS NOT NULL
+              ORDER BY 1) AS s;
+        PERFORM pg_advisory_xact_lock(k.h)
+        FROM (SELECT DISTINCT hashtextextended(u.p || E'\x1f' || u.m, 0) AS h
+              FROM unnest(p_provider, p_message_id) AS u (p, m)
+              WHERE u.m IS NOT NULL
+              ORDER BY 1) AS k;
+    END IF;
 
     -- A new statement after the lock sees everything committed before we got it.
     WITH keys AS (
@@ -270,10 +297,10 @@ RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_LEVEL = 'STATEMENT' THEN
-        PERFORM refresh_recipients(array_agg(provider), array_agg(provider_message_id))
+        PERFORM refresh_recipients(array_agg(provider), array_agg(provider_message_id), true)
         FROM new_rows WHERE provider_message_id IS NOT NULL;
     ELSE
-        PERFORM refresh_recipients(ARRAY[NEW.provider], ARRAY[NEW.provider_message_id]);
+        PERFORM refresh_recipients(ARRAY[NEW.provider], ARRAY[NEW.provider_message_id], true);
     END IF;
     RETURN NULL;
 END;

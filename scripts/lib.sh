@@ -60,6 +60,21 @@ ensure_prometheus() {
     command -v promtool >/dev/null || die "prometheus installed but promtool was not found"
 }
 
+# docker-compose (Debian) and kubernetes-validate (PyPI, into .venv): the deployment files' tests
+# validate with them; no Docker engine is needed.
+ensure_deploy_validators() {
+    if ! command -v docker-compose >/dev/null; then
+        say "Installing docker-compose from Debian packages (to validate docker-compose.yml)"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
+            || { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+                 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
+    fi
+    if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
+        say "Installing kubernetes-validate (PyPI) into .venv"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate
+    fi
+}
+
 ensure_pg_user() {
     [ "$(id -u)" = 0 ] || return 0
     id "$PG_USER" >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin "$PG_USER"

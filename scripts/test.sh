@@ -9,6 +9,7 @@ cd "$ROOT"
 ensure_nats_server
 ensure_postgres
 ensure_prometheus
+ensure_deploy_validators
 export HOOKLINE_NATS_SERVER="$VENV/bin/nats-server"
 HOOKLINE_PG_BIN="$(pg_bin_dir)"
 export HOOKLINE_PG_BIN

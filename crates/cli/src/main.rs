@@ -5,6 +5,7 @@
 mod check;
 mod demo;
 mod dlq;
+mod probe;
 mod setup;
 mod sign;
 
@@ -37,6 +38,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Inspect, replay or purge dead letters (WEBHOOKS_DLQ).
     Dlq(dlq::DlqArgs),
+    /// Exit 0 if a URL answers 2xx (healthchecks in images without curl).
+    Probe(probe::ProbeArgs),
     /// Register a sample batch, send signed webhooks for both providers, show the resulting rows.
     Demo(demo::DemoArgs),
 }
@@ -56,5 +59,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Check(a) => check::check(a).await,
         Command::Demo(a) => demo::demo(a).await,
         Command::Dlq(a) => dlq::dlq(a).await,
+        Command::Probe(a) => probe::probe(a).await,
     }
 }

@@ -54,9 +54,11 @@ pub struct StreamsArgs {
 }
 
 pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
-    let client = async_nats::connect(&args.nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {} (NATS_URL)", args.nats_url))?;
+    let client = async_nats::connect(
+        hookline_jetstream::server_addrs(&args.nats_url).map_err(anyhow::Error::msg)?,
+    )
+    .await
+    .with_context(|| format!("cannot connect to NATS at {} (NATS_URL)", args.nats_url))?;
     let js = async_nats::jetstream::new(client);
     let info = hookline_jetstream::ensure_stream(&js, &args.stream).await?;
     println!(

@@ -33,7 +33,7 @@ pub async fn run(
     let client = async_nats::ConnectOptions::new()
         .name("hookline-ingest")
         .retry_on_initial_connect()
-        .connect(&config.nats_url)
+        .connect(hookline_jetstream::server_addrs(&config.nats_url).map_err(anyhow::Error::msg)?)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
     let publisher = publish::Publisher::new(

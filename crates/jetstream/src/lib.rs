@@ -10,8 +10,37 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use thiserror::Error;
 
+/// Parses `NATS_URL`: one URL or several, comma-separated (the cluster's nodes; the client picks
+/// one and fails over to the others). async-nats itself takes one URL per string.
+pub fn server_addrs(urls: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let addrs: Vec<async_nats::ServerAddr> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse()
+                .map_err(|e| format!("NATS_URL entry {u:?} is invalid: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    if addrs.is_empty() {
+        return Err("NATS_URL is empty".to_owned());
+    }
+    Ok(addrs)
+}
+
 /// Stream subjects: `webhook.{provider}.{event_type}`.
 pub const SUBJECTS: &str = "webhook.>";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nats_url_takes_a_comma_separated_list() {
+        let a = super::server_addrs("nats://127.0.0.1:4222, nats://127.0.0.1:4223,").unwrap();
+        assert_eq!(a.len(), 2);
+        assert!(super::server_addrs(" , ").unwrap_err().contains("empty"));
+        assert!(super::server_addrs("nats://a:1,http://[::1").is_err());
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum TopologyError {

@@ -11,7 +11,7 @@ mod prometheus;
 pub mod signing;
 
 pub use http::WebhookClient;
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsServer};
 pub use postgres::Postgres;
 pub use process::Service;
 pub use prometheus::Prometheus;

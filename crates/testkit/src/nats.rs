@@ -98,3 +98,54 @@ impl NatsServer {
         self.proc.pid().is_some()
     }
 }
+
+/// Three nats-servers on loopback routed into one JetStream cluster (`hookline`), as in
+/// production, each with its own store.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub fn start(size: usize) -> Self {
+        let cluster_ports: Vec<u16> = (0..size).map(|_| crate::free_port()).collect();
+        let routes: Vec<String> = cluster_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect();
+        let nodes = cluster_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                NatsServer::start_with_args(vec![
+                    "--name".into(),
+                    format!("n{}", i + 1),
+                    "--cluster_name".into(),
+                    "hookline".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{port}"),
+                    "--routes".into(),
+                    routes.join(","),
+                ])
+            })
+            .collect();
+        Self { nodes }
+    }
+
+    /// Every node's client URL, comma-separated (what NATS_URL takes).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.url())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node named `name` (`n1`, `n2`, …).
+    pub fn node_mut(&mut self, name: &str) -> &mut NatsServer {
+        let i: usize = name
+            .trim_start_matches('n')
+            .parse()
+            .expect("a node name like n2");
+        &mut self.nodes[i - 1]
+    }
+}

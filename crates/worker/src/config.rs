@@ -40,6 +40,10 @@ pub struct WorkerConfig {
     #[arg(long, env = "HOOKLINE_DLQ_STREAM", default_value = "WEBHOOKS_DLQ")]
     pub dlq_stream: String,
 
+    /// Replicas of the dead-letter stream when the worker creates it (3 on a JetStream cluster).
+    #[arg(long, env = "HOOKLINE_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+
     #[command(flatten)]
     pub consumer: ConsumerArgs,
 

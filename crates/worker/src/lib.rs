@@ -71,17 +71,20 @@ impl Worker {
         let client = async_nats::ConnectOptions::new()
             .name("hookline-worker")
             .retry_on_initial_connect()
-            .connect(&config.nats_url)
+            .connect(
+                hookline_jetstream::server_addrs(&config.nats_url).map_err(anyhow::Error::msg)?,
+            )
             .await
             .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
         let js = async_nats::jetstream::new(client.clone());
         let consumer = loop {
             let ready = async {
-                js.get_or_create_stream(dead_letter::stream_config(&config.dlq_stream, 1))
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("dead-letter stream {}: {e}", config.dlq_stream)
-                    })?;
+                js.get_or_create_stream(dead_letter::stream_config(
+                    &config.dlq_stream,
+                    config.stream_replicas,
+                ))
+                .await
+                .map_err(|e| anyhow::anyhow!("dead-letter stream {}: {e}", config.dlq_stream))?;
                 hookline_jetstream::ensure_consumer(&js, &config.stream, &config.consumer)
                     .await
                     .map_err(anyhow::Error::from)

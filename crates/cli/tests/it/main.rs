@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+mod deploy;
+
 use async_nats::jetstream;
 use hookline_core::Headers as _;
 use hookline_testkit::NatsServer;

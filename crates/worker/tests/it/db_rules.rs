@@ -297,6 +297,45 @@ async fn concurrent_event_and_recipient_insert_never_miss_each_other() {
     assert_counters_match_recount(&pool).await;
 }
 
+/// Rule 3 at bulk-send scale: one INSERT of 20,000 recipients whose events are already stored
+/// (more than PostgreSQL's default lock table holds, were there one lock per message).
+#[tokio::test]
+async fn a_bulk_insert_of_many_recipients_applies_their_early_events() {
+    let (_pg, pool) = migrated_db().await;
+    let w = BatchWriter::new(pool.clone());
+    let n = 20_000;
+    let events: Vec<_> = (0..n)
+        .map(|i| {
+            status_event(
+                "resend",
+                &format!("bulk-ev-{i}"),
+                &format!("bulk-{i}"),
+                S::Delivered,
+                1,
+            )
+        })
+        .collect();
+    for chunk in events.chunks(1_000) {
+        write(&w, chunk).await;
+    }
+    let batch = new_batch(&pool).await;
+    sqlx::query(
+        "INSERT INTO recipients (batch_id, provider, provider_message_id)
+         SELECT $1::uuid, 'resend', 'bulk-' || i FROM generate_series(0, $2 - 1) AS i",
+    )
+    .bind(&batch)
+    .bind(n)
+    .execute(&pool)
+    .await
+    .expect("a bulk insert succeeds");
+    let delivered: i32 = sqlx::query_scalar("SELECT delivered_count FROM batches")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(delivered, n);
+    assert_counters_match_recount(&pool).await;
+}
+
 /// Rule 4: counters equal a recount through inserts, events, moves between batches and deletes.
 #[tokio::test]
 async fn counters_always_equal_a_recount() {

@@ -1,5 +1,6 @@
 //! Worker integration tests against real PostgreSQL (and nats-server for the end-to-end ones).
 
+mod cluster;
 mod db_rules;
 mod end_to_end;
 mod faults;

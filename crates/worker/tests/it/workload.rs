@@ -119,6 +119,10 @@ impl Workload {
                 "{} events still refused after {deadline:?}",
                 pending.len()
             );
+            if retries > 0 {
+                // A provider's retry schedule: the next round comes a little later.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             retries += pending.len();
             pending = Self::post_all(client, &pending, 8)
                 .await

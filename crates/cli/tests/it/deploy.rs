@@ -1,0 +1,288 @@
+//! The deployment files are valid and agree with the binaries: `docker-compose config` accepts the
+//! compose file, `kubernetes-validate --strict` the manifests, `nats-server -t` the cluster config;
+//! every environment variable they set is one the binary reads, and every probe and scrape port is
+//! the one the binary listens on.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use clap::CommandFactory;
+use hookline_testkit::workspace_root;
+use serde_yaml::Value;
+
+/// Environment variables a binary reads: its clap `env` names, plus `RUST_LOG` (log filter).
+fn env_names(binary: &str) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = ["RUST_LOG".to_owned()].into();
+    let from = |cmd: clap::Command| -> Vec<String> {
+        cmd.get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect()
+    };
+    match binary {
+        "hookline-ingest" => names.extend(from(hookline_ingest::IngestConfig::command())),
+        "hookline-worker" => names.extend(from(hookline_worker::WorkerConfig::command())),
+        "hookline" => {
+            for sub in ["migrate", "streams", "probe"] {
+                let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
+                    .args([sub, "--help"])
+                    .output()
+                    .unwrap();
+                let help = String::from_utf8_lossy(&out.stdout).into_owned();
+                names.extend(
+                    help.split("[env: ")
+                        .skip(1)
+                        .map(|r| r.split(['=', ']']).next().unwrap().to_owned()),
+                );
+            }
+        }
+        other => panic!("unknown binary {other}"),
+    }
+    names
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap()
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/test.sh installs it)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn compose_file_is_valid_and_matches_the_binaries() {
+    let root = workspace_root();
+    // The resolved form: anchors merged, variables substituted.
+    let resolved = run_ok(
+        Command::new("docker-compose")
+            .args(["-f", "docker-compose.yml", "config"])
+            .current_dir(&root)
+            .env("TELNYX_PUBLIC_KEY", "test-key")
+            .env("RESEND_WEBHOOK_SECRET", "whsec_dGVzdA=="),
+    );
+    let doc: Value = serde_yaml::from_str(&resolved).unwrap();
+    let services = doc["services"].as_mapping().unwrap();
+    for want in [
+        "nats",
+        "postgres",
+        "migrate",
+        "streams",
+        "ingest",
+        "worker",
+        "prometheus",
+        "grafana",
+    ] {
+        assert!(services.contains_key(want), "service {want}");
+    }
+    let mut checked = 0;
+    for (name, svc) in services {
+        let name = name.as_str().unwrap();
+        if svc["image"].as_str() != Some("hookline:latest") {
+            continue;
+        }
+        let command: Vec<&str> = svc["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let accepted = env_names(command[0]);
+        for key in svc["environment"].as_mapping().unwrap().keys() {
+            let key = key.as_str().unwrap();
+            assert!(
+                accepted.contains(key),
+                "{name}: {} does not read {key}",
+                command[0]
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "migrate, streams, ingest, worker");
+
+    let ingest = &services["ingest"];
+    let listen = port_of(ingest["environment"]["HOOKLINE_LISTEN"].as_str().unwrap());
+    assert_eq!(
+        ingest["ports"][0]["target"].as_u64(),
+        Some(u64::from(listen))
+    );
+    let probe = ingest["healthcheck"]["test"][3].as_str().unwrap();
+    assert_eq!(port_of(probe.trim_end_matches("/readyz")), listen);
+    let worker = &services["worker"];
+    let wport = port_of(
+        worker["environment"]["HOOKLINE_WORKER_LISTEN"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(
+        port_of(
+            worker["healthcheck"]["test"][3]
+                .as_str()
+                .unwrap()
+                .trim_end_matches("/healthz")
+        ),
+        wport
+    );
+    assert!(
+        worker.get("container_name").is_none() && worker.get("ports").is_none(),
+        "worker must scale"
+    );
+    let prom: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("deploy/prometheus/prometheus-compose.yml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        prom["scrape_configs"][1]["dns_sd_configs"][0]["port"].as_u64(),
+        Some(u64::from(wport))
+    );
+    assert_eq!(
+        port_of(
+            prom["scrape_configs"][0]["static_configs"][0]["targets"][0]
+                .as_str()
+                .unwrap()
+        ),
+        listen
+    );
+    run_ok(
+        Command::new("promtool")
+            .args(["check", "config", "prometheus-compose.yml"])
+            .current_dir(root.join("deploy/prometheus")),
+    );
+}
+
+#[test]
+fn kubernetes_manifests_are_valid_and_match_the_binaries() {
+    let root = workspace_root();
+    let dir = root.join("deploy/kubernetes");
+    let kustomization: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
+            .unwrap();
+    let files: Vec<String> = kustomization["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let validator = root.join(".venv/bin/kubernetes-validate");
+    let mut cmd = Command::new(&validator);
+    cmd.arg("--strict").args(files.iter().map(|f| dir.join(f)));
+    run_ok(&mut cmd);
+
+    let docs: Vec<Value> = files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap();
+            serde_yaml::Deserializer::from_str(&text)
+                .map(|d| Value::deserialize(d).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind}/{name}"))
+            .clone()
+    };
+    let keys = |d: &Value, field: &str| -> Vec<String> {
+        d[field]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let config_keys = keys(&find("ConfigMap", "hookline-config"), "data");
+    let secret_keys = keys(&find("Secret", "hookline-secrets"), "stringData");
+    let mut containers = 0;
+    for deployment in ["hookline-ingest", "hookline-worker"] {
+        let d = find("Deployment", deployment);
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        let binary = c["command"][0].as_str().unwrap();
+        let accepted = env_names(binary);
+        let mut used: Vec<String> = c["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect();
+        used.extend(config_keys.iter().cloned());
+        if binary == "hookline-ingest" {
+            used.extend(secret_keys.iter().filter(|k| *k != "DATABASE_URL").cloned());
+        } else {
+            used.push("DATABASE_URL".into());
+        }
+        for key in &used {
+            assert!(
+                accepted.contains(key),
+                "{deployment}: {binary} does not read {key}"
+            );
+        }
+        let listen_var = if binary == "hookline-ingest" {
+            "HOOKLINE_LISTEN"
+        } else {
+            "HOOKLINE_WORKER_LISTEN"
+        };
+        let listen = c["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == listen_var)
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            c["ports"][0]["containerPort"].as_u64(),
+            Some(u64::from(port_of(&listen))),
+            "{deployment}"
+        );
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(
+            find("HorizontalPodAutoscaler", deployment)["spec"]["scaleTargetRef"]["name"],
+            deployment
+        );
+        find("PodDisruptionBudget", deployment);
+        containers += 1;
+    }
+    assert_eq!(containers, 2);
+    let nats = find("StatefulSet", "nats");
+    assert_eq!(nats["spec"]["replicas"].as_u64(), Some(3));
+    assert_eq!(
+        find("ConfigMap", "hookline-config")["data"]["HOOKLINE_STREAM_REPLICAS"],
+        "3"
+    );
+
+    // The NATS cluster config parses as nats-server sees it.
+    let conf = find("ConfigMap", "nats-config")["data"]["nats.conf"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = std::env::temp_dir().join(format!("hookline-nats-{}.conf", std::process::id()));
+    std::fs::write(&path, conf).unwrap();
+    let nats_server = std::env::var("HOOKLINE_NATS_SERVER")
+        .map(|p| root.join(p))
+        .unwrap_or_else(|_| root.join(".venv/bin/nats-server"));
+    run_ok(
+        Command::new(nats_server)
+            .arg("-t")
+            .arg("-c")
+            .arg(&path)
+            .env("POD_NAME", "nats-0"),
+    );
+    std::fs::remove_file(path).ok();
+}
+
+use serde::Deserialize as _;
