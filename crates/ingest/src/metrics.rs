@@ -3,10 +3,7 @@
 //! Known label combinations are created at zero on start-up, so dashboards and alerts always have
 //! a series to read.
 
-use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 pub struct IngestMetrics {
     registry: Registry,
@@ -86,16 +83,17 @@ impl IngestMetrics {
             &["stage"],
         )
         .unwrap();
-        for c in [
-            Box::new(received.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(queued.clone()),
-            Box::new(response_duration.clone()),
-            Box::new(signature_failures.clone()),
-            Box::new(publish_failures.clone()),
-            Box::new(stage_duration.clone()),
-        ] {
-            registry.register(c).unwrap();
-        }
+        hookline_runtime::register_all(
+            &registry,
+            vec![
+                Box::new(received.clone()),
+                Box::new(queued.clone()),
+                Box::new(response_duration.clone()),
+                Box::new(signature_failures.clone()),
+                Box::new(publish_failures.clone()),
+                Box::new(stage_duration.clone()),
+            ],
+        );
         for p in providers {
             received.with_label_values(&[p]);
             for r in SIGNATURE_REASONS {
@@ -121,10 +119,6 @@ impl IngestMetrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding cannot fail");
-        String::from_utf8(buf).expect("the text format is UTF-8")
+        hookline_runtime::metrics_text(&self.registry)
     }
 }

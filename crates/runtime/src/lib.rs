@@ -1,4 +1,5 @@
-//! Process plumbing shared by hookline's binaries: log output and shutdown signals. Kept out of
+//! Process plumbing shared by hookline's binaries: log output, shutdown signals, the metrics
+//! text format. Kept out of
 //! the libraries so tests can run servers without global side effects.
 #![forbid(unsafe_code)]
 
@@ -23,4 +24,26 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Registers `collectors` in `registry`: each crate's metrics live in a registry of their own.
+pub fn register_all(
+    registry: &prometheus::Registry,
+    collectors: Vec<Box<dyn prometheus::core::Collector>>,
+) {
+    for c in collectors {
+        registry
+            .register(c)
+            .expect("metric names are unique within a registry");
+    }
+}
+
+/// The Prometheus text exposition of every metric in `registry`.
+pub fn metrics_text(registry: &prometheus::Registry) -> String {
+    use prometheus::Encoder as _;
+    let mut buf = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut buf)
+        .expect("text encoding cannot fail");
+    String::from_utf8(buf).expect("the text format is UTF-8")
 }

@@ -3,8 +3,8 @@
 //! combinations start at zero so dashboards and alerts always have a series.
 
 use prometheus::{
-    exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    exponential_buckets, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry,
 };
 
 pub struct WorkerMetrics {
@@ -150,9 +150,7 @@ impl WorkerMetrics {
             Box::new(m.processing_lag.clone()),
             Box::new(m.last_batch.clone()),
         ];
-        for c in collectors {
-            m.registry.register(c).unwrap();
-        }
+        hookline_runtime::register_all(&m.registry, collectors);
         for p in providers {
             m.processed.with_label_values(&[p]);
         }
@@ -178,11 +176,7 @@ impl WorkerMetrics {
     }
 
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding cannot fail");
-        String::from_utf8(buf).expect("the text format is UTF-8")
+        hookline_runtime::metrics_text(&self.registry)
     }
 }
 
