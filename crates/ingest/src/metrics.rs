@@ -74,15 +74,7 @@ impl IngestMetrics {
             &["provider", "reason"],
         )
         .unwrap();
-        let stage_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "webhook_stage_duration_seconds",
-                "Time spent per stage of a webhook's life.",
-            )
-            .buckets(exponential_buckets(0.00005, 2.0, 18).unwrap()),
-            &["stage"],
-        )
-        .unwrap();
+        let stage_duration = hookline_runtime::stage_duration_histogram();
         hookline_runtime::register_all(
             &registry,
             vec![

@@ -47,3 +47,17 @@ pub fn metrics_text(registry: &prometheus::Registry) -> String {
         .expect("text encoding cannot fail");
     String::from_utf8(buf).expect("the text format is UTF-8")
 }
+
+/// `webhook_stage_duration_seconds{stage}`, defined once: ingest and workers must use the same
+/// buckets, since dashboards compute quantiles over both (`sum by (le, stage)`).
+pub fn stage_duration_histogram() -> prometheus::HistogramVec {
+    prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new(
+            "webhook_stage_duration_seconds",
+            "Time spent per stage of a webhook's life.",
+        )
+        .buckets(prometheus::exponential_buckets(0.00005, 2.0, 18).expect("valid buckets")),
+        &["stage"],
+    )
+    .expect("valid histogram")
+}

@@ -59,15 +59,7 @@ impl WorkerMetrics {
             &["reason"],
         )
         .unwrap();
-        let stage_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "webhook_stage_duration_seconds",
-                "Time spent per stage of a webhook's life.",
-            )
-            .buckets(exponential_buckets(0.00005, 2.0, 18).unwrap()),
-            &["stage"],
-        )
-        .unwrap();
+        let stage_duration = hookline_runtime::stage_duration_histogram();
         let counter = |name: &str, help: &str| IntCounter::new(name, help).unwrap();
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).unwrap();
         let m = Self {
