@@ -119,11 +119,16 @@ RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     changed integer;
+    nestloop_was text := current_setting('enable_nestloop');
     -- Advisory lock class for the stripes ("hkl"); the per-message locks use one bigint key,
     -- a separate key space.
     stripe_class constant integer := 1751870316;
 BEGIN
     IF p_registering THEN
+        -- Registering may touch 100,000 rows inserted by this very statement, which have no
+        -- statistics: a misestimated nested loop over them is quadratic (minutes for 20,000).
+        -- Hash joins are linear. Workers (at most a batch of keys) keep their index lookups.
+        PERFORM set_config('enable_nestloop', 'off', true);
         PERFORM pg_advisory_xact_lock(stripe_class, s.stripe)
         FROM (SELECT DISTINCT (hashtextextended(u.p || E'\x1f' || u.m, 0) & 1023)::integer AS stripe
               FROM unnest(p_provider, p_message_id) AS u (p, m)
@@ -143,58 +148,68 @@ BEGIN
     END IF;
 
     -- A new statement after the lock sees everything committed before we got it.
+    -- The plan shape is spelled out with LATERAL: every lookup goes through an index, driven by
+    -- the keys, whatever the planner estimates (rows inserted in this very statement have no
+    -- statistics yet, and a misestimated nested loop over 20,000 keys took minutes).
     WITH keys AS (
         SELECT DISTINCT u.p AS provider, u.m AS message_id
         FROM unnest(p_provider, p_message_id) AS u (p, m)
         WHERE u.m IS NOT NULL
     ),
-    events AS (
-        SELECT e.*, s.rank
-        FROM delivery_events e
-        JOIN keys k ON e.provider = k.provider AND e.provider_message_id = k.message_id
-        LEFT JOIN delivery_statuses s ON s.status = e.status
-    ),
-    winner AS (
-        -- The event that decides the status: highest rank, then latest, then largest id.
-        SELECT DISTINCT ON (provider, provider_message_id)
-               provider, provider_message_id, status, rank, event_id, occurred_at,
-               error_code, error_description
-        FROM events
-        WHERE status IS NOT NULL
-        ORDER BY provider, provider_message_id, rank DESC, occurred_at DESC, event_id DESC
-    ),
-    times AS (
-        SELECT provider, provider_message_id,
-               min(occurred_at) FILTER (WHERE status = 'sent')                    AS sent_at,
-               min(occurred_at) FILTER (WHERE status = 'delivered')               AS delivered_at,
-               min(occurred_at) FILTER (WHERE status IN ('failed', 'bounced'))    AS failed_at,
-               min(occurred_at) FILTER (WHERE status = 'complained')              AS complained_at,
-               min(occurred_at) FILTER (WHERE engagement = 'opened')              AS opened_at,
-               min(occurred_at) FILTER (WHERE engagement = 'clicked')             AS clicked_at,
-               max(occurred_at)                                                   AS last_event_at
-        FROM events
-        GROUP BY provider, provider_message_id
+    agg AS (
+        -- Per message: the event that decides the status (highest rank, then latest, then largest
+        -- id), and the earliest time of each kind of event.
+        SELECT k.provider, k.message_id,
+               max(e.rank) AS rank,
+               (array_agg(e.status ORDER BY e.rank DESC, e.occurred_at DESC, e.event_id DESC)
+                   FILTER (WHERE e.status IS NOT NULL))[1] AS status,
+               (array_agg(e.event_id ORDER BY e.rank DESC, e.occurred_at DESC, e.event_id DESC)
+                   FILTER (WHERE e.status IS NOT NULL))[1] AS event_id,
+               (array_agg(e.occurred_at ORDER BY e.rank DESC, e.occurred_at DESC, e.event_id DESC)
+                   FILTER (WHERE e.status IS NOT NULL))[1] AS occurred_at,
+               (array_agg(e.error_code ORDER BY e.rank DESC, e.occurred_at DESC, e.event_id DESC)
+                   FILTER (WHERE e.status IS NOT NULL))[1] AS error_code,
+               (array_agg(e.error_description ORDER BY e.rank DESC, e.occurred_at DESC, e.event_id DESC)
+                   FILTER (WHERE e.status IS NOT NULL))[1] AS error_description,
+               min(e.occurred_at) FILTER (WHERE e.status = 'sent')                 AS sent_at,
+               min(e.occurred_at) FILTER (WHERE e.status = 'delivered')            AS delivered_at,
+               min(e.occurred_at) FILTER (WHERE e.status IN ('failed', 'bounced')) AS failed_at,
+               min(e.occurred_at) FILTER (WHERE e.status = 'complained')           AS complained_at,
+               min(e.occurred_at) FILTER (WHERE e.engagement = 'opened')           AS opened_at,
+               min(e.occurred_at) FILTER (WHERE e.engagement = 'clicked')          AS clicked_at,
+               max(e.occurred_at)                                                  AS last_event_at
+        FROM keys k
+        CROSS JOIN LATERAL (
+            SELECT d.status, d.engagement, d.event_id, d.occurred_at, d.error_code,
+                   d.error_description, s.rank
+            FROM delivery_events d
+            LEFT JOIN delivery_statuses s ON s.status = d.status
+            WHERE d.provider = k.provider AND d.provider_message_id = k.message_id
+        ) AS e
+        GROUP BY k.provider, k.message_id
     ),
     next AS (
         SELECT r.id,
-               -- `w.rank >= cur.rank` is NULL without a winner: keep the current status.
-               CASE WHEN w.rank >= cur.rank THEN w.status ELSE r.status END AS status,
-               CASE WHEN w.rank >= cur.rank THEN w.event_id ELSE r.status_event_id END AS status_event_id,
-               CASE WHEN w.rank >= cur.rank THEN w.occurred_at ELSE r.status_at END AS status_at,
-               CASE WHEN w.rank >= cur.rank THEN w.error_code ELSE r.last_error_code END AS last_error_code,
-               CASE WHEN w.rank >= cur.rank THEN w.error_description ELSE r.last_error_description END
+               -- `a.rank >= cur.rank` is NULL without a status event: keep the current status.
+               CASE WHEN a.rank >= cur.rank THEN a.status ELSE r.status END AS status,
+               CASE WHEN a.rank >= cur.rank THEN a.event_id ELSE r.status_event_id END AS status_event_id,
+               CASE WHEN a.rank >= cur.rank THEN a.occurred_at ELSE r.status_at END AS status_at,
+               CASE WHEN a.rank >= cur.rank THEN a.error_code ELSE r.last_error_code END AS last_error_code,
+               CASE WHEN a.rank >= cur.rank THEN a.error_description ELSE r.last_error_description END
                    AS last_error_description,
-               LEAST(r.sent_at, t.sent_at)             AS sent_at,
-               LEAST(r.delivered_at, t.delivered_at)   AS delivered_at,
-               LEAST(r.failed_at, t.failed_at)         AS failed_at,
-               LEAST(r.complained_at, t.complained_at) AS complained_at,
-               LEAST(r.opened_at, t.opened_at)         AS opened_at,
-               LEAST(r.clicked_at, t.clicked_at)       AS clicked_at,
-               GREATEST(r.last_event_at, t.last_event_at) AS last_event_at
-        FROM recipients r
-        JOIN times t ON t.provider = r.provider AND t.provider_message_id = r.provider_message_id
+               LEAST(r.sent_at, a.sent_at)             AS sent_at,
+               LEAST(r.delivered_at, a.delivered_at)   AS delivered_at,
+               LEAST(r.failed_at, a.failed_at)         AS failed_at,
+               LEAST(r.complained_at, a.complained_at) AS complained_at,
+               LEAST(r.opened_at, a.opened_at)         AS opened_at,
+               LEAST(r.clicked_at, a.clicked_at)       AS clicked_at,
+               GREATEST(r.last_event_at, a.last_event_at) AS last_event_at
+        FROM agg a
+        CROSS JOIN LATERAL (
+            SELECT * FROM recipients x
+            WHERE x.provider = a.provider AND x.provider_message_id = a.message_id
+        ) AS r
         JOIN delivery_statuses cur ON cur.status = r.status
-        LEFT JOIN winner w ON w.provider = r.provider AND w.provider_message_id = r.provider_message_id
     )
     UPDATE recipients r
     SET status = n.status,
@@ -220,6 +235,7 @@ BEGIN
            n.sent_at, n.delivered_at, n.failed_at, n.complained_at, n.opened_at, n.clicked_at,
            n.last_event_at);
     GET DIAGNOSTICS changed = ROW_COUNT;
+    PERFORM set_config('enable_nestloop', nestloop_was, true);
     RETURN changed;
 END;
 $$;
@@ -275,18 +291,20 @@ BEGIN
         PERFORM apply_batch_deltas(array_agg(batch_id), array_agg(status), array_agg(-1))
         FROM old_rows WHERE batch_id IS NOT NULL;
     ELSE
-        -- Only rows whose (batch, status) changed contribute; -1 for the old, +1 for the new.
-        PERFORM apply_batch_deltas(array_agg(x.batch_id), array_agg(x.status), array_agg(x.n))
+        -- -1 for every old row, +1 for every new one, netted per (batch, status): unchanged rows
+        -- cancel out. An aggregate, not a join, so it stays linear however many rows changed.
+        PERFORM apply_batch_deltas(array_agg(d.batch_id), array_agg(d.status), array_agg(d.n))
         FROM (
-            SELECT o.batch_id, o.status, -1 AS n
-            FROM old_rows o JOIN new_rows n ON n.id = o.id
-            WHERE (o.batch_id, o.status) IS DISTINCT FROM (n.batch_id, n.status)
-            UNION ALL
-            SELECT n.batch_id, n.status, 1
-            FROM old_rows o JOIN new_rows n ON n.id = o.id
-            WHERE (o.batch_id, o.status) IS DISTINCT FROM (n.batch_id, n.status)
-        ) x
-        WHERE x.batch_id IS NOT NULL;
+            SELECT x.batch_id, x.status, sum(x.n)::integer AS n
+            FROM (
+                SELECT batch_id, status, -1 AS n FROM old_rows
+                UNION ALL
+                SELECT batch_id, status, 1 FROM new_rows
+            ) x
+            WHERE x.batch_id IS NOT NULL
+            GROUP BY x.batch_id, x.status
+            HAVING sum(x.n) <> 0
+        ) d;
     END IF;
     RETURN NULL;
 END;
