@@ -57,10 +57,6 @@ impl Publisher {
         &self.js
     }
 
-    pub fn client(&self) -> &async_nats::Client {
-        &self.client
-    }
-
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }

@@ -93,10 +93,6 @@ impl NatsServer {
         self.proc = Self::spawn(&self.binary, &self.dir, self.port, &self.extra_args, gen);
         self.wait_listening();
     }
-
-    pub fn is_running(&self) -> bool {
-        self.proc.pid().is_some()
-    }
 }
 
 /// Three nats-servers on loopback routed into one JetStream cluster (`hookline`), as in

@@ -77,11 +77,6 @@ impl Postgres {
         self.proc.reap();
     }
 
-    /// SIGKILL the postmaster, as in a crash.
-    pub fn kill(&mut self) {
-        self.proc.kill();
-    }
-
     /// Starts again on the same port and data.
     pub fn start_again(&mut self) {
         self.proc.kill();

@@ -86,10 +86,6 @@ impl Service {
         }
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.proc.pid()
-    }
-
     /// Sends `KILL`, `TERM` or `INT` without waiting.
     pub fn signal(&mut self, sig: &str) {
         self.proc.signal(sig);

@@ -163,10 +163,6 @@ impl WorkerMetrics {
         sum(&self.dead_lettered)
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     pub fn render(&self) -> String {
         hookline_runtime::metrics_text(&self.registry)
     }

@@ -72,7 +72,9 @@ impl Consumer {
                             "Circuit breaker closed; the database is back."
                         );
                     }
-                    self.metrics.breaker_open.set(0);
+                    self.metrics
+                        .breaker_open
+                        .set(breaker.state().as_gauge().into());
                     self.metrics.stored.inc_by(outcome.inserted as u64);
                     self.metrics.duplicates.inc_by(outcome.duplicates as u64);
                     self.metrics
@@ -97,7 +99,6 @@ impl Consumer {
                     match breaker.on_failure(now.into_std()) {
                         Some(Transition::Opened) => {
                             self.metrics.breaker_opened.inc();
-                            self.metrics.breaker_open.set(1);
                             error!(stage = "db_write", breaker = "open", consecutive_failures = breaker.consecutive_failures(), probe_in_ms = self.settings.breaker_open_for.as_millis() as u64, error = %e, "Circuit breaker opened: fetching stops until a probe succeeds.");
                         }
                         Some(Transition::StillOpen) => {
@@ -107,6 +108,9 @@ impl Consumer {
                             warn!(stage = "db_write", attempt, error = %e, "Database write failed; will retry.");
                         }
                     }
+                    self.metrics
+                        .breaker_open
+                        .set(breaker.state().as_gauge().into());
                     let mut wait =
                         breaker.wait_before_retry(now.into_std(), backoff(&self.settings, attempt));
                     drop(breaker);

@@ -176,10 +176,6 @@ impl BatchWriter {
         self
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// Stores `records` and updates state in one transaction.
     pub async fn write(&self, records: &[EventRecord<'_>]) -> Result<WriteOutcome, WriteError> {
         if records.is_empty() {
