@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hookline_core::{subject, Headers, Providers};
+use hookline_core::{subject, Headers, Provider, Providers};
 use tracing::{debug, error, warn, Instrument as _};
 
 use crate::error::IngestError;
@@ -66,14 +66,11 @@ async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> axum::response::Response {
     let started = Instant::now();
-    let provider_label = state
-        .providers
-        .get(&provider_name)
-        .map(|p| p.name())
-        .unwrap_or("unknown");
+    let provider = state.providers.get(&provider_name);
+    let provider_label = provider.map_or("unknown", |p| p.name());
     let request_id = request_id(&headers);
     let span = tracing::info_span!("webhook", %request_id, provider = provider_label);
-    let response = handle(&state, &provider_name, &request_id, &headers, body, started)
+    let response = handle(&state, provider, &request_id, &headers, body, started)
         .instrument(span)
         .await
         .into_response();
@@ -105,14 +102,14 @@ fn request_id(headers: &HeaderMap) -> String {
 
 async fn handle(
     state: &AppState,
-    provider_name: &str,
+    provider: Option<&dyn Provider>,
     request_id: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     started: Instant,
 ) -> Result<impl IntoResponse, IngestError> {
     let duration_ms = || started.elapsed().as_millis() as u64;
-    let provider = state.providers.get(provider_name).ok_or_else(|| {
+    let provider = provider.ok_or_else(|| {
         warn!(%request_id, provider = "unknown", stage = "route", failed_at_stage = "route", duration_ms = duration_ms(), "Unknown or unconfigured provider.");
         IngestError::UnknownProvider
     })?;
@@ -165,7 +162,10 @@ async fn handle(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    forward.insert("Hookline-Received-At-Ms", received_ms.to_string().as_str());
+    forward.insert(
+        subject::RECEIVED_AT_HEADER,
+        received_ms.to_string().as_str(),
+    );
 
     forward.insert("Hookline-Request-Id", request_id);
     let publish_started = Instant::now();

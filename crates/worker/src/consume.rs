@@ -229,11 +229,11 @@ impl Consumer {
     }
 }
 
-/// When ingest received the event (its `Hookline-Received-At-Ms` header), in unix milliseconds.
+/// When ingest received the event (its `RECEIVED_AT_HEADER`), in unix milliseconds.
 fn received_at_ms(msg: &jetstream::Message) -> Option<i64> {
     msg.headers
         .as_ref()?
-        .get("Hookline-Received-At-Ms")?
+        .get(hookline_core::subject::RECEIVED_AT_HEADER)?
         .as_str()
         .parse()
         .ok()
