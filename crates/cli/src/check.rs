@@ -1,9 +1,6 @@
 //! `hookline check`: recounts every batch's recipients and compares with its counters. They are
 //! kept equal by triggers; a mismatch means someone wrote the counters by hand.
 
-use anyhow::Context as _;
-use sqlx::postgres::PgPoolOptions;
-
 #[derive(clap::Args)]
 pub struct CheckArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -11,11 +8,7 @@ pub struct CheckArgs {
 }
 
 pub async fn check(args: CheckArgs) -> anyhow::Result<()> {
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&args.database_url)
-        .await
-        .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+    let pool = crate::connect::database(&args.database_url, 1).await?;
     let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM batches")
         .fetch_one(&pool)
         .await?;

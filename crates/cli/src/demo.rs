@@ -5,9 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use rand::Rng as _;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::Row as _;
 
 use crate::sign::{now, post, ProviderName, SigningKeys};
@@ -32,11 +30,7 @@ pub struct DemoArgs {
 }
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&args.database_url)
-        .await
-        .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+    let pool = crate::connect::database(&args.database_url, 2).await?;
     let tag: u32 = rand::rng().random();
     let id = |name: &str| format!("demo-{tag:08x}-{name}");
     let batch: String =

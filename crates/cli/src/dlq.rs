@@ -51,12 +51,7 @@ enum DlqCommand {
 }
 
 pub async fn dlq(args: DlqArgs) -> anyhow::Result<()> {
-    let client = async_nats::connect(
-        hookline_jetstream::server_addrs(&args.nats_url).map_err(anyhow::Error::msg)?,
-    )
-    .await
-    .with_context(|| format!("cannot connect to NATS at {} (NATS_URL)", args.nats_url))?;
-    let js = async_nats::jetstream::new(client);
+    let js = crate::connect::jetstream(&args.nats_url).await?;
     let name = args.dlq_stream.as_str();
     let err = |e: async_nats::Error| anyhow::anyhow!("{name}: {e}");
     match args.command {

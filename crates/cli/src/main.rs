@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod check;
+mod connect;
 mod demo;
 mod dlq;
 mod probe;

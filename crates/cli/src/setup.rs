@@ -3,7 +3,6 @@
 
 use anyhow::Context as _;
 use hookline_jetstream::StreamArgs;
-use sqlx::postgres::PgPoolOptions;
 
 #[derive(clap::Args)]
 pub struct MigrateArgs {
@@ -13,12 +12,7 @@ pub struct MigrateArgs {
 }
 
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect(&args.database_url)
-        .await
-        .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+    let pool = crate::connect::database(&args.database_url, 1).await?;
     let migrator = &hookline_worker::MIGRATOR;
     let applied: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
@@ -54,12 +48,7 @@ pub struct StreamsArgs {
 }
 
 pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
-    let client = async_nats::connect(
-        hookline_jetstream::server_addrs(&args.nats_url).map_err(anyhow::Error::msg)?,
-    )
-    .await
-    .with_context(|| format!("cannot connect to NATS at {} (NATS_URL)", args.nats_url))?;
-    let js = async_nats::jetstream::new(client);
+    let js = crate::connect::jetstream(&args.nats_url).await?;
     let info = hookline_jetstream::ensure_stream(&js, &args.stream).await?;
     println!(
         "Stream {}: subjects {:?}, {} messages, replicas {}, dedup window {:?}.",

@@ -1,0 +1,24 @@
+//! Connections the commands share, with errors that name the variable to fix.
+
+use anyhow::Context as _;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+/// A small pool for a one-shot command; gives up after 10 s.
+pub async fn database(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(url)
+        .await
+        .context("cannot connect to PostgreSQL (DATABASE_URL)")
+}
+
+/// JetStream on `urls` (one or several, comma-separated).
+pub async fn jetstream(urls: &str) -> anyhow::Result<async_nats::jetstream::Context> {
+    let client =
+        async_nats::connect(hookline_jetstream::server_addrs(urls).map_err(anyhow::Error::msg)?)
+            .await
+            .with_context(|| format!("cannot connect to NATS at {urls} (NATS_URL)"))?;
+    Ok(async_nats::jetstream::new(client))
+}
