@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod event;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod providers;
 pub mod signature;
 pub mod subject;

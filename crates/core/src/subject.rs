@@ -46,15 +46,30 @@ pub fn subject(provider: &str, event_type: &str) -> String {
 /// The dedup key: the provider's event id, prefixed by the provider so two providers' ids cannot
 /// collide in one stream. Without an event id (unparseable payload) the body's hash stands in, so
 /// a provider's retries of the same bytes are still deduplicated.
+///
+/// The id is used as-is only when it is printable ASCII of at most [`MAX_EVENT_ID_LEN`] bytes;
+/// any other id (control characters, spaces, non-ASCII, huge) is replaced by its own hash, which
+/// is just as stable for dedup and cannot break the broker's header framing.
 pub fn message_id(provider: &str, event_id: Option<&str>, body: &[u8]) -> String {
     match event_id {
-        Some(id) => format!("{provider}:{id}"),
-        None => {
-            let digest = Sha256::digest(body);
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("{provider}:sha256:{hex}")
+        Some(id) if id.len() <= MAX_EVENT_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic()) => {
+            format!("{provider}:{id}")
         }
+        Some(id) => format!("{provider}:id-sha256:{}", sha256_hex(id.as_bytes())),
+        None => format!("{provider}:sha256:{}", sha256_hex(body)),
     }
+}
+
+/// Longest provider event id used verbatim in a dedup id.
+pub const MAX_EVENT_ID_LEN: usize = 128;
+/// Longest dedup id [`message_id`] can return for a provider name of up to 32 bytes.
+pub const MAX_MESSAGE_ID_LEN: usize = 32 + 1 + MAX_EVENT_ID_LEN;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -90,5 +105,26 @@ mod tests {
         assert!(hashed.starts_with("telnyx:sha256:"));
         assert_eq!(hashed, message_id("telnyx", None, b"{}"));
         assert_ne!(hashed, message_id("telnyx", None, b"{ }"));
+    }
+
+    #[test]
+    fn unsafe_event_ids_are_hashed_stably() {
+        let injected = message_id("telnyx", Some("a\r\nNats-Expected-Stream: x"), b"{}");
+        assert!(injected.starts_with("telnyx:id-sha256:"), "{injected}");
+        assert_eq!(
+            injected,
+            message_id(
+                "telnyx",
+                Some("a\r\nNats-Expected-Stream: x"),
+                b"other body"
+            )
+        );
+        let long = "x".repeat(MAX_EVENT_ID_LEN + 1);
+        assert!(message_id("telnyx", Some(&long), b"").len() <= MAX_MESSAGE_ID_LEN);
+        let exact = "x".repeat(MAX_EVENT_ID_LEN);
+        assert_eq!(
+            message_id("telnyx", Some(&exact), b""),
+            format!("telnyx:{exact}")
+        );
     }
 }

@@ -57,6 +57,39 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKLINE_MAX_ACK_INFLIGHT", default_value_t = 4_096)]
     pub max_ack_inflight: usize,
 
+    /// Most webhook requests handled at once (reading the body, verifying, publishing); beyond it
+    /// ingest answers 503 with Retry-After at once. With the body limit this bounds body memory:
+    /// at most max_inflight_requests × max_body_bytes.
+    #[arg(long, env = "HOOKLINE_MAX_INFLIGHT_REQUESTS", default_value_t = 1_024)]
+    pub max_inflight_requests: usize,
+
+    /// Longest time a client may take to send a request body, in milliseconds (then 408).
+    #[arg(long, env = "HOOKLINE_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
+
+    /// Longest time a client may take to send a request's headers, in milliseconds (then the
+    /// connection is closed). Also how long an idle keep-alive connection is kept.
+    #[arg(long, env = "HOOKLINE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
+    /// Largest request head (request line and headers), in bytes; larger answers 431.
+    /// At least 8192.
+    #[arg(long, env = "HOOKLINE_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(8192..))]
+    pub max_header_bytes: u64,
+
+    /// Most request headers; more answers 431.
+    #[arg(long, env = "HOOKLINE_MAX_HEADERS", default_value_t = 64)]
+    pub max_headers: usize,
+
+    /// Most open client connections; further connections wait in the listen backlog.
+    #[arg(long, env = "HOOKLINE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Optional per-provider rate limits in requests per second, e.g. `telnyx=5000,resend=2000`
+    /// (burst: one second's worth). Beyond it ingest answers 429 with Retry-After.
+    #[arg(long, env = "HOOKLINE_RATE_LIMITS", value_delimiter = ',')]
+    pub rate_limits: Vec<String>,
+
     /// Retry-After (seconds) sent with 503 answers.
     #[arg(long, env = "HOOKLINE_RETRY_AFTER_SECS", default_value_t = 5)]
     pub retry_after_secs: u64,
@@ -95,6 +128,35 @@ impl IngestConfig {
         let mut c = Self::parse_from(["hookline-ingest"]);
         c.nats_url = nats_url.to_owned();
         c
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+
+    /// `HOOKLINE_RATE_LIMITS` parsed, checked against the configured providers.
+    pub fn rate_limits(&self, providers: &Providers) -> Result<Vec<(String, f64)>, String> {
+        self.rate_limits
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|entry| {
+                let bad = |why: &str| format!("HOOKLINE_RATE_LIMITS entry {entry:?}: {why}");
+                let (name, rate) = entry
+                    .split_once('=')
+                    .ok_or_else(|| bad("expected provider=requests_per_second"))?;
+                let name = name.trim();
+                if providers.get(name).is_none() {
+                    return Err(bad("no such provider is configured"));
+                }
+                let rate: f64 = rate
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|r: &f64| r.is_finite() && *r > 0.0)
+                    .ok_or_else(|| bad("the rate must be a positive number"))?;
+                Ok((name.to_owned(), rate))
+            })
+            .collect()
     }
 
     pub fn publish_timeout(&self) -> Duration {
@@ -156,6 +218,34 @@ mod tests {
         assert!(c.providers().unwrap().names().is_empty());
         c.resend_webhook_secret = vec!["whsec_aGVsbG8=".into()];
         assert_eq!(c.providers().unwrap().names(), vec!["resend"]);
+    }
+
+    #[test]
+    fn rate_limits_are_checked_against_providers() {
+        let mut c = IngestConfig::for_nats("nats://x");
+        c.resend_webhook_secret = vec!["whsec_aGVsbG8=".into()];
+        let providers = c.providers().unwrap();
+        c.rate_limits = vec!["resend=250".into()];
+        assert_eq!(
+            c.rate_limits(&providers).unwrap(),
+            vec![("resend".into(), 250.0)]
+        );
+        c.rate_limits = vec!["telnyx=10".into()];
+        let e = c.rate_limits(&providers).unwrap_err();
+        assert!(
+            e.contains("HOOKLINE_RATE_LIMITS") && e.contains("no such provider"),
+            "{e}"
+        );
+        for bad in ["resend", "resend=0", "resend=-1", "resend=fast"] {
+            c.rate_limits = vec![bad.into()];
+            assert!(c.rate_limits(&providers).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_limit_has_hypers_floor() {
+        assert!(IngestConfig::try_parse_from(["x", "--max-header-bytes", "4096"]).is_err());
+        assert!(IngestConfig::try_parse_from(["x", "--max-header-bytes", "8192"]).is_ok());
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub enum IngestError {
     TooLarge { limit: usize },
     #[error("could not read the request body")]
     BadBody,
+    #[error("request body not received within {timeout_ms} ms")]
+    BodyTimeout { timeout_ms: u64 },
+    #[error("too many requests for this provider; retry later")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("ingest is at its in-flight request limit; retry later")]
+    Overloaded { retry_after_secs: u64 },
     #[error("signature rejected: {0}")]
     Signature(#[from] SignatureError),
     #[error("event could not be stored right now: {reason}")]
@@ -31,6 +37,9 @@ impl IngestError {
             Self::UnknownProvider => StatusCode::NOT_FOUND,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadBody => StatusCode::BAD_REQUEST,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -44,11 +53,19 @@ impl IntoResponse for IngestError {
         let mut response = (status, body).into_response();
         if let Self::Unavailable {
             retry_after_secs, ..
-        } = self
+        }
+        | Self::RateLimited { retry_after_secs }
+        | Self::Overloaded { retry_after_secs } = self
         {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        if let Self::BodyTimeout { .. } = self {
+            // The rest of a half-sent body is still on the wire: close rather than reuse.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

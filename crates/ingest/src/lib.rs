@@ -5,9 +5,11 @@
 
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod publish;
 pub mod routes;
+pub mod serve;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -55,6 +57,7 @@ pub async fn run(
             }
         }
     }
+    let rate_limits = config.rate_limits(&providers).map_err(anyhow::Error::msg)?;
     let metrics = metrics::IngestMetrics::new(&providers.names());
     let state = Arc::new(routes::AppState {
         metrics,
@@ -62,29 +65,20 @@ pub async fn run(
         publisher,
         stream: config.stream.stream.clone(),
         max_body_bytes: config.max_body_bytes,
+        body_timeout: config.body_timeout(),
+        inflight: tokio::sync::Semaphore::new(config.max_inflight_requests),
+        rate_limits: limits::RateLimits::new(&rate_limits),
         retry_after_secs: config.retry_after_secs,
     });
     info!(addr = %listener.local_addr()?, providers = ?state.providers.names(), "Ingest listening.");
-    // On shutdown: stop accepting, let requests in flight finish (each is bounded by the publish
-    // timeout), but never wait past the deadline.
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, routes::router(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        info!("Shutting down: no new connections; finishing requests in flight.");
-        let _ = stopping_tx.send(());
-    });
-    let deadline = Duration::from_millis(config.shutdown_deadline_ms);
-    let overrun = async move {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(deadline).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
+    let limits = serve::ConnectionLimits {
+        max_connections: config.max_connections,
+        header_timeout: Duration::from_millis(config.header_timeout_ms),
+        max_header_bytes: config.max_header_bytes as usize,
+        max_headers: config.max_headers,
+        shutdown_deadline: Duration::from_millis(config.shutdown_deadline_ms),
     };
-    tokio::select! {
-        served = server => served?,
-        _ = overrun => warn!(deadline_ms = deadline.as_millis() as u64, "Shutdown deadline passed with requests in flight; they were not answered 2xx."),
-    }
+    serve::serve(listener, routes::router(state), limits, shutdown).await;
     // Every request has been answered; make sure nothing is left in the client's buffer.
     let _ = client.flush().await;
     info!("Ingest stopped.");

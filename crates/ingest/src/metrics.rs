@@ -3,7 +3,9 @@
 //! Known label combinations are created at zero on start-up, so dashboards and alerts always have
 //! a series to read.
 
-use prometheus::{exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 pub struct IngestMetrics {
     registry: Registry,
@@ -15,7 +17,15 @@ pub struct IngestMetrics {
     pub signature_failures: IntCounterVec,
     pub publish_failures: IntCounterVec,
     pub stage_duration: HistogramVec,
+    /// Requests refused before verification to protect the process: `overloaded` (in-flight
+    /// cap, 503), `rate_limited` (429), `body_timeout` (408).
+    pub shed: IntCounterVec,
+    /// Webhook requests being handled right now (body read, verify, publish).
+    pub inflight: IntGauge,
 }
+
+/// Why a request was shed; see [`IngestMetrics::shed`].
+pub const SHED_REASONS: [&str; 3] = ["overloaded", "rate_limited", "body_timeout"];
 
 const SIGNATURE_REASONS: [&str; 4] = [
     "missing_header",
@@ -75,6 +85,19 @@ impl IngestMetrics {
         )
         .unwrap();
         let stage_duration = hookline_runtime::stage_duration_histogram();
+        let shed = IntCounterVec::new(
+            Opts::new(
+                "webhook_shed_total",
+                "Webhook requests refused by ingest's abuse limits, by reason.",
+            ),
+            &["provider", "reason"],
+        )
+        .unwrap();
+        let inflight = IntGauge::new(
+            "webhook_inflight_requests",
+            "Webhook requests being handled now (reading body, verifying, publishing).",
+        )
+        .unwrap();
         hookline_runtime::register_all(
             &registry,
             vec![
@@ -84,6 +107,8 @@ impl IngestMetrics {
                 Box::new(signature_failures.clone()),
                 Box::new(publish_failures.clone()),
                 Box::new(stage_duration.clone()),
+                Box::new(shed.clone()),
+                Box::new(inflight.clone()),
             ],
         );
         for p in providers {
@@ -93,6 +118,9 @@ impl IngestMetrics {
             }
             for r in PUBLISH_REASONS {
                 publish_failures.with_label_values(&[p, r]);
+            }
+            for r in SHED_REASONS {
+                shed.with_label_values(&[p, r]);
             }
         }
         for stage in ["verify", "publish"] {
@@ -106,6 +134,8 @@ impl IngestMetrics {
             signature_failures,
             publish_failures,
             stage_duration,
+            shed,
+            inflight,
         }
     }
 

@@ -1,20 +1,21 @@
 //! The HTTP surface: `POST /webhooks/{provider}`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 //!
-//! A webhook's path through ingest, in order: known provider (404) → body within the limit (413)
-//! → signature and timestamp (401) → envelope (event id, type) → publish and await the PubAck
-//! (503 on failure) → 200. Nothing here touches a database.
+//! A webhook's path through ingest, in order: known provider (404) → provider rate limit (429)
+//! → a slot under the in-flight cap (503) → body within the size limit (413) and the body
+//! timeout (408) → signature and timestamp (401) → envelope (event id, type) → publish and await
+//! the PubAck (503 on failure) → 200. Nothing here touches a database.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hookline_core::{subject, Headers, Provider, Providers};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use tracing::{debug, error, warn, Instrument as _};
 
 use crate::error::IngestError;
@@ -27,19 +28,44 @@ pub struct AppState {
     pub publisher: Publisher,
     pub stream: String,
     pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+    /// One permit per webhook request being handled; none left means 503.
+    pub inflight: tokio::sync::Semaphore,
+    pub rate_limits: crate::limits::RateLimits,
     pub retry_after_secs: u64,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    // One byte over the limit is enough to know it is too large.
-    let limit = state.max_body_bytes;
     Router::new()
         .route("/webhooks/{provider}", post(receive))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads the body under the size limit and the body timeout; a chunked body is cut off one
+/// frame past the limit.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, IngestError> {
+    let too_large = IngestError::TooLarge {
+        limit: state.max_body_bytes,
+    };
+    let limited = Limited::new(body, state.max_body_bytes);
+    match tokio::time::timeout(state.body_timeout, limited.collect()).await {
+        Err(_) => Err(IngestError::BodyTimeout {
+            timeout_ms: state.body_timeout.as_millis() as u64,
+        }),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
+        Ok(Err(_)) => Err(IngestError::BadBody),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
 }
 
 /// HTTP headers seen through core's [`Headers`] trait.
@@ -63,7 +89,7 @@ async fn receive(
     State(state): State<Arc<AppState>>,
     Path(provider_name): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> axum::response::Response {
     let started = Instant::now();
     let provider = state.providers.get(&provider_name);
@@ -105,7 +131,7 @@ async fn handle(
     provider: Option<&dyn Provider>,
     request_id: &str,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     started: Instant,
 ) -> Result<impl IntoResponse, IngestError> {
     let duration_ms = || started.elapsed().as_millis() as u64;
@@ -114,14 +140,42 @@ async fn handle(
         IngestError::UnknownProvider
     })?;
     let provider_label = provider.name();
-    let body = body.map_err(|e| {
-        warn!(%request_id, provider = provider_label, stage = "read_body", failed_at_stage = "read_body", duration_ms = duration_ms(), "Request body refused.");
-        match e.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => IngestError::TooLarge {
-                limit: state.max_body_bytes,
-            },
-            _ => IngestError::BadBody,
+    let shed = |reason: &'static str| {
+        state
+            .metrics
+            .shed
+            .with_label_values(&[provider_label, reason])
+            .inc();
+        warn!(%request_id, provider = provider_label, stage = "admit", failed_at_stage = "admit", reason, duration_ms = duration_ms(), "Request shed.");
+    };
+    if !state.rate_limits.allow(provider_label) {
+        shed("rate_limited");
+        return Err(IngestError::RateLimited {
+            retry_after_secs: 1,
+        });
+    }
+    // A declared oversize costs nothing to refuse, so it is refused before taking a slot.
+    if declared_length(headers).is_some_and(|n| n > state.max_body_bytes as u64) {
+        warn!(%request_id, provider = provider_label, stage = "read_body", failed_at_stage = "read_body", duration_ms = duration_ms(), "Declared body too large.");
+        return Err(IngestError::TooLarge {
+            limit: state.max_body_bytes,
+        });
+    }
+    // Bounded work and memory: past the cap, answer 503 now rather than queue without limit.
+    let Ok(_slot) = state.inflight.try_acquire() else {
+        shed("overloaded");
+        return Err(IngestError::Overloaded {
+            retry_after_secs: state.retry_after_secs,
+        });
+    };
+    state.metrics.inflight.inc();
+    let _inflight = DecOnDrop(&state.metrics.inflight);
+    let body = read_body(state, body).await.map_err(|e| {
+        if let IngestError::BodyTimeout { .. } = e {
+            state.metrics.shed.with_label_values(&[provider_label, "body_timeout"]).inc();
         }
+        warn!(%request_id, provider = provider_label, stage = "read_body", failed_at_stage = "read_body", error = %e, duration_ms = duration_ms(), "Request body refused.");
+        e
     })?;
 
     let http_headers = HttpHeaders(headers);
@@ -207,6 +261,15 @@ async fn handle(
                 retry_after_secs: state.retry_after_secs,
             })
         }
+    }
+}
+
+/// Decrements the in-flight gauge however the request ends (including a client hanging up).
+struct DecOnDrop<'a>(&'a prometheus::IntGauge);
+
+impl Drop for DecOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -1,5 +1,6 @@
 //! Ingest integration tests: real HTTP against ingest on a free port, real nats-server behind it.
 
+mod abuse;
 mod harness;
 mod logs;
 mod rejections;

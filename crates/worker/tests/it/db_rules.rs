@@ -211,6 +211,105 @@ fn every_permutation_of_a_messages_events_gives_the_same_row() {
     rt.block_on(assert_counters_match_recount(&pool));
 }
 
+/// The batch's counters, in a fixed order.
+async fn counters(pool: &sqlx::PgPool, batch: &str) -> Vec<i32> {
+    let row: (i32, i32, i32, i32, i32, i32, i32, i32, i32, i32) = sqlx::query_as(
+        "SELECT total_count, queued_count, sending_count, sent_count, delayed_count, \
+         unconfirmed_count, delivered_count, failed_count, bounced_count, complained_count \
+         FROM batches WHERE id = $1::uuid",
+    )
+    .bind(batch)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    vec![
+        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
+    ]
+}
+
+/// Any interleaving of several messages' events, each duplicated up to three times, reordered
+/// and cut into batches of random sizes, gives the same rows and the same batch counters as
+/// applying each distinct event once in order — and the counters equal a recount.
+#[test]
+fn interleaved_duplicated_reordered_batches_converge() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_pg, pool) = rt.block_on(migrated_db());
+    let w = BatchWriter::new(pool.clone());
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        ..Config::default()
+    });
+    let case_no = std::cell::Cell::new(0);
+    // Per message (3 of them) 1-4 events of any kind and time; then, per event, 1-3 copies.
+    let spec = prop::collection::vec(
+        prop::collection::vec((0..KINDS, 0i64..4, 1usize..=3), 1..=4),
+        3,
+    );
+    let strategy = (
+        spec,
+        any::<u64>(),
+        prop::collection::vec(1usize..=7, 1..=12),
+    );
+    runner
+        .run(&strategy, |(spec, shuffle_seed, cuts)| {
+            case_no.set(case_no.get() + 1);
+            let c = case_no.get();
+            rt.block_on(async {
+                let mut outcome = Vec::new();
+                for mode in ["reference", "stormy"] {
+                    let batch = new_batch(&pool).await;
+                    let message = |m: usize| format!("i{c}-{mode}-m{m}");
+                    let mut deliveries = Vec::new();
+                    for (m, events) in spec.iter().enumerate() {
+                        add_recipient(&pool, &batch, "resend", &message(m)).await;
+                        for (i, (kind, t, copies)) in events.iter().enumerate() {
+                            let ev =
+                                event_of(*kind, &format!("{}-e{i}", message(m)), &message(m), *t);
+                            let copies = if mode == "reference" { 1 } else { *copies };
+                            deliveries.extend(std::iter::repeat_n(ev, copies));
+                        }
+                    }
+                    if mode == "reference" {
+                        write(&w, &deliveries).await;
+                    } else {
+                        // A deterministic shuffle from the case's seed, then random batch sizes.
+                        let mut seed = shuffle_seed | 1;
+                        for i in (1..deliveries.len()).rev() {
+                            seed ^= seed << 13;
+                            seed ^= seed >> 7;
+                            seed ^= seed << 17;
+                            deliveries.swap(i, (seed % (i as u64 + 1)) as usize);
+                        }
+                        let mut rest = &deliveries[..];
+                        for size in cuts.iter().cycle() {
+                            if rest.is_empty() {
+                                break;
+                            }
+                            let (now, later) = rest.split_at((*size).min(rest.len()));
+                            write(&w, now).await;
+                            rest = later;
+                        }
+                    }
+                    let mut rows = Vec::new();
+                    for m in 0..spec.len() {
+                        let mut row = state(&pool, "resend", &message(m)).await;
+                        // The winning event's id differs between modes by prefix only.
+                        row[1] = row[1].take().map(|id| {
+                            id.trim_start_matches(&format!("{}-", message(m)))
+                                .to_owned()
+                        });
+                        rows.push(row);
+                    }
+                    outcome.push((rows, counters(&pool, &batch).await));
+                }
+                prop_assert_eq!(&outcome[0], &outcome[1], "spec {:?} cuts {:?}", spec, cuts);
+                Ok::<(), TestCaseError>(())
+            })
+        })
+        .unwrap();
+    rt.block_on(assert_counters_match_recount(&pool));
+}
+
 /// Rule 3: events that arrive before the sending app registers the message are applied when it
 /// does — on insert, or when the provider message id is filled in later.
 #[tokio::test]

@@ -1,0 +1,191 @@
+//! Fuzz harnesses for everything on the untrusted path, shared by the libFuzzer targets in
+//! `fuzz/` and by the normal test suite, which replays the checked-in corpus through them
+//! (`tests/fuzz_corpus.rs`). Each harness asserts properties, not just "no panic":
+//!
+//! - a signature is accepted only if it is the one the key really produces;
+//! - subjects are always valid, wildcard-free NATS subjects;
+//! - dedup ids are always safe header values.
+//!
+//! Inputs are split into fields on `\n` so one byte string can drive several headers and a body.
+
+use crate::providers::{Headers, Provider, Resend, Telnyx};
+use crate::signature::{ed25519, svix};
+use crate::subject;
+
+/// The fixed Svix secret the harnesses verify against.
+pub const SVIX_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The fixed Ed25519 seed (base64) the harnesses verify against.
+pub const ED25519_SEED: &str = "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
+/// The `now` every harness uses, so timestamps near it are inside the tolerance.
+pub const NOW: i64 = 1_795_168_800;
+const TOLERANCE: u64 = 300;
+
+/// Splits `data` on `\n` into exactly `N` fields (the last one keeps the rest, newlines and all).
+fn fields<const N: usize>(data: &[u8]) -> [&[u8]; N] {
+    let mut out = [&data[data.len()..]; N];
+    let mut rest = data;
+    for slot in out.iter_mut().take(N - 1) {
+        match rest.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                *slot = &rest[..i];
+                rest = &rest[i + 1..];
+            }
+            None => {
+                *slot = rest;
+                rest = &rest[rest.len()..];
+            }
+        }
+    }
+    out[N - 1] = rest;
+    out
+}
+
+fn text(b: &[u8]) -> Option<&str> {
+    std::str::from_utf8(b).ok()
+}
+
+/// Svix header parsing and verification: `id \n timestamp \n signature-header \n body`.
+pub fn svix_signature(data: &[u8]) {
+    let [id, ts, sig, body] = fields::<4>(data);
+    let secret = svix::SvixSecret::parse(SVIX_SECRET).expect("fixed secret parses");
+    let (id, ts, sig) = (text(id), text(ts), text(sig));
+    let verdict = svix::verify(
+        std::slice::from_ref(&secret),
+        id,
+        ts,
+        sig,
+        body,
+        NOW,
+        TOLERANCE,
+    );
+    if verdict.is_ok() {
+        let (id, ts, sig) = (id.unwrap(), ts.unwrap(), sig.unwrap());
+        let ts: i64 = ts.trim().parse().expect("an accepted timestamp parses");
+        let genuine = secret.sign(id, ts, body);
+        assert!(
+            sig.split_whitespace().any(|entry| entry == genuine),
+            "accepted a signature header without the genuine entry"
+        );
+    }
+}
+
+/// Telnyx header parsing and verification: `timestamp \n signature \n body`.
+pub fn telnyx_signature(data: &[u8]) {
+    let [ts, sig, body] = fields::<3>(data);
+    let key = ed25519::parse_signing_key(ED25519_SEED).expect("fixed seed parses");
+    let (ts, sig) = (text(ts), text(sig));
+    let verdict = ed25519::verify(&key.verifying_key(), sig, ts, body, NOW, TOLERANCE);
+    if verdict.is_ok() {
+        let ts: i64 = ts
+            .unwrap()
+            .trim()
+            .parse()
+            .expect("an accepted timestamp parses");
+        // Ed25519 signing is deterministic: anything else accepted would be a forgery.
+        assert_eq!(
+            sig.unwrap().trim(),
+            ed25519::sign(&key, ts, body),
+            "accepted a signature that is not the genuine one"
+        );
+    }
+}
+
+/// Every provider's envelope and decoder on arbitrary bytes: `svix-id \n body`. Whatever the
+/// payload says, the subject and dedup id built from it must be safe to hand to NATS.
+pub fn payloads(data: &[u8]) {
+    let [id, body] = fields::<2>(data);
+    let id = String::from_utf8_lossy(id);
+    let headers = [(svix::ID_HEADER, id.as_ref())];
+    let providers: [&dyn Provider; 2] = [&Telnyx::new(None, 0), &Resend::new(Vec::new(), 0)];
+    for provider in providers {
+        let envelope = provider.envelope(&headers, body);
+        let event_type = envelope
+            .event_type
+            .as_deref()
+            .unwrap_or(subject::UNPARSED_EVENT_TYPE);
+        check_subject(&subject::subject(provider.name(), event_type));
+        let label = provider.event_type_label(event_type);
+        assert!(label == "other" || provider.known_event_types().contains(&label));
+        check_message_id(&subject::message_id(
+            provider.name(),
+            envelope.event_id.as_deref(),
+            body,
+        ));
+        if let Ok(Some(event)) = provider.decode(&headers, body) {
+            assert_eq!(event.provider, provider.name());
+            assert!(
+                event.status.is_some() != event.engagement.is_some(),
+                "an event is a status or an engagement, never both or neither"
+            );
+        }
+        // The worker looks headers up case-insensitively; make sure that path holds too.
+        let _ = headers.get("SVIX-ID");
+    }
+}
+
+/// Key and secret parsing from configuration: one value per input.
+pub fn keys(data: &[u8]) {
+    let Some(s) = text(data) else { return };
+    if let Err(e) = svix::SvixSecret::parse(s) {
+        assert!(
+            s.len() < 8 || !e.contains(s),
+            "an error must not echo the secret"
+        );
+    }
+    let _ = ed25519::parse_public_key(s);
+    let _ = ed25519::parse_signing_key(s);
+}
+
+/// `webhook.<tokens>`: non-empty tokens of `[A-Za-z0-9_-]`, no wildcards, bounded length.
+pub fn check_subject(s: &str) {
+    assert!(s.len() <= 128, "subject too long: {s:?}");
+    for token in s.split('.') {
+        assert!(!token.is_empty(), "empty token in {s:?}");
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "bad subject character in {s:?}"
+        );
+    }
+}
+
+/// A `Nats-Msg-Id` must be one printable line of bounded length.
+pub fn check_message_id(id: &str) {
+    assert!(
+        id.len() <= subject::MAX_MESSAGE_ID_LEN,
+        "dedup id too long: {}",
+        id.len()
+    );
+    assert!(
+        id.bytes().all(|b| b.is_ascii_graphic()),
+        "dedup id is not printable ASCII: {id:?}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_split_and_keep_the_rest() {
+        assert_eq!(fields::<3>(b"a\nb\nc\nd"), [&b"a"[..], b"b", b"c\nd"]);
+        assert_eq!(fields::<3>(b"a"), [&b"a"[..], b"", b""]);
+    }
+
+    #[test]
+    fn genuine_signatures_pass_through_the_harnesses() {
+        let secret = svix::SvixSecret::parse(SVIX_SECRET).unwrap();
+        let sig = secret.sign("msg_1", NOW, b"{}");
+        svix_signature(format!("msg_1\n{NOW}\n{sig}\n{{}}").as_bytes());
+        let key = ed25519::parse_signing_key(ED25519_SEED).unwrap();
+        let sig = ed25519::sign(&key, NOW, b"{}");
+        telnyx_signature(format!("{NOW}\n{sig}\n{{}}").as_bytes());
+    }
+
+    #[test]
+    #[should_panic(expected = "not printable")]
+    fn message_id_check_catches_control_characters() {
+        check_message_id("telnyx:a\r\nb");
+    }
+}
