@@ -2,13 +2,16 @@
 """Writes signature test vectors for hookline, signed by independent implementations.
 
 Resend vectors are signed with the official `svix` Python library (svix.webhooks.Webhook.sign),
-Telnyx vectors with PyNaCl (libsodium's Ed25519). hookline's Rust verifiers are tested against
+Telnyx vectors with PyNaCl (libsodium's Ed25519), and the generic sources in `examples/` with
+Python's own `hmac` module. hookline's Rust verifiers are tested against
 these files, so a bug shared by our signer and our verifier cannot hide.
 
     python3 -m venv /tmp/v && /tmp/v/bin/pip install svix pynacl
     /tmp/v/bin/python testdata/make_vectors.py
 """
 import base64
+import hashlib
+import hmac
 import json
 import os
 from datetime import datetime, timezone
@@ -123,6 +126,76 @@ def telnyx_vectors():
     }
 
 
+def github_vectors():
+    """examples/github-style.toml: sha256=<hex HMAC-SHA256 of the body>, ids in headers."""
+    secret = "hookline-github-style-secret"
+    cases = []
+
+    def body(message_id, status, error=""):
+        return ('{"action":"status","message":{"id":"%s","status":"%s","updated_at":"2026-11-20T09:59:%02dZ"%s}}'
+                % (message_id, status, len(status), error))
+
+    def case(name, expect, delivery, event, b, sig, decoded=None):
+        cases.append({
+            "name": name,
+            "expect": expect,
+            "headers": {"X-GitHub-Delivery": delivery, "X-GitHub-Event": event, "X-Hub-Signature-256": sig},
+            "body": b,
+            "decoded": decoded,
+        })
+
+    def sign(b, key=secret):
+        return "sha256=" + hmac.new(key.encode(), b.encode(), hashlib.sha256).hexdigest()
+
+    b = body("gh-msg-1", "delivered")
+    case("delivered", "ok", "d-0001", "message_status", b, sign(b),
+         {"event_id": "d-0001", "message_id": "gh-msg-1", "status": "delivered", "engagement": None})
+    b = body("gh-msg-2", "failed", ',"error":{"code":"30007","message":"Carrier violation"}')
+    case("failed_with_error", "ok", "d-0002", "message_status", b, sign(b),
+         {"event_id": "d-0002", "message_id": "gh-msg-2", "status": "failed", "engagement": None,
+          "error_code": "30007", "error_description": "Carrier violation"})
+    b = body("gh-msg-1", "read")
+    case("read_is_an_engagement", "ok", "d-0003", "message_status", b, sign(b),
+         {"event_id": "d-0003", "message_id": "gh-msg-1", "status": None, "engagement": "opened"})
+    b = body("gh-msg-3", "delivered")
+    case("wrong_secret", "mismatch", "d-0004", "message_status", b, sign(b, "someone-else"))
+    case("tampered_body", "mismatch", "d-0005", "message_status", b.replace("gh-msg-3", "gh-msg-4"), sign(b))
+    case("missing_prefix", "malformed_header", "d-0006", "message_status", b, sign(b)[len("sha256="):])
+    case("uppercase_hex", "ok", "d-0007", "message_status", b, "sha256=" + sign(b)[7:].upper(),
+         {"event_id": "d-0007", "message_id": "gh-msg-3", "status": "delivered", "engagement": None})
+    return {"now": NOW, "secret": secret, "cases": cases}
+
+
+def respondio_vectors():
+    """examples/respondio-style.toml: base64 HMAC-SHA256 of the body in X-Webhook-Signature."""
+    secret = "hookline-respondio-style-signing-key"
+    cases = []
+
+    def body(event_id, message_id, status, ts, msg=""):
+        return ('{"event_type":"message.status","event_id":"%s","contact":{"id":1001},'
+                '"message":{"messageId":%d,"channelId":7,"status":{"value":"%s","timestamp":%d%s}}}'
+                % (event_id, message_id, status, ts, msg))
+
+    def sign(b, key=secret):
+        return base64.b64encode(hmac.new(key.encode(), b.encode(), hashlib.sha256).digest()).decode()
+
+    def case(name, expect, b, sig, decoded=None):
+        cases.append({"name": name, "expect": expect, "headers": {"X-Webhook-Signature": sig},
+                      "body": b, "decoded": decoded})
+
+    b = body("ev-1", 900001, "delivered", NOW - 30)
+    case("delivered", "ok", b, sign(b),
+         {"event_id": "ev-1", "message_id": "900001", "status": "delivered", "engagement": None})
+    b = body("ev-2", 900002, "failed", NOW - 20, ',"message":"Number not on WhatsApp"')
+    case("failed", "ok", b, sign(b),
+         {"event_id": "ev-2", "message_id": "900002", "status": "failed", "engagement": None,
+          "error_description": "Number not on WhatsApp"})
+    case("wrong_key", "mismatch", b, sign(b, "another-key"))
+    case("tampered", "mismatch", b.replace("failed", "delivered"), sign(b))
+    case("not_base64", "malformed_header", b, "%%%")
+    return {"now": NOW, "secret": secret, "cases": cases}
+
+
 def write(path, data):
     with open(os.path.join(HERE, path), "w") as f:
         json.dump(data, f, indent=2)
@@ -132,3 +205,6 @@ def write(path, data):
 if __name__ == "__main__":
     write("resend/vectors.json", resend_vectors())
     write("telnyx/vectors.json", telnyx_vectors())
+    os.makedirs(os.path.join(HERE, "generic"), exist_ok=True)
+    write("generic/github-style.json", github_vectors())
+    write("generic/respondio-style.json", respondio_vectors())

@@ -16,11 +16,12 @@ use proptest::prelude::*;
 
 type Harness = fn(&[u8]);
 
-const TARGETS: [(&str, Harness); 4] = [
+const TARGETS: [(&str, Harness); 5] = [
     ("svix_signature", fuzz::svix_signature),
     ("telnyx_signature", fuzz::telnyx_signature),
     ("payloads", fuzz::payloads),
     ("keys", fuzz::keys),
+    ("sources_config", fuzz::sources_config),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -54,6 +55,16 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             format!("msg_seed\n{resend}").into_bytes(),
             format!("msg_seed\n{resend_click}").into_bytes(),
         ],
+        "sources_config" => ["github-style", "respondio-style"]
+            .iter()
+            .map(|e| {
+                let path = format!("{}/../../examples/{e}.toml", env!("CARGO_MANIFEST_DIR"));
+                let mut data = std::fs::read(path).unwrap();
+                data.push(0);
+                data.extend_from_slice(br#"{"message":{"id":"m","status":"delivered","updated_at":"2026-11-23T10:00:00Z"}}"#);
+                data
+            })
+            .collect(),
         "keys" => vec![
             SVIX_SECRET.as_bytes().to_vec(),
             ED25519_SEED.as_bytes().to_vec(),

@@ -41,6 +41,11 @@ pub struct IngestConfig {
     )]
     pub resend_webhook_secret: Vec<String>,
 
+    /// A TOML file of generic signed sources (see examples/): each becomes a route
+    /// `/webhooks/{name}`. Their secrets come from the variables or files the file names.
+    #[arg(long, env = "HOOKLINE_SOURCES_FILE")]
+    pub sources_file: Option<std::path::PathBuf>,
+
     /// Largest accepted age (or clock skew) of a signed timestamp, in seconds.
     #[arg(long, env = "HOOKLINE_SIGNATURE_TOLERANCE_SECS", default_value_t = 300)]
     pub signature_tolerance_secs: u64,
@@ -187,6 +192,12 @@ impl IngestConfig {
             .collect::<Result<Vec<_>, _>>()?;
         if !secrets.is_empty() {
             providers = providers.with(Resend::new(secrets, self.signature_tolerance_secs));
+        }
+        if let Some(path) = &self.sources_file {
+            use hookline_runtime::sources::{load, Secrets};
+            for source in load(path, Secrets::Required)? {
+                providers = providers.with(source);
+            }
         }
         Ok(providers)
     }

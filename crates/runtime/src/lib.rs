@@ -3,6 +3,8 @@
 //! the libraries so tests can run servers without global side effects.
 #![forbid(unsafe_code)]
 
+pub mod sources;
+
 /// Structured logs to stdout: `json` (one object per line, for production) or `text` (for people).
 /// `RUST_LOG` filters, default `info`.
 pub fn init_tracing(format: &str) {

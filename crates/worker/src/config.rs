@@ -36,6 +36,11 @@ pub struct WorkerConfig {
     #[arg(long, env = "HOOKLINE_STREAM", default_value = "WEBHOOKS")]
     pub stream: String,
 
+    /// A TOML file of generic signed sources (see examples/); the worker decodes their events.
+    /// Their secrets are not needed here.
+    #[arg(long, env = "HOOKLINE_SOURCES_FILE")]
+    pub sources_file: Option<std::path::PathBuf>,
+
     /// The dead-letter stream (created if missing).
     #[arg(long, env = "HOOKLINE_DLQ_STREAM", default_value = "WEBHOOKS_DLQ")]
     pub dlq_stream: String,

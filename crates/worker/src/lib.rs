@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hookline_core::Providers;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -97,6 +96,8 @@ impl Worker {
                 }
             }
         };
+        let providers = hookline_runtime::sources::decoders(config.sources_file.as_deref())
+            .map_err(anyhow::Error::msg)?;
         let pool = connect_db(config).await?;
         let mut writer = BatchWriter::new(pool.clone());
         if let Some(plan) = crash {
@@ -108,13 +109,13 @@ impl Worker {
                 js,
                 consumer,
                 writer,
-                providers: Providers::decoders(),
+                metrics: Arc::new(metrics::WorkerMetrics::new(&providers.names())),
+                providers,
                 breaker: tokio::sync::Mutex::new(breaker::Breaker::new(
                     settings.breaker_threshold,
                     settings.breaker_open_for,
                 )),
                 settings,
-                metrics: Arc::new(metrics::WorkerMetrics::new(&Providers::decoders().names())),
             },
             client,
             pool,

@@ -2,10 +2,12 @@
 //! (event id and type) cheaply for ingest, and decode its payload into a [`DeliveryEvent`] in the
 //! worker. Adding a provider is one file here and one folder of signed fixtures in `testdata/`.
 
+pub mod generic;
 mod resend;
 pub mod samples;
 mod telnyx;
 
+pub use generic::{parse_sources, GenericSource, SourceConfig};
 pub use resend::Resend;
 pub use telnyx::Telnyx;
 

@@ -1,0 +1,102 @@
+//! Loads generic signed sources (`HOOKLINE_SOURCES_FILE`) and resolves their secrets from the
+//! environment or files. Ingest needs the secrets; the worker only decodes and does not.
+
+use std::path::Path;
+
+use hookline_core::providers::{parse_sources, GenericSource, SourceConfig};
+use hookline_core::Providers;
+
+/// Whether secrets are needed: ingest verifies, the worker and the CLI's replay only decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Required,
+    NotNeeded,
+}
+
+/// Reads and checks the sources file. Errors name the file, the source and the setting.
+pub fn load(path: &Path, secrets: Secrets) -> Result<Vec<GenericSource>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("HOOKLINE_SOURCES_FILE {}: {e}", path.display()))?;
+    let configs = parse_sources(&text)
+        .map_err(|e| format!("HOOKLINE_SOURCES_FILE {}: {e}", path.display()))?;
+    configs
+        .iter()
+        .map(|c| {
+            let keys = match secrets {
+                Secrets::Required => resolve_secrets(c)?,
+                Secrets::NotNeeded => Vec::new(),
+            };
+            GenericSource::new(c, keys)
+                .map_err(|e| format!("HOOKLINE_SOURCES_FILE {}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// The built-in decoders plus every source in `path` (if any): what a worker decodes with.
+pub fn decoders(path: Option<&Path>) -> Result<Providers, String> {
+    let mut providers = Providers::decoders();
+    if let Some(path) = path {
+        for source in load(path, Secrets::NotNeeded)? {
+            providers = providers.with(source);
+        }
+    }
+    Ok(providers)
+}
+
+/// `secret_env` (comma-separated during rotation) or `secret_file` (one secret per line).
+fn resolve_secrets(c: &SourceConfig) -> Result<Vec<Vec<u8>>, String> {
+    let name = &c.name;
+    let raw = match (&c.signature.secret_env, &c.signature.secret_file) {
+        (Some(var), None) => std::env::var(var)
+            .map_err(|_| format!("source {name:?}: secret variable {var} is not set"))?
+            .split(',')
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .map_err(|e| format!("source {name:?}: secret_file {file}: {e}"))?
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        _ => {
+            return Err(format!(
+                "source {name:?}: set exactly one of signature.secret_env and signature.secret_file"
+            ))
+        }
+    };
+    let secrets: Vec<Vec<u8>> = raw
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    if secrets.is_empty() {
+        return Err(format!("source {name:?}: its secret is empty"));
+    }
+    Ok(secrets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples_load_and_missing_secrets_are_named() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let github = root.join("github-style.toml");
+        let err = load(&github, Secrets::Required).err().unwrap();
+        assert!(err.contains("GITHUB_WEBHOOK_SECRET is not set"), "{err}");
+        let names = decoders(Some(&github)).unwrap().names();
+        assert_eq!(names, vec!["telnyx", "resend", "github"]);
+        let names = decoders(Some(&root.join("respondio-style.toml")))
+            .unwrap()
+            .names();
+        assert_eq!(names, vec!["telnyx", "resend", "respondio"]);
+        let missing = load(Path::new("/nonexistent.toml"), Secrets::NotNeeded)
+            .err()
+            .unwrap();
+        assert!(
+            missing.starts_with("HOOKLINE_SOURCES_FILE /nonexistent.toml"),
+            "{missing}"
+        );
+    }
+}
