@@ -7,6 +7,7 @@ mod connect;
 mod demo;
 mod dlq;
 mod probe;
+mod reconcile;
 mod setup;
 mod sign;
 
@@ -39,6 +40,9 @@ enum Command {
     Check(check::CheckArgs),
     /// Inspect, replay or purge dead letters (WEBHOOKS_DLQ).
     Dlq(dlq::DlqArgs),
+    /// Look up recipients stuck in a non-final status in the providers' APIs and publish what is
+    /// newer as synthetic webhooks (once, or on a schedule with --every-secs).
+    Reconcile(reconcile::ReconcileCmd),
     /// Exit 0 if a URL answers 2xx (healthchecks in images without curl).
     Probe(probe::ProbeArgs),
     /// Register a sample batch, send signed webhooks for both providers, show the resulting rows.
@@ -61,5 +65,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(a) => demo::demo(a).await,
         Command::Dlq(a) => dlq::dlq(a).await,
         Command::Probe(a) => probe::probe(a).await,
+        Command::Reconcile(a) => reconcile::reconcile(a).await,
     }
 }

@@ -11,6 +11,7 @@ pub mod decode;
 pub mod dlq;
 pub mod http;
 pub mod metrics;
+pub mod reconcile;
 mod store;
 pub mod writer;
 

@@ -8,8 +8,8 @@ pub mod samples;
 mod telnyx;
 
 pub use generic::{parse_sources, GenericSource, SourceConfig};
-pub use resend::Resend;
-pub use telnyx::Telnyx;
+pub use resend::{kind_status as resend_kind_status, Resend};
+pub use telnyx::{status as telnyx_status, Telnyx};
 
 use std::sync::Arc;
 

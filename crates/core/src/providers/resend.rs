@@ -63,6 +63,14 @@ enum Kind {
     Engagement(Engagement),
 }
 
+/// A Resend webhook type's delivery status (`None` for engagement and other types).
+pub fn kind_status(event_type: &str) -> Option<DeliveryStatus> {
+    match kind(event_type)? {
+        Kind::Status(s) => Some(s),
+        Kind::Engagement(_) => None,
+    }
+}
+
 fn kind(event_type: &str) -> Option<Kind> {
     use DeliveryStatus as S;
     Some(match event_type {

@@ -68,7 +68,8 @@ struct ApiError {
     detail: Option<String>,
 }
 
-fn status(s: &str) -> Option<DeliveryStatus> {
+/// A Telnyx recipient status (`to[].status`) as a hookline status.
+pub fn status(s: &str) -> Option<DeliveryStatus> {
     Some(match s {
         "queued" => DeliveryStatus::Queued,
         "sending" => DeliveryStatus::Sending,

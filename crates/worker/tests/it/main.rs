@@ -5,6 +5,7 @@ mod db_rules;
 mod end_to_end;
 mod faults;
 mod observability;
+mod reconcile;
 mod sources;
 mod stack;
 mod support;
