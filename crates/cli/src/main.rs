@@ -8,6 +8,7 @@ mod demo;
 mod dlq;
 mod probe;
 mod reconcile;
+mod replay;
 mod setup;
 mod sign;
 
@@ -43,6 +44,9 @@ enum Command {
     /// Look up recipients stuck in a non-final status in the providers' APIs and publish what is
     /// newer as synthetic webhooks (once, or on a schedule with --every-secs).
     Reconcile(reconcile::ReconcileCmd),
+    /// Re-publish archived events (delivery_events) received in a time range, so the workers
+    /// re-derive state from their payloads (after a decoder fix). Dead letters: `hookline dlq replay`.
+    Replay(replay::ReplayCmd),
     /// Exit 0 if a URL answers 2xx (healthchecks in images without curl).
     Probe(probe::ProbeArgs),
     /// Register a sample batch, send signed webhooks for both providers, show the resulting rows.
@@ -66,5 +70,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Dlq(a) => dlq::dlq(a).await,
         Command::Probe(a) => probe::probe(a).await,
         Command::Reconcile(a) => reconcile::reconcile(a).await,
+        Command::Replay(a) => replay::replay(a).await,
     }
 }

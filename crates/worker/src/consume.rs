@@ -137,7 +137,20 @@ impl Consumer {
             .observe(started.elapsed().as_secs_f64());
         let recs: Vec<(usize, EventRecord<'_>)> = records
             .iter()
-            .map(|(i, event, payload)| (*i, EventRecord { event, payload }))
+            .map(|(i, event, payload)| {
+                let replay = batch[*i]
+                    .headers
+                    .as_ref()
+                    .is_some_and(|h| h.get(crate::decode::REPLAY_HEADER).is_some());
+                (
+                    *i,
+                    EventRecord {
+                        event,
+                        payload,
+                        replay,
+                    },
+                )
+            })
             .collect();
         match self.store(&recs, &batch, phase).await {
             Ok(poison) => {

@@ -12,6 +12,7 @@ pub mod dlq;
 pub mod http;
 pub mod metrics;
 pub mod reconcile;
+pub mod replay;
 mod store;
 pub mod writer;
 

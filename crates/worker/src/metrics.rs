@@ -17,6 +17,8 @@ pub struct WorkerMetrics {
     pub duplicates: IntCounter,
     /// Well-formed events with no delivery information.
     pub skipped: IntCounter,
+    /// Replayed events whose stored fields changed when decoded again (`hookline replay`).
+    pub rederived: IntCounter,
     pub dead_lettered: IntCounterVec,
     pub db_retries: IntCounter,
     pub breaker_open: IntGauge,
@@ -71,6 +73,10 @@ impl WorkerMetrics {
             duplicates: counter(
                 "webhook_duplicates_total",
                 "Events already stored, absorbed without effect.",
+            ),
+            rederived: counter(
+                "webhook_rederived_events_total",
+                "Replayed events already stored whose fields changed when decoded again.",
             ),
             skipped: counter(
                 "webhook_skipped_total",
@@ -130,6 +136,7 @@ impl WorkerMetrics {
             Box::new(m.stored.clone()),
             Box::new(m.duplicates.clone()),
             Box::new(m.skipped.clone()),
+            Box::new(m.rederived.clone()),
             Box::new(m.dead_lettered.clone()),
             Box::new(m.db_retries.clone()),
             Box::new(m.breaker_open.clone()),

@@ -31,6 +31,7 @@ impl Consumer {
             .map(|(_, r)| EventRecord {
                 event: r.event,
                 payload: r.payload,
+                replay: r.replay,
             })
             .collect();
         match self.write_retrying(&only, batch, phase).await? {
@@ -77,6 +78,7 @@ impl Consumer {
                         .set(breaker.state().as_gauge().into());
                     self.metrics.stored.inc_by(outcome.inserted as u64);
                     self.metrics.duplicates.inc_by(outcome.duplicates as u64);
+                    self.metrics.rederived.inc_by(outcome.rederived as u64);
                     self.metrics
                         .stage_duration
                         .with_label_values(&["db_write"])

@@ -24,6 +24,41 @@ ON CONFLICT (provider, event_id) DO NOTHING
 RETURNING provider, provider_message_id
 "#;
 
+/// Replayed events (`hookline replay`) that are already stored: their derived columns are
+/// re-derived from the payload by today's decoder. Rows that change return both their old and
+/// new message, so both recipients are recomputed. Unchanged rows are left alone, so a replay
+/// of correct events changes nothing.
+const REDERIVE_EVENTS: &str = r#"
+WITH u AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::timestamptz[], $8::text[], $9::text[])
+         AS u (provider, event_id, message_id, event_type, status, engagement,
+               occurred_at, error_code, error_description)
+), changed AS (
+    SELECT DISTINCT ON (d.id) d.id, d.provider, d.provider_message_id AS old_message_id,
+           u.message_id, u.event_type, u.status, u.engagement, u.occurred_at, u.error_code,
+           u.error_description
+    FROM delivery_events d
+    JOIN u ON d.provider = u.provider AND d.event_id = u.event_id
+    WHERE (d.provider_message_id, d.event_type, d.status, d.engagement, d.occurred_at,
+           d.error_code, d.error_description)
+          IS DISTINCT FROM
+          (u.message_id, u.event_type, u.status, u.engagement, u.occurred_at, u.error_code,
+           u.error_description)
+), updated AS (
+    UPDATE delivery_events d
+    SET provider_message_id = c.message_id, event_type = c.event_type, status = c.status,
+        engagement = c.engagement, occurred_at = c.occurred_at, error_code = c.error_code,
+        error_description = c.error_description
+    FROM changed c
+    WHERE d.id = c.id
+    RETURNING d.provider, d.provider_message_id
+)
+SELECT provider, provider_message_id FROM updated
+UNION
+SELECT provider, old_message_id FROM changed
+"#;
+
 const REFRESH: &str = "SELECT refresh_recipients($1::text[], $2::text[])";
 
 /// Batches whose counters differ from a recount of their recipients: always empty (rule 4).
@@ -56,6 +91,8 @@ ORDER BY 1
 pub struct EventRecord<'a> {
     pub event: &'a DeliveryEvent,
     pub payload: &'a str,
+    /// Published by `hookline replay`: if already stored, re-derive it instead of skipping it.
+    pub replay: bool,
 }
 
 /// What one committed batch did.
@@ -67,6 +104,8 @@ pub struct WriteOutcome {
     pub duplicates: usize,
     /// Recipient rows whose state changed.
     pub recipients_changed: i64,
+    /// Replayed events already stored whose derived columns changed.
+    pub rederived: usize,
 }
 
 #[derive(Debug, Error)]
@@ -207,19 +246,48 @@ impl BatchWriter {
 
         let mut tx = self.pool.begin().await?;
         let inserted: Vec<(String, String)> = sqlx::query_as(INSERT_EVENTS)
-            .bind(provider)
-            .bind(event_id)
-            .bind(message_id)
-            .bind(event_type)
-            .bind(status)
-            .bind(engagement)
+            .bind(&provider)
+            .bind(&event_id)
+            .bind(&message_id)
+            .bind(&event_type)
+            .bind(&status)
+            .bind(&engagement)
             .bind(occurred)
-            .bind(code)
-            .bind(desc)
+            .bind(&code)
+            .bind(&desc)
             .bind(payload)
             .fetch_all(&mut *tx)
             .await?;
-        let keys: HashSet<(String, String)> = inserted.iter().cloned().collect();
+        let mut keys: HashSet<(String, String)> = inserted.iter().cloned().collect();
+        let mut rederived = 0;
+        if records.iter().any(|r| r.replay) {
+            let pick = |col: &[Option<String>]| -> Vec<Option<String>> {
+                col.iter()
+                    .zip(records)
+                    .filter(|(_, r)| r.replay)
+                    .map(|(v, _)| v.clone())
+                    .collect()
+            };
+            let replay_occurred: Vec<_> = records
+                .iter()
+                .filter(|r| r.replay)
+                .map(|r| r.event.occurred_at)
+                .collect();
+            let changed: Vec<(String, String)> = sqlx::query_as(REDERIVE_EVENTS)
+                .bind(pick(&provider))
+                .bind(pick(&event_id))
+                .bind(pick(&message_id))
+                .bind(pick(&event_type))
+                .bind(pick(&status))
+                .bind(pick(&engagement))
+                .bind(replay_occurred)
+                .bind(pick(&code))
+                .bind(pick(&desc))
+                .fetch_all(&mut *tx)
+                .await?;
+            rederived = changed.len();
+            keys.extend(changed);
+        }
         let (providers, messages): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
         let changed: i32 = if providers.is_empty() {
             0
@@ -245,6 +313,7 @@ impl BatchWriter {
             inserted: inserted.len(),
             duplicates: n - inserted.len(),
             recipients_changed: changed.into(),
+            rederived,
         })
     }
 }

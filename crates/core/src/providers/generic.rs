@@ -383,12 +383,27 @@ impl GenericSource {
         })
     }
 
-    /// The header holding the event id, when the id comes from a header (replay rebuilds it).
-    pub fn event_id_header(&self) -> Option<&'static str> {
-        match self.event_id {
-            Field::Header(h) => Some(h),
+    /// Headers a replay must rebuild for the decoder, from an archived event's columns: the
+    /// fields this source reads from headers among event id, event type and message id. (Status,
+    /// time and error fields read from headers are not archived, so such sources cannot be
+    /// replayed from the archive; none of the examples does that.)
+    pub fn replay_headers(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        message_id: &str,
+    ) -> Vec<(String, String)> {
+        [
+            (&self.event_id, event_id),
+            (&self.event_type, event_type),
+            (&self.message_id, message_id),
+        ]
+        .into_iter()
+        .filter_map(|(field, value)| match field {
+            Field::Header(h) => Some(((*h).to_owned(), value.to_owned())),
             Field::Pointer(_) => None,
-        }
+        })
+        .collect()
     }
 
     /// The bytes the signature covers, per the template; `None` if a templated header is absent.

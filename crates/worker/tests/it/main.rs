@@ -6,6 +6,7 @@ mod end_to_end;
 mod faults;
 mod observability;
 mod reconcile;
+mod replay;
 mod sources;
 mod stack;
 mod support;

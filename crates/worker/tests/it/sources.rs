@@ -10,11 +10,11 @@ use hookline_testkit::{wait_until, workspace_root};
 use crate::stack::Stack;
 use crate::support::*;
 
-const GITHUB_SECRET: &str = "e2e-github-style-secret";
+pub(crate) const GITHUB_SECRET: &str = "e2e-github-style-secret";
 const RESPONDIO_KEY: &str = "e2e-respondio-style-key";
 
 /// The example's source with our test secret, for signing requests as the source would.
-fn signer(example: &str, secret: &str) -> GenericSource {
+pub(crate) fn signer(example: &str, secret: &str) -> GenericSource {
     let text = std::fs::read_to_string(workspace_root().join("examples").join(example)).unwrap();
     GenericSource::new(
         &parse_sources(&text).unwrap()[0],
@@ -23,7 +23,7 @@ fn signer(example: &str, secret: &str) -> GenericSource {
     .unwrap()
 }
 
-fn signed(
+pub(crate) fn signed(
     source: &GenericSource,
     secret: &str,
     mut headers: Vec<(String, String)>,

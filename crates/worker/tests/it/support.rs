@@ -69,6 +69,7 @@ pub async fn write(
     let recs: Vec<EventRecord<'_>> = events
         .iter()
         .map(|event| EventRecord {
+            replay: false,
             event,
             payload: "{}",
         })
