@@ -28,4 +28,7 @@ else
 fi
 
 say "Smoke run of the one-command local system (scripts/up.sh --smoke)"
-HOOKLINE_STATE_DIR="$(mktemp -d)" bash scripts/up.sh --smoke
+HOOKLINE_STATE_DIR="$(mktemp -d)" HOOKLINE_K6_SMOKE=1 bash scripts/up.sh --smoke
+
+say "Smoke run of the benchmark harness (bench/run.sh --smoke: every part, tiny counts)"
+bash bench/run.sh --smoke --out-dir "$(mktemp -d)"

@@ -88,11 +88,17 @@ for n in 1 2; do
     PIDS+=($!)
 done
 wait_for "ingest /readyz" 30 curl -sf "$HOOKLINE_INGEST_URL/readyz"
+echo "HOOKLINE_INGEST_URL=$HOOKLINE_INGEST_URL" > "$RUN/endpoints.env"   # for k6/run.sh
 
 say "Sending signed sample webhooks"
 "$BIN/hookline" demo
 
 if [ "$MODE" = smoke ]; then
+    if [ "${HOOKLINE_K6_SMOKE:-0}" = 1 ]; then
+        say "k6 smoke: k6/constant.js for 3 s at 20 req/s per provider"
+        bash "$ROOT/k6/run.sh" constant -e DURATION=3s -e RATE=20 --quiet
+        FIXTURES_COUNT=50 bash "$ROOT/k6/run.sh" duplicate-storm -e DURATION=2s -e RATE=20 -e EVENTS=5 --quiet
+    fi
     "$BIN/hookline" check
     exit 0
 fi

@@ -35,6 +35,8 @@ enum Command {
     Sign(sign::SignArgs),
     /// Sign a webhook body and POST it to ingest.
     Send(sign::SendArgs),
+    /// Write N correctly signed requests as JSON (k6 fixtures; see k6/README.md).
+    Fixtures(sign::FixturesArgs),
     /// Generate test signing keys (a Telnyx key pair and a Resend secret) as env lines.
     Keygen,
     /// Verify that every batch's counters equal a recount of its recipients.
@@ -60,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(a) => setup::migrate(a).await,
         Command::Streams(a) => setup::streams(a).await,
         Command::Sign(a) => sign::sign(a),
+        Command::Fixtures(a) => sign::fixtures(a),
         Command::Send(a) => sign::send(a).await,
         Command::Keygen => {
             sign::keygen();

@@ -7,6 +7,7 @@ use std::io::Read as _;
 use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use hookline_core::providers::samples;
 use hookline_core::signature::{ed25519, svix::SvixSecret};
 use rand::Rng as _;
 
@@ -189,4 +190,53 @@ pub fn keygen() {
 fn ed25519_from_seed(seed: &[u8; 32]) -> String {
     let key = ed25519::parse_signing_key(&B64.encode(seed)).expect("a 32-byte seed is valid");
     B64.encode(key.verifying_key().to_bytes())
+}
+
+#[derive(clap::Args)]
+pub struct FixturesArgs {
+    /// Which provider's requests to sign.
+    #[arg(value_enum)]
+    provider: ProviderName,
+    /// How many distinct events (two per message: a progress and a final status).
+    #[arg(long, default_value_t = 10_000)]
+    count: u64,
+    /// Message ids are `{prefix}-{n}`.
+    #[arg(long, default_value = "k6")]
+    prefix: String,
+    /// Unix timestamp to sign (default: now; ingest accepts ±5 minutes by default).
+    #[arg(long)]
+    timestamp: Option<i64>,
+    #[command(flatten)]
+    keys: SigningKeys,
+}
+
+/// Writes `count` correctly signed requests as a JSON array of `{headers, body}` to stdout: the
+/// pre-signed fixtures k6 sends where it cannot sign itself (Telnyx's Ed25519).
+pub fn fixtures(args: FixturesArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let ts = args.timestamp.unwrap_or_else(now);
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    write!(out, "[")?;
+    for i in 0..args.count {
+        let message = format!("{}-{}", args.prefix, i / 2);
+        let event_id = format!("{}-ev-{i}", args.prefix);
+        let at = "2026-11-23T10:00:00.000Z";
+        let body = match (args.provider, i % 2) {
+            (ProviderName::Telnyx, 0) => samples::telnyx_body(&event_id, &message, "sent", at),
+            (ProviderName::Telnyx, _) => samples::telnyx_body(&event_id, &message, "delivered", at),
+            (ProviderName::Resend, 0) => samples::resend_body("email.sent", &message, at),
+            (ProviderName::Resend, _) => samples::resend_body("email.delivered", &message, at),
+        };
+        let headers: serde_json::Map<String, serde_json::Value> = args
+            .keys
+            .headers(args.provider, body.as_bytes(), Some(&event_id), ts)?
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect();
+        let entry = serde_json::json!({"headers": headers, "body": body});
+        write!(out, "{}{entry}", if i == 0 { "" } else { ",\n" })?;
+    }
+    writeln!(out, "]")?;
+    Ok(())
 }

@@ -18,10 +18,20 @@ pub struct Postgres {
     bin: PathBuf,
     proc: Proc,
     generation: u32,
+    durable: bool,
 }
 
 impl Postgres {
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// With fsync and synchronous commit on, as in production: for benchmarks, not tests.
+    pub fn start_durable() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Self {
         let bin = bin_dir();
         let run_as = running_as_root().then(ensure_pg_user);
         let template = template_dir(&bin, run_as.as_deref());
@@ -33,13 +43,14 @@ impl Postgres {
         let data = dir.path().join("data");
         run(Command::new("cp").arg("-a").arg(&template).arg(&data));
         let port = crate::free_port();
-        let proc = spawn(&bin, dir.path(), port, 0);
+        let proc = spawn(&bin, dir.path(), port, 0, durable);
         let pg = Self {
             port,
             dir,
             bin,
             proc,
             generation: 0,
+            durable,
         };
         pg.wait_ready();
         pg
@@ -81,12 +92,18 @@ impl Postgres {
     pub fn start_again(&mut self) {
         self.proc.kill();
         self.generation += 1;
-        self.proc = spawn(&self.bin, self.dir.path(), self.port, self.generation);
+        self.proc = spawn(
+            &self.bin,
+            self.dir.path(),
+            self.port,
+            self.generation,
+            self.durable,
+        );
         self.wait_ready();
     }
 }
 
-fn spawn(bin: &Path, dir: &Path, port: u16, generation: u32) -> Proc {
+fn spawn(bin: &Path, dir: &Path, port: u16, generation: u32, durable: bool) -> Proc {
     let mut cmd = as_pg_user(&bin.join("postgres"));
     cmd.arg("-D")
         .arg(dir.join("data"))
@@ -97,8 +114,11 @@ fn spawn(bin: &Path, dir: &Path, port: u16, generation: u32) -> Proc {
             "unix_socket_directories={}",
             dir.join("data").display()
         ))
-        .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-        .args(["-c", "full_page_writes=off", "-c", "max_connections=100"]);
+        .args(["-c", "max_connections=100"]);
+    if !durable {
+        cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off"]);
+    }
     Proc::spawn(
         "postgres",
         &mut cmd,

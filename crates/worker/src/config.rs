@@ -62,6 +62,14 @@ pub struct WorkerConfig {
     pub flush_interval_ms: u64,
 
     /// Database connections in the pool.
+    /// Batches written at once by this worker, each in its own transaction on its own pooled
+    /// connection (one fetch at a time feeds them). A batch's latency is mostly waiting on the
+    /// database (round trips, the commit's fsync), so a few in flight multiply throughput.
+    /// While the database fails, only one batch is in flight.
+    #[arg(long, env = "HOOKLINE_WRITERS", default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub writers: u16,
+
     #[arg(long, env = "HOOKLINE_DB_POOL_SIZE", default_value_t = 4)]
     pub db_pool_size: u32,
 
@@ -112,6 +120,7 @@ impl WorkerConfig {
     pub fn batch_settings(&self) -> BatchSettings {
         BatchSettings {
             batch_size: self.batch_size.into(),
+            writers: self.writers.into(),
             flush_interval: Duration::from_millis(self.flush_interval_ms),
             retry_base: Duration::from_millis(self.retry_base_ms),
             retry_max: Duration::from_millis(self.retry_max_ms),

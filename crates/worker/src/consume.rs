@@ -2,9 +2,11 @@
 //! request, waiting at most `flush_interval`), decode them, store them (see `store.rs`), and only
 //! then acknowledge.
 //!
-//! One pull request per batch, not a prefetching stream: while a batch is being retried during a
-//! database outage no other event is out on delivery, so no delivery attempt is burnt and nothing
-//! times out into the dead-letter stream because of the outage.
+//! One pull request per batch, not a prefetching stream. Up to `writers` batches are stored at
+//! once (each its own transaction); the next pull starts only when a writer is free and the
+//! database is healthy. While a batch is being retried during a database outage no other event is
+//! out on delivery, so no delivery attempt is burnt and nothing times out into the dead-letter
+//! stream because of the outage.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,8 @@ use crate::writer::{BatchWriter, EventRecord};
 #[derive(Debug, Clone)]
 pub struct BatchSettings {
     pub batch_size: usize,
+    /// Batches stored concurrently (see `HOOKLINE_WRITERS`).
+    pub writers: usize,
     pub flush_interval: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -60,11 +64,28 @@ impl Consumer {
             "Worker consuming."
         );
         let mut fetch_failures = 0u32;
+        let writers_phase = phase.clone();
+        let mut writing = futures::stream::FuturesUnordered::new();
         while *phase.borrow() == Phase::Running {
+            // A free writer, and a healthy database (else one batch at a time, the one retrying).
+            while writing.len() >= self.settings.writers.max(1)
+                || (!writing.is_empty() && self.breaker.lock().await.consecutive_failures() > 0)
+            {
+                writing.next().await;
+            }
             // Not raced against shutdown: a cancelled pull request would strand what it delivered
             // until ack_wait. It ends within `flush_interval`, and its batch is stored and acked.
+            // Batches in hand keep being written meanwhile.
             let fetch_started = Instant::now();
-            let fetched = self.fetch().await;
+            let fetch = self.fetch();
+            tokio::pin!(fetch);
+            let fetched = loop {
+                tokio::select! {
+                    biased;
+                    fetched = &mut fetch => break fetched,
+                    Some(()) = writing.next(), if !writing.is_empty() => {}
+                }
+            };
             if matches!(&fetched, Ok(b) if !b.is_empty()) {
                 self.metrics
                     .stage_duration
@@ -75,7 +96,7 @@ impl Consumer {
                 Ok(batch) if batch.is_empty() => {}
                 Ok(batch) => {
                     fetch_failures = 0;
-                    self.process(batch, &phase).await;
+                    writing.push(self.process(batch, &writers_phase));
                 }
                 Err(e) => {
                     fetch_failures += 1;
@@ -88,6 +109,8 @@ impl Consumer {
                 }
             }
         }
+        // Draining: finish every batch in hand (each bounded by the shutdown deadline).
+        while writing.next().await.is_some() {}
         info!("Worker stopped consuming.");
         Ok(())
     }

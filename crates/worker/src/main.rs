@@ -1,6 +1,10 @@
 use clap::Parser;
 use hookline_worker::WorkerConfig;
 
+/// mimalloc instead of glibc's malloc, as in ingest (many small allocations across threads).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = WorkerConfig::parse();

@@ -166,6 +166,7 @@ mod tests {
     fn backoff_grows_and_caps() {
         let s = BatchSettings {
             batch_size: 1,
+            writers: 1,
             flush_interval: Duration::ZERO,
             retry_base: Duration::from_millis(100),
             retry_max: Duration::from_secs(2),

@@ -1,0 +1,40 @@
+// Constant arrival rate per provider, correctly signed: the steady state.
+//   RATE (per provider, req/s, default 500), DURATION (default 30s)
+import http from 'k6/http';
+import { check } from 'k6';
+import { signedResend, signedTelnyx, resendBody, eventId } from './lib.js';
+
+const RATE = parseInt(__ENV.RATE || '500', 10);
+const DURATION = __ENV.DURATION || '30s';
+
+export const options = {
+  scenarios: {
+    resend: {
+      executor: 'constant-arrival-rate', exec: 'resend', rate: RATE, timeUnit: '1s',
+      duration: DURATION, preAllocatedVUs: 50, maxVUs: 400,
+    },
+    telnyx: {
+      executor: 'constant-arrival-rate', exec: 'telnyx', rate: RATE, timeUnit: '1s',
+      duration: DURATION, preAllocatedVUs: 50, maxVUs: 400,
+    },
+  },
+  thresholds: {
+    http_req_failed: ['rate<0.01'],
+    'http_req_duration{provider:resend}': ['p(99)<50'],
+    'http_req_duration{provider:telnyx}': ['p(99)<50'],
+    checks: ['rate>0.99'],
+  },
+};
+
+export function resend() {
+  const id = eventId('k6c');
+  const r = signedResend(id, resendBody(__ITER % 2 ? 'email.delivered' : 'email.sent', `k6c-${__VU}-${__ITER >> 1}`));
+  const res = http.post(r.url, r.body, r.params);
+  check(res, { 'resend 200': (x) => x.status === 200 });
+}
+
+export function telnyx() {
+  const r = signedTelnyx(__VU * 100000 + __ITER);
+  const res = http.post(r.url, r.body, r.params);
+  check(res, { 'telnyx 200': (x) => x.status === 200 });
+}
