@@ -17,6 +17,10 @@ pub struct IngestMetrics {
     pub signature_failures: IntCounterVec,
     pub publish_failures: IntCounterVec,
     pub stage_duration: HistogramVec,
+    /// `stage_duration{stage="verify"}` and `{stage="publish"}`, resolved once: they are observed
+    /// on every request.
+    pub verify_duration: prometheus::Histogram,
+    pub publish_duration: prometheus::Histogram,
     /// Requests refused before verification to protect the process: `overloaded` (in-flight
     /// cap, 503), `rate_limited` (429), `body_timeout` (408).
     pub shed: IntCounterVec,
@@ -127,6 +131,8 @@ impl IngestMetrics {
             stage_duration.with_label_values(&[stage]);
         }
         Self {
+            verify_duration: stage_duration.with_label_values(&["verify"]),
+            publish_duration: stage_duration.with_label_values(&["publish"]),
             registry,
             received,
             queued,

@@ -65,7 +65,7 @@ pub struct WorkerConfig {
     /// Batches written at once by this worker, each in its own transaction on its own pooled
     /// connection (one fetch at a time feeds them). A batch's latency is mostly waiting on the
     /// database (round trips, the commit's fsync), so a few in flight multiply throughput.
-    /// While the database fails, only one batch is in flight.
+    /// While the database fails, nothing new is fetched: only the batches in hand are retried.
     #[arg(long, env = "HOOKLINE_WRITERS", default_value_t = 3,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub writers: u16,
