@@ -66,11 +66,11 @@ pub struct WorkerConfig {
     /// connection (one fetch at a time feeds them). A batch's latency is mostly waiting on the
     /// database (round trips, the commit's fsync), so a few in flight multiply throughput.
     /// While the database fails, nothing new is fetched: only the batches in hand are retried.
-    #[arg(long, env = "HOOKLINE_WRITERS", default_value_t = 3,
+    #[arg(long, env = "HOOKLINE_WRITERS", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub writers: u16,
 
-    #[arg(long, env = "HOOKLINE_DB_POOL_SIZE", default_value_t = 4)]
+    #[arg(long, env = "HOOKLINE_DB_POOL_SIZE", default_value_t = 5)]
     pub db_pool_size: u32,
 
     /// Longest wait for a pooled connection, in milliseconds.

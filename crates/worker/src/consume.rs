@@ -51,7 +51,10 @@ pub struct Consumer {
     pub providers: Providers,
     pub settings: BatchSettings,
     pub metrics: Arc<WorkerMetrics>,
-    pub(crate) breaker: tokio::sync::Mutex<Breaker>,
+    /// A plain mutex, held only between awaits: the batches being written are futures polled
+    /// by the fetch loop itself, so the loop must never wait on a lock one of them might hold
+    /// (tokio's mutex hands the lock to a queued waiter before that waiter is polled again).
+    pub(crate) breaker: std::sync::Mutex<Breaker>,
 }
 
 impl Consumer {
@@ -69,7 +72,7 @@ impl Consumer {
         while *phase.borrow() == Phase::Running {
             // A free writer, and a healthy database (else one batch at a time, the one retrying).
             while writing.len() >= self.settings.writers.max(1)
-                || (!writing.is_empty() && self.breaker.lock().await.consecutive_failures() > 0)
+                || (!writing.is_empty() && self.breaker_failures() > 0)
             {
                 writing.next().await;
             }
@@ -113,6 +116,14 @@ impl Consumer {
         while writing.next().await.is_some() {}
         info!("Worker stopped consuming.");
         Ok(())
+    }
+
+    pub(crate) fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn breaker_failures(&self) -> u32 {
+        self.breaker().consecutive_failures()
     }
 
     /// One pull request: up to `batch_size` events, waiting at most `flush_interval`.

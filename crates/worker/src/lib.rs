@@ -113,7 +113,7 @@ impl Worker {
                 writer,
                 metrics: Arc::new(metrics::WorkerMetrics::new(&providers.names())),
                 providers,
-                breaker: tokio::sync::Mutex::new(breaker::Breaker::new(
+                breaker: std::sync::Mutex::new(breaker::Breaker::new(
                     settings.breaker_threshold,
                     settings.breaker_open_for,
                 )),

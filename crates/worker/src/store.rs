@@ -63,19 +63,20 @@ impl Consumer {
         loop {
             let started = Instant::now();
             let result = self.writer.write(recs).await;
-            let mut breaker = self.breaker.lock().await;
-            match result {
+            let (e, mut wait, now) = match result {
                 Ok(outcome) => {
-                    if breaker.on_success() == Some(Transition::Closed) {
-                        info!(
-                            stage = "db_write",
-                            breaker = "closed",
-                            "Circuit breaker closed; the database is back."
-                        );
-                    }
-                    self.metrics
-                        .breaker_open
-                        .set(breaker.state().as_gauge().into());
+                    let state = {
+                        let mut breaker = self.breaker();
+                        if breaker.on_success() == Some(Transition::Closed) {
+                            info!(
+                                stage = "db_write",
+                                breaker = "closed",
+                                "Circuit breaker closed; the database is back."
+                            );
+                        }
+                        breaker.state()
+                    };
+                    self.metrics.breaker_open.set(state.as_gauge().into());
                     self.metrics.stored.inc_by(outcome.inserted as u64);
                     self.metrics.duplicates.inc_by(outcome.duplicates as u64);
                     self.metrics.rederived.inc_by(outcome.rederived as u64);
@@ -98,6 +99,7 @@ impl Consumer {
                     attempt += 1;
                     self.metrics.db_retries.inc();
                     let now = Instant::now();
+                    let mut breaker = self.breaker();
                     match breaker.on_failure(now.into_std()) {
                         Some(Transition::Opened) => {
                             self.metrics.breaker_opened.inc();
@@ -113,37 +115,38 @@ impl Consumer {
                     self.metrics
                         .breaker_open
                         .set(breaker.state().as_gauge().into());
-                    let mut wait =
+                    let wait =
                         breaker.wait_before_retry(now.into_std(), backoff(&self.settings, attempt));
-                    drop(breaker);
-                    if let Phase::Draining { deadline } = *phase.borrow() {
-                        if now >= deadline {
-                            return Err(Interrupted);
-                        }
-                        wait = wait.min(deadline - now);
-                    }
-                    // Keep the events ours while we wait (resets their ack_wait).
-                    for m in batch {
-                        let _ = m.ack_with(AckKind::Progress).await;
-                    }
-                    // Sleep until the retry, or until the shutdown deadline if that comes first.
-                    let until = now + wait;
-                    let mut phase = phase.clone();
-                    loop {
-                        let bound = match *phase.borrow() {
-                            Phase::Draining { deadline } => until.min(deadline),
-                            Phase::Running => until,
-                        };
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(bound) => break,
-                            changed = phase.changed() => if changed.is_err() {
-                                tokio::time::sleep_until(bound).await;
-                                break;
-                            },
-                        }
-                    }
+                    (e, wait, now)
                 }
                 Err(e) => return Ok(Err(e)),
+            };
+            drop(e);
+            if let Phase::Draining { deadline } = *phase.borrow() {
+                if now >= deadline {
+                    return Err(Interrupted);
+                }
+                wait = wait.min(deadline - now);
+            }
+            // Keep the events ours while we wait (resets their ack_wait).
+            for m in batch {
+                let _ = m.ack_with(AckKind::Progress).await;
+            }
+            // Sleep until the retry, or until the shutdown deadline if that comes first.
+            let until = now + wait;
+            let mut phase = phase.clone();
+            loop {
+                let bound = match *phase.borrow() {
+                    Phase::Draining { deadline } => until.min(deadline),
+                    Phase::Running => until,
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep_until(bound) => break,
+                    changed = phase.changed() => if changed.is_err() {
+                        tokio::time::sleep_until(bound).await;
+                        break;
+                    },
+                }
             }
         }
     }
