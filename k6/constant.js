@@ -2,22 +2,13 @@
 //   RATE (per provider, req/s, default 500), DURATION (default 30s)
 import http from 'k6/http';
 import { check } from 'k6';
-import { signedResend, signedTelnyx, resendBody, eventId } from './lib.js';
+import { signedResend, signedTelnyx, resendBody, eventId, perProviderScenarios } from './lib.js';
 
 const RATE = parseInt(__ENV.RATE || '500', 10);
 const DURATION = __ENV.DURATION || '30s';
 
 export const options = {
-  scenarios: {
-    resend: {
-      executor: 'constant-arrival-rate', exec: 'resend', rate: RATE, timeUnit: '1s',
-      duration: DURATION, preAllocatedVUs: 50, maxVUs: 400,
-    },
-    telnyx: {
-      executor: 'constant-arrival-rate', exec: 'telnyx', rate: RATE, timeUnit: '1s',
-      duration: DURATION, preAllocatedVUs: 50, maxVUs: 400,
-    },
-  },
+  scenarios: perProviderScenarios(RATE, DURATION),
   thresholds: {
     http_req_failed: ['rate<0.01'],
     'http_req_duration{provider:resend}': ['p(99)<50'],

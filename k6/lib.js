@@ -63,3 +63,12 @@ export function signedTelnyx(i) {
   const headers = Object.assign({ 'content-type': 'application/json' }, f.headers);
   return { url: `${BASE_URL}/webhooks/telnyx`, body: f.body, params: { headers, tags: { provider: 'telnyx' } } };
 }
+
+// One constant-arrival-rate scenario per provider, calling the script's `resend` and `telnyx`.
+export function perProviderScenarios(rate, duration) {
+  const scenario = (exec) => ({
+    executor: 'constant-arrival-rate', exec, rate, timeUnit: '1s', duration,
+    preAllocatedVUs: 50, maxVUs: 400,
+  });
+  return { resend: scenario('resend'), telnyx: scenario('telnyx') };
+}

@@ -1,24 +1,15 @@
 // A short soak: a moderate constant rate for a while, both providers, to catch leaks and drift
 // (watch RSS and the worker's lag on the Grafana dashboard meanwhile).
-//   RATE (per provider, default 1000), DURATION (default 10m)
+//   RATE (per provider, default 1000), DURATION (default 9m: the Telnyx fixtures' validity)
 import http from 'k6/http';
 import { check } from 'k6';
-import { signedResend, signedTelnyx, resendBody, eventId } from './lib.js';
+import { signedResend, signedTelnyx, resendBody, eventId, perProviderScenarios } from './lib.js';
 
 const RATE = parseInt(__ENV.RATE || '1000', 10);
-const DURATION = __ENV.DURATION || '10m';
+const DURATION = __ENV.DURATION || '9m';
 
 export const options = {
-  scenarios: {
-    resend: {
-      executor: 'constant-arrival-rate', exec: 'resend', rate: RATE, timeUnit: '1s',
-      duration: DURATION, preAllocatedVUs: 50, maxVUs: 400,
-    },
-    telnyx: {
-      executor: 'constant-arrival-rate', exec: 'telnyx', rate: RATE, timeUnit: '1s',
-      duration: DURATION, preAllocatedVUs: 50, maxVUs: 400,
-    },
-  },
+  scenarios: perProviderScenarios(RATE, DURATION),
   thresholds: {
     http_req_failed: ['rate<0.001'],
     http_req_duration: ['p(99)<50'],
