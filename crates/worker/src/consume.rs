@@ -4,8 +4,8 @@
 //!
 //! One pull request per batch, not a prefetching stream. Up to `writers` batches are stored at
 //! once (each its own transaction); the next pull starts only when a writer is free and the
-//! database is healthy. While a batch is being retried during a database outage no other event is
-//! out on delivery, so no delivery attempt is burnt and nothing times out into the dead-letter
+//! database is healthy. While batches are being retried during a database outage no other event
+//! is out on delivery, so no delivery attempt is burnt and nothing times out into the dead-letter
 //! stream because of the outage.
 
 use std::sync::Arc;
@@ -70,7 +70,7 @@ impl Consumer {
         let writers_phase = phase.clone();
         let mut writing = futures::stream::FuturesUnordered::new();
         while *phase.borrow() == Phase::Running {
-            // A free writer, and a healthy database (else one batch at a time, the one retrying).
+            // A free writer, and a healthy database (else the batches in hand finish first).
             while writing.len() >= self.settings.writers.max(1)
                 || (!writing.is_empty() && self.breaker_failures() > 0)
             {

@@ -376,14 +376,15 @@ impl Reconciler {
                 .header("accept", "application/json")
                 .send()
                 .await;
+            let backoff = Duration::from_millis(200 << attempt);
             let wait = match sent {
                 Err(e) if e.is_timeout() => {
                     last = "timeout";
-                    Duration::from_millis(200 << attempt)
+                    backoff
                 }
                 Err(_) => {
                     last = "http_error";
-                    Duration::from_millis(200 << attempt)
+                    backoff
                 }
                 Ok(r) if r.status().is_success() => {
                     return r
@@ -405,7 +406,7 @@ impl Reconciler {
                 }
                 Ok(r) if r.status().is_server_error() => {
                     last = "http_error";
-                    Duration::from_millis(200 << attempt)
+                    backoff
                 }
                 Ok(_) => return Err("http_error"), // 401, 403, 400: retrying will not help
             };

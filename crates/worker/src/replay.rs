@@ -106,7 +106,6 @@ pub async fn replay(
         ..Default::default()
     };
     if args.dry_run {
-        report.published = 0;
         progress(&report, total);
         return Ok(report);
     }

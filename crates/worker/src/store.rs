@@ -63,7 +63,7 @@ impl Consumer {
         loop {
             let started = Instant::now();
             let result = self.writer.write(recs).await;
-            let (e, mut wait, now) = match result {
+            let (mut wait, now) = match result {
                 Ok(outcome) => {
                     let state = {
                         let mut breaker = self.breaker();
@@ -117,11 +117,10 @@ impl Consumer {
                         .set(breaker.state().as_gauge().into());
                     let wait =
                         breaker.wait_before_retry(now.into_std(), backoff(&self.settings, attempt));
-                    (e, wait, now)
+                    (wait, now)
                 }
                 Err(e) => return Ok(Err(e)),
             };
-            drop(e);
             if let Phase::Draining { deadline } = *phase.borrow() {
                 if now >= deadline {
                     return Err(Interrupted);

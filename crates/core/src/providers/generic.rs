@@ -259,6 +259,21 @@ pub struct GenericSource {
     statuses: BTreeMap<String, Mapped>,
 }
 
+enum SourceMac {
+    Sha256(Hmac<Sha256>),
+    Sha512(Hmac<Sha512>),
+}
+
+impl SourceMac {
+    /// Constant-time comparison with `tag` (`verify_slice`).
+    fn verifies(self, tag: &[u8]) -> bool {
+        match self {
+            Self::Sha256(mac) => mac.verify_slice(tag).is_ok(),
+            Self::Sha512(mac) => mac.verify_slice(tag).is_ok(),
+        }
+    }
+}
+
 /// Names, header names and labels live as long as the process: configuration is read once.
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
@@ -425,19 +440,17 @@ impl GenericSource {
         Some(out)
     }
 
-    fn tag_matches(&self, secret: &[u8], content: &[u8], tag: &[u8]) -> bool {
-        // `verify_slice` compares in constant time.
+    /// The HMAC of `content` under `secret` with this source's algorithm, ready to finalize or
+    /// to verify.
+    fn mac(&self, secret: &[u8], content: &[u8]) -> SourceMac {
+        fn keyed<M: Mac + hmac::digest::KeyInit>(secret: &[u8], content: &[u8]) -> M {
+            let mut mac = <M as Mac>::new_from_slice(secret).expect("HMAC accepts any key length");
+            mac.update(content);
+            mac
+        }
         match self.algorithm {
-            Algorithm::HmacSha256 => {
-                let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
-                mac.update(content);
-                mac.verify_slice(tag).is_ok()
-            }
-            Algorithm::HmacSha512 => {
-                let mut mac = Hmac::<Sha512>::new_from_slice(secret).expect("any key length");
-                mac.update(content);
-                mac.verify_slice(tag).is_ok()
-            }
+            Algorithm::HmacSha256 => SourceMac::Sha256(keyed(secret, content)),
+            Algorithm::HmacSha512 => SourceMac::Sha512(keyed(secret, content)),
         }
     }
 
@@ -450,17 +463,9 @@ impl GenericSource {
         body: &[u8],
     ) -> Option<String> {
         let content = self.signed_content(headers, timestamp, body)?;
-        let tag = match self.algorithm {
-            Algorithm::HmacSha256 => {
-                let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
-                mac.update(&content);
-                mac.finalize().into_bytes().to_vec()
-            }
-            Algorithm::HmacSha512 => {
-                let mut mac = Hmac::<Sha512>::new_from_slice(secret).expect("any key length");
-                mac.update(&content);
-                mac.finalize().into_bytes().to_vec()
-            }
+        let tag = match self.mac(secret, &content) {
+            SourceMac::Sha256(mac) => mac.finalize().into_bytes().to_vec(),
+            SourceMac::Sha512(mac) => mac.finalize().into_bytes().to_vec(),
         };
         let encoded = match self.encoding {
             Encoding::Hex => tag.iter().map(|b| format!("{b:02x}")).collect(),
@@ -544,7 +549,7 @@ impl Provider for GenericSource {
         if self
             .secrets
             .iter()
-            .any(|secret| self.tag_matches(secret, &content, &tag))
+            .any(|secret| self.mac(secret, &content).verifies(&tag))
         {
             Ok(())
         } else {
