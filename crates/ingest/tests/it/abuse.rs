@@ -124,7 +124,17 @@ async fn a_flood_of_slow_and_huge_requests_keeps_rss_bounded() {
     for _ in 0..200 {
         let addr = addr.clone();
         let partial = "POST /webhooks/resend HTTP/1.1\r\nhost: ingest\r\nx-slow: ".to_owned();
-        tasks.spawn(async move { ("slow_head", raw(&addr, partial, Vec::new(), deadline).await) });
+        tasks.spawn(async move {
+            // Cut off by ingest well before our own deadline; still open at 5 s (the header
+            // timeout is 1.5 s) counts as not cut off (status 0).
+            let started = std::time::Instant::now();
+            let outcome = raw(&addr, partial, Vec::new(), deadline).await;
+            let cut_off = started.elapsed() < Duration::from_secs(5);
+            (
+                "slow_head",
+                if cut_off { outcome } else { Outcome::Status(0) },
+            )
+        });
     }
     // 3. Declared huge: refused before a byte of body is read.
     for _ in 0..100 {
@@ -294,4 +304,33 @@ async fn per_provider_rate_limit_answers_429_with_retry_after() {
             .await;
         assert_eq!(r.status(), 200);
     }
+}
+
+/// `HOOKLINE_MAX_CONNECTIONS`: with two connections open, a third is not served until one closes.
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let ingest = Ingest::start_with(|c| c.max_connections = 2).await;
+    let addr = ingest.base.trim_start_matches("http://").to_owned();
+    // (The readiness probe's idle keep-alive connection may hold one of the two slots too; the
+    // third request waits either way, and freeing ours frees a slot either way.)
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let unsigned = || head("/webhooks/resend", "content-length: 2\r\n");
+    let third = raw(
+        &addr,
+        unsigned(),
+        b"{}".to_vec(),
+        Duration::from_millis(800),
+    )
+    .await;
+    assert_eq!(
+        third,
+        Outcome::Closed,
+        "not served while both slots are taken"
+    );
+    held.clear();
+    let after = raw(&addr, unsigned(), b"{}".to_vec(), Duration::from_secs(10)).await;
+    assert_eq!(after, Outcome::Status(401), "served once a slot is free");
 }
