@@ -42,9 +42,8 @@ pub struct StreamsArgs {
     nats_url: String,
     #[command(flatten)]
     stream: StreamArgs,
-    /// The dead-letter stream.
-    #[arg(long, env = "HOOKLINE_DLQ_STREAM", default_value = "WEBHOOKS_DLQ")]
-    dlq_stream: String,
+    #[command(flatten)]
+    dlq: hookline_worker::dead_letter::DlqArgs,
 }
 
 pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
@@ -58,15 +57,23 @@ pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
         info.config.num_replicas,
         info.config.duplicate_window
     );
-    let dlq =
-        hookline_worker::dead_letter::stream_config(&args.dlq_stream, args.stream.stream_replicas);
-    let info = js
-        .create_or_update_stream(dlq)
-        .await
-        .with_context(|| format!("cannot create the dead-letter stream {}", args.dlq_stream))?;
+    let dlq = args.dlq.config(args.stream.stream_replicas);
+    let info = js.create_or_update_stream(dlq).await.with_context(|| {
+        format!(
+            "cannot create the dead-letter stream {}",
+            args.dlq.dlq_stream
+        )
+    })?;
     println!(
-        "Stream {}: subjects {:?}, {} messages.",
-        info.config.name, info.config.subjects, info.state.messages
+        "Stream {}: subjects {:?}, {} messages, max age {}.",
+        info.config.name,
+        info.config.subjects,
+        info.state.messages,
+        if info.config.max_age.is_zero() {
+            "none (kept until replayed or purged)".to_owned()
+        } else {
+            format!("{:?}", info.config.max_age)
+        }
     );
     Ok(())
 }

@@ -21,6 +21,9 @@ use tracing::{info, warn};
 
 pub use config::IngestConfig;
 
+/// Longest wait at exit for the NATS client's buffer to drain.
+const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);
+
 /// Serves on `listener` until `shutdown` completes; in-flight requests finish (their publishes
 /// get their PubAcks) before it returns.
 pub async fn run(
@@ -43,18 +46,36 @@ pub async fn run(
         config.publish_timeout(),
         config.max_ack_inflight,
     );
+    // The signal may come while NATS is still unreachable at start-up: waiting is cut short.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
     let mut waited = 0u32;
-    loop {
-        match hookline_jetstream::ensure_stream(publisher.context(), &config.stream).await {
-            Ok(info) => {
-                info!(stream = %info.config.name, messages = info.state.messages, "Stream ready.");
-                break;
+    let wait_for_stream = async {
+        loop {
+            match hookline_jetstream::ensure_stream(publisher.context(), &config.stream).await {
+                Ok(info) => {
+                    info!(stream = %info.config.name, messages = info.state.messages, "Stream ready.");
+                    break;
+                }
+                Err(e) => {
+                    waited += 1;
+                    warn!(error = %e, attempt = waited, "Waiting for NATS JetStream.");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
-            Err(e) => {
-                waited += 1;
-                warn!(error = %e, attempt = waited, "Waiting for NATS JetStream.");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+        }
+    };
+    tokio::select! {
+        () = wait_for_stream => {}
+        () = signalled(stopped.clone()) => {
+            warn!("Shut down before NATS JetStream was reachable; nothing was accepted.");
+            return Ok(());
         }
     }
     let rate_limits = config.rate_limits(&providers).map_err(anyhow::Error::msg)?;
@@ -78,9 +99,16 @@ pub async fn run(
         max_headers: config.max_headers,
         shutdown_deadline: Duration::from_millis(config.shutdown_deadline_ms),
     };
-    serve::serve(listener, routes::router(state), limits, shutdown).await;
-    // Every request has been answered; make sure nothing is left in the client's buffer.
-    let _ = client.flush().await;
+    serve::serve(listener, routes::router(state), limits, signalled(stopped)).await;
+    // Every request has been answered (a 2xx only after its PubAck, so nothing accepted waits in
+    // the client's buffer); never wait for a NATS server that is not there.
+    match tokio::time::timeout(FLUSH_AT_EXIT, client.flush()).await {
+        Ok(Ok(())) => {}
+        _ => warn!(
+            nats = %client.connection_state(),
+            "NATS unreachable at shutdown; no request was answered 2xx without its PubAck."
+        ),
+    }
     info!("Ingest stopped.");
     Ok(())
 }

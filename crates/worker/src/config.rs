@@ -41,9 +41,15 @@ pub struct WorkerConfig {
     #[arg(long, env = "HOOKLINE_SOURCES_FILE")]
     pub sources_file: Option<std::path::PathBuf>,
 
-    /// The dead-letter stream (created if missing).
-    #[arg(long, env = "HOOKLINE_DLQ_STREAM", default_value = "WEBHOOKS_DLQ")]
-    pub dlq_stream: String,
+    #[command(flatten)]
+    pub dlq: crate::dead_letter::DlqArgs,
+
+    /// How often to look for events JetStream gave up on (past max deliveries) that neither the
+    /// worker nor the advisory moved to the dead-letter stream, and to refresh the DLQ gauges,
+    /// in seconds.
+    #[arg(long, env = "HOOKLINE_DLQ_SWEEP_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub dlq_sweep_secs: u64,
 
     /// Replicas of the dead-letter stream when the worker creates it (3 on a JetStream cluster).
     #[arg(long, env = "HOOKLINE_STREAM_REPLICAS", default_value_t = 1)]

@@ -8,6 +8,7 @@
 //! is out on delivery, so no delivery attempt is burnt and nothing times out into the dead-letter
 //! stream because of the outage.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +56,8 @@ pub struct Consumer {
     /// by the fetch loop itself, so the loop must never wait on a lock one of them might hold
     /// (tokio's mutex hands the lock to a queued waiter before that waiter is polled again).
     pub(crate) breaker: std::sync::Mutex<Breaker>,
+    /// Events fetched and not yet settled: what a shutdown that cannot reach NATS leaves behind.
+    pub(crate) in_hand: AtomicUsize,
 }
 
 impl Consumer {
@@ -142,7 +145,31 @@ impl Consumer {
         Ok(batch)
     }
 
+    /// Settles a batch (stored and acked, or dead-lettered), keeping every event of it alive with
+    /// in-progress acks at a third of the ack wait for as long as that takes: however long the
+    /// database is out, no event is redelivered elsewhere and no delivery attempt is spent.
     async fn process(&self, batch: Vec<jetstream::Message>, phase: &watch::Receiver<Phase>) {
+        let held = batch.len();
+        self.in_hand.fetch_add(held, Ordering::Relaxed);
+        let every =
+            (self.consumer.cached_info().config.ack_wait / 3).max(Duration::from_millis(50));
+        let keepalive = async {
+            let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                for m in &batch {
+                    let _ = m.ack_with(AckKind::Progress).await;
+                }
+            }
+        };
+        tokio::select! {
+            () = self.settle(&batch, phase) => {}
+            () = keepalive => unreachable!("the keepalive never ends"),
+        }
+        self.in_hand.fetch_sub(held, Ordering::Relaxed);
+    }
+
+    async fn settle(&self, batch: &[jetstream::Message], phase: &watch::Receiver<Phase>) {
         let started = Instant::now();
         let mut records = Vec::with_capacity(batch.len());
         let mut settled = vec![false; batch.len()];
@@ -186,7 +213,7 @@ impl Consumer {
                 )
             })
             .collect();
-        match self.store(&recs, &batch, phase).await {
+        match self.store(&recs, phase).await {
             Ok(poison) => {
                 for (i, err) in poison {
                     let failure = Failure::new("db_rejected", err.to_string(), "db_write");
@@ -227,17 +254,56 @@ impl Consumer {
             }
             Err(Interrupted) => {
                 // Shutting down with the database unavailable: hand the events back now rather
-                // than after ack_wait, so another worker can take them.
+                // than after ack_wait, so another worker can take them. An event on its last
+                // allowed delivery would never be delivered again, and the outage is not its
+                // fault: it goes back as a fresh copy with a full delivery budget instead.
+                let max_deliver = self.consumer.cached_info().config.max_deliver;
+                let (mut returned, mut requeued) = (0, 0);
                 for (msg, _) in batch.iter().zip(&settled).filter(|(_, s)| !**s) {
-                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    let last = msg
+                        .info()
+                        .is_ok_and(|i| max_deliver > 0 && i.delivered >= max_deliver);
+                    if last && self.requeue(msg).await {
+                        requeued += 1;
+                    } else {
+                        let _ = msg.ack_with(AckKind::Nak(None)).await;
+                        returned += 1;
+                    }
                 }
-                warn!(batch_size = batch.len(), "Shutdown deadline reached with the database unavailable; batch returned to the stream.");
+                warn!(batch_size = batch.len(), returned, requeued, "Shutdown deadline reached with the database unavailable; batch returned to the stream.");
             }
         }
     }
 
     fn consumer_stream(&self) -> String {
         self.consumer.cached_info().stream_name.clone()
+    }
+
+    /// Re-publishes an event as a fresh stream message, then terminates this delivery. `false`
+    /// (and the event untouched) if the copy could not be stored.
+    async fn requeue(&self, msg: &jetstream::Message) -> bool {
+        let Ok(info) = msg.info() else { return false };
+        let copy = dead_letter::Letter {
+            subject: msg.subject.as_str(),
+            headers: msg.headers.as_ref(),
+            payload: msg.payload.clone(),
+            stream_sequence: info.stream_sequence,
+            deliveries: info.delivered,
+        };
+        match dead_letter::requeue(&self.js, &self.consumer_stream(), &copy).await {
+            Ok(()) => {
+                self.metrics.requeued.inc();
+                warn!(stream_sequence = info.stream_sequence, deliveries = info.delivered, subject = %msg.subject, "Event at its last delivery attempt re-published with a fresh budget.");
+                if let Err(e) = msg.ack_with(AckKind::Term).await {
+                    warn!(error = %e, "Terminating a re-published event failed; its copy is stored once either way.");
+                }
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "Could not re-publish an event at its last delivery attempt.");
+                false
+            }
+        }
     }
 
     async fn dead_letter(&self, msg: &jetstream::Message, failure: &Failure) {

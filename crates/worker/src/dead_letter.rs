@@ -29,20 +29,85 @@ pub mod header {
     pub const LAST_FAILURE: &str = "Hookline-Dlq-Last-Failure";
     /// Every header hookline adds starts with this; replay strips them.
     pub const PREFIX: &str = "Hookline-Dlq-";
+    /// On a re-published copy (`requeue`): the stream sequence of the event it replaces.
+    pub const REQUEUED_FROM: &str = "Hookline-Requeued-From";
 }
 
-/// The DLQ stream: kept (limits retention) until an operator replays or purges, file storage.
-pub fn stream_config(name: &str, replicas: usize) -> stream::Config {
-    stream::Config {
-        name: name.to_owned(),
-        subjects: vec![format!("{DLQ_SUBJECT_PREFIX}webhook.>")],
-        retention: stream::RetentionPolicy::Limits,
-        storage: stream::StorageType::File,
-        discard: stream::DiscardPolicy::New,
-        max_age: Duration::from_secs(14 * 24 * 60 * 60),
-        duplicate_window: Duration::from_secs(120),
-        num_replicas: replicas,
-        ..Default::default()
+/// Re-publishes an event to the main stream as a fresh message, with a full delivery budget, and
+/// waits for the PubAck. The copy's dedup id comes from the original's place in the stream, so
+/// two attempts leave one copy; the database absorbs it if the original was stored after all.
+pub async fn requeue(
+    js: &jetstream::Context,
+    main_stream: &str,
+    letter: &Letter<'_>,
+) -> Result<(), async_nats::Error> {
+    let mut headers = HeaderMap::new();
+    for (name, values) in letter.headers.iter().flat_map(|h| h.iter()) {
+        if *name == async_nats::header::NATS_MESSAGE_ID
+            || AsRef::<str>::as_ref(name) == header::REQUEUED_FROM
+        {
+            continue;
+        }
+        for v in values {
+            headers.append(name.clone(), v.clone());
+        }
+    }
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        format!("requeue:{main_stream}:{}", letter.stream_sequence).as_str(),
+    );
+    headers.insert(
+        header::REQUEUED_FROM,
+        letter.stream_sequence.to_string().as_str(),
+    );
+    js.publish_with_headers(letter.subject.to_owned(), headers, letter.payload.clone())
+        .await?
+        .await?;
+    Ok(())
+}
+
+/// The dead-letter stream's settings (worker and `hookline streams`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DlqArgs {
+    /// The dead-letter stream (created if missing).
+    #[arg(long, env = "HOOKLINE_DLQ_STREAM", default_value = "WEBHOOKS_DLQ")]
+    pub dlq_stream: String,
+    /// Oldest a dead letter may get before JetStream deletes it, in seconds. 0 (the default)
+    /// keeps every dead letter until an operator replays or purges it.
+    #[arg(long, env = "HOOKLINE_DLQ_MAX_AGE_SECS", default_value_t = 0)]
+    pub dlq_max_age_secs: u64,
+    /// Size limit of the dead-letter stream in bytes (-1: none but the account's). When full, a
+    /// new dead letter is refused and its event stays in the main stream.
+    #[arg(long, env = "HOOKLINE_DLQ_MAX_BYTES", default_value_t = -1,
+          allow_negative_numbers = true)]
+    pub dlq_max_bytes: i64,
+}
+
+impl DlqArgs {
+    /// The DLQ stream: file storage, limits retention, discard new (a full DLQ refuses, it never
+    /// drops what it holds).
+    pub fn config(&self, replicas: usize) -> stream::Config {
+        stream::Config {
+            name: self.dlq_stream.clone(),
+            subjects: vec![format!("{DLQ_SUBJECT_PREFIX}webhook.>")],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            discard: stream::DiscardPolicy::New,
+            max_age: Duration::from_secs(self.dlq_max_age_secs),
+            max_bytes: self.dlq_max_bytes,
+            duplicate_window: Duration::from_secs(120),
+            num_replicas: replicas,
+            ..Default::default()
+        }
+    }
+
+    /// The defaults, for tests and tools.
+    pub fn named(name: &str) -> Self {
+        Self {
+            dlq_stream: name.to_owned(),
+            dlq_max_age_secs: 0,
+            dlq_max_bytes: -1,
+        }
     }
 }
 
@@ -209,4 +274,82 @@ async fn dead_letter_sequence(
     publish(js, main_stream, &letter, &failure).await?;
     stream.delete_message(seq).await?;
     Ok(true)
+}
+
+/// The third net for events JetStream gave up on, after the worker's own last-attempt handling
+/// and the advisory (which is not stored: nobody may be listening when it is sent). In the
+/// work-queue stream an acknowledged or terminated event is deleted, and the consumer's ack floor
+/// moves past an event once it stops delivering it; so an event still in the stream at or below
+/// the ack floor is one past max deliveries that nobody moved. Each is moved to the DLQ.
+/// Returns how many were moved.
+pub async fn sweep_past_max_deliveries(
+    js: &jetstream::Context,
+    main_stream: &str,
+    consumer: &str,
+) -> Result<u64, async_nats::Error> {
+    let stream = js.get_stream(main_stream).await?;
+    let info = stream.consumer_info(consumer).await?;
+    let floor = info.ack_floor.stream_sequence;
+    let deliveries = info.config.max_deliver;
+    let mut next = stream.cached_info().state.first_sequence;
+    let mut moved = 0;
+    while next <= floor {
+        let found = stream
+            .raw_message_builder()
+            .sequence(next)
+            .next_by_subject(hookline_jetstream::SUBJECTS.to_owned())
+            .send()
+            .await;
+        let seq = match found {
+            Ok(m) => m.sequence,
+            Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => break,
+            Err(e) => return Err(e.into()),
+        };
+        if seq > floor {
+            break;
+        }
+        if dead_letter_sequence(js, main_stream, seq, deliveries).await? {
+            moved += 1;
+            warn!(
+                stage = "consume",
+                failed_at_stage = "consume",
+                reason = "max_deliveries",
+                found_by = "sweep",
+                stream_sequence = seq,
+                "Event past max deliveries found in the stream and dead-lettered."
+            );
+        }
+        next = seq + 1;
+    }
+    Ok(moved)
+}
+
+/// Every `every`: sweeps (see `sweep_past_max_deliveries`) and reads the DLQ's size into
+/// `on_state(messages, bytes)`. Runs until aborted.
+pub async fn run_sweeps(
+    js: jetstream::Context,
+    main_stream: String,
+    consumer: String,
+    dlq_stream: String,
+    every: Duration,
+    on_moved: impl Fn(u64) + Send + 'static,
+    on_state: impl Fn(u64, u64) + Send + 'static,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match sweep_past_max_deliveries(&js, &main_stream, &consumer).await {
+            Ok(0) => {}
+            Ok(n) => on_moved(n),
+            Err(e) => {
+                warn!(error = %e, "Sweeping for events past max deliveries failed; will try again.")
+            }
+        }
+        if let Ok(mut dlq) = js.get_stream(&dlq_stream).await {
+            if let Ok(info) = dlq.info().await {
+                on_state(info.state.messages, info.state.bytes);
+            }
+        }
+    }
 }

@@ -9,6 +9,7 @@ pub mod consume;
 pub mod dead_letter;
 pub mod decode;
 pub mod dlq;
+pub mod failure;
 pub mod http;
 pub mod metrics;
 pub mod reconcile;
@@ -25,7 +26,7 @@ use anyhow::Context as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use config::WorkerConfig;
 pub use writer::{BatchWriter, EventRecord, WriteOutcome};
@@ -56,6 +57,8 @@ pub struct Worker {
     pool: PgPool,
     stream: String,
     consumer_name: String,
+    dlq_stream: String,
+    sweep_every: Duration,
     shutdown_deadline: Duration,
 }
 
@@ -80,12 +83,12 @@ impl Worker {
         let js = async_nats::jetstream::new(client.clone());
         let consumer = loop {
             let ready = async {
-                js.get_or_create_stream(dead_letter::stream_config(
-                    &config.dlq_stream,
-                    config.stream_replicas,
-                ))
-                .await
-                .map_err(|e| anyhow::anyhow!("dead-letter stream {}: {e}", config.dlq_stream))?;
+                // Created if missing, never rewritten: `hookline streams` applies changed settings.
+                js.get_or_create_stream(config.dlq.config(config.stream_replicas))
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("dead-letter stream {}: {e}", config.dlq.dlq_stream)
+                    })?;
                 hookline_jetstream::ensure_consumer(&js, &config.stream, &config.consumer)
                     .await
                     .map_err(anyhow::Error::from)
@@ -117,12 +120,15 @@ impl Worker {
                     settings.breaker_threshold,
                     settings.breaker_open_for,
                 )),
+                in_hand: Default::default(),
                 settings,
             },
             client,
             pool,
             stream: config.stream.clone(),
             consumer_name: config.consumer.consumer.clone(),
+            dlq_stream: config.dlq.dlq_stream.clone(),
+            sweep_every: Duration::from_secs(config.dlq_sweep_secs),
             shutdown_deadline: Duration::from_millis(config.shutdown_deadline_ms),
         })
     }
@@ -154,6 +160,7 @@ impl Worker {
         });
         let (tx, rx) = watch::channel(consume::Phase::Running);
         let deadline = self.shutdown_deadline;
+        let mut draining = rx.clone();
         tokio::spawn(async move {
             shutdown.await;
             info!(
@@ -177,15 +184,73 @@ impl Worker {
                     .inc()
             },
         ));
-        let result = self.consumer.run(rx).await;
+        let (moved, state) = (self.consumer.metrics.clone(), self.consumer.metrics.clone());
+        let sweeps = tokio::spawn(dead_letter::run_sweeps(
+            self.consumer.js.clone(),
+            self.stream.clone(),
+            self.consumer_name.clone(),
+            self.dlq_stream.clone(),
+            self.sweep_every,
+            move |n| {
+                moved
+                    .dead_lettered
+                    .with_label_values(&["max_deliveries"])
+                    .inc_by(n)
+            },
+            move |messages, bytes| {
+                state.dlq_messages.set(messages as i64);
+                state.dlq_bytes.set(bytes as i64);
+            },
+        ));
+        // The consumer finishes by the shutdown deadline on its own, unless NATS is unreachable
+        // (a pull, an ack or a dead letter waiting on it): then it is cut off at the deadline and
+        // JetStream redelivers what it held after the ack wait.
+        let consuming = self.consumer.run(rx);
+        tokio::pin!(consuming);
+        let result = tokio::select! {
+            result = &mut consuming => Some(result),
+            () = past_deadline(&mut draining) => None,
+        };
         advisories.abort();
+        sweeps.abort();
         if let Some(server) = http_server {
             server.abort();
         }
-        // Acks are fire-and-forget publishes: make sure they have left before exiting.
-        let _ = self.client.flush().await;
-        self.pool.close().await;
-        result
+        // Acks are fire-and-forget publishes: make sure they have left before exiting, but never
+        // wait past the deadline for a server that is not there.
+        let flushed = tokio::time::timeout(FLUSH_AT_EXIT, self.client.flush()).await;
+        let held = self
+            .consumer
+            .in_hand
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if result.is_none() || !matches!(flushed, Ok(Ok(()))) {
+            warn!(
+                events_in_hand = held,
+                nats = %self.client.connection_state(),
+                "Shutdown deadline passed without reaching NATS: acks and returns of the events in \
+                 hand may not have been delivered; JetStream redelivers those after the ack wait."
+            );
+        }
+        let _ = tokio::time::timeout(FLUSH_AT_EXIT, self.pool.close()).await;
+        result.unwrap_or(Ok(()))
+    }
+}
+
+/// Longest wait at exit for buffered acks to reach NATS.
+const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);
+
+/// Completes once the phase is draining and its deadline has passed.
+async fn past_deadline(phase: &mut watch::Receiver<consume::Phase>) {
+    loop {
+        let current = *phase.borrow_and_update();
+        if let consume::Phase::Draining { deadline } = current {
+            // A moment past the deadline, for the consumer's own hand-back at the deadline.
+            tokio::time::sleep_until(deadline + Duration::from_millis(300)).await;
+            return;
+        }
+        if phase.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -203,8 +268,21 @@ pub async fn run(
                 config.listen
             )
         })?;
-    Worker::connect(&config)
-        .await?
-        .run(Some(listener), shutdown)
-        .await
+    // The signal may come while NATS is still unreachable at start-up: connecting is cut short.
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let signalled = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let worker = tokio::select! {
+        worker = Worker::connect(&config) => worker?,
+        () = signalled(stopped.clone()) => {
+            warn!("Shut down before NATS and the stream were reachable; nothing was consumed.");
+            return Ok(());
+        }
+    };
+    worker.run(Some(listener), signalled(stopped)).await
 }

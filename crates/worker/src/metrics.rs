@@ -20,6 +20,11 @@ pub struct WorkerMetrics {
     /// Replayed events whose stored fields changed when decoded again (`hookline replay`).
     pub rederived: IntCounter,
     pub dead_lettered: IntCounterVec,
+    /// Events re-published with a fresh delivery budget at their last attempt (an outage).
+    pub requeued: IntCounter,
+    /// What the dead-letter stream holds, read by the periodic sweep.
+    pub dlq_messages: IntGauge,
+    pub dlq_bytes: IntGauge,
     pub db_retries: IntCounter,
     pub breaker_open: IntGauge,
     pub breaker_opened: IntCounter,
@@ -83,6 +88,16 @@ impl WorkerMetrics {
                 "Events carrying no delivery information, acknowledged and skipped.",
             ),
             dead_lettered,
+            requeued: counter(
+                "webhook_requeued_total",
+                "Events at their last delivery attempt re-published with a fresh budget because \
+                 the database was out at shutdown.",
+            ),
+            dlq_messages: gauge(
+                "webhook_dlq_messages",
+                "Dead letters waiting in the dead-letter stream for replay or purge.",
+            ),
+            dlq_bytes: gauge("webhook_dlq_bytes", "Bytes held by the dead-letter stream."),
             db_retries: counter(
                 "webhook_db_retries_total",
                 "Database writes retried after a transient failure.",
@@ -138,6 +153,9 @@ impl WorkerMetrics {
             Box::new(m.skipped.clone()),
             Box::new(m.rederived.clone()),
             Box::new(m.dead_lettered.clone()),
+            Box::new(m.requeued.clone()),
+            Box::new(m.dlq_messages.clone()),
+            Box::new(m.dlq_bytes.clone()),
             Box::new(m.db_retries.clone()),
             Box::new(m.breaker_open.clone()),
             Box::new(m.breaker_opened.clone()),

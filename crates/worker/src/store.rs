@@ -1,11 +1,11 @@
-//! Storing a decoded batch: transient database failures are retried in place (exponential
-//! backoff with jitter, behind the circuit breaker) while the batch's events are kept alive with
-//! in-progress acks; a permanent failure is narrowed down by bisection so only the event the
-//! database rejects on its own is dead-lettered and its batch-mates commit.
+//! Storing a decoded batch. A failure is classified by cause (`failure.rs`): an outage is retried
+//! in place with exponential backoff behind the circuit breaker, however long it lasts (the
+//! caller keeps the events alive meanwhile); a failure the database attributes to the data is
+//! narrowed down by bisection, and an event that fails alone is dead-lettered only if a canary
+//! write succeeds right after, i.e. the database accepts writes and rejects just this event.
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -13,6 +13,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::breaker::Transition;
 use crate::consume::{BatchSettings, Consumer, Phase};
+use crate::failure::Cause;
 use crate::writer::{EventRecord, WriteError};
 
 /// The shutdown deadline passed while the database was still failing.
@@ -23,7 +24,6 @@ impl Consumer {
     pub(crate) async fn store(
         &self,
         recs: &[(usize, EventRecord<'_>)],
-        batch: &[jetstream::Message],
         phase: &watch::Receiver<Phase>,
     ) -> Result<Vec<(usize, WriteError)>, Interrupted> {
         let only: Vec<EventRecord<'_>> = recs
@@ -34,7 +34,7 @@ impl Consumer {
                 replay: r.replay,
             })
             .collect();
-        match self.write_retrying(&only, batch, phase).await? {
+        match self.write_retrying(&only, phase).await? {
             Ok(()) => Ok(Vec::new()),
             Err(e) if recs.len() == 1 => {
                 let ev = recs[0].1.event;
@@ -44,26 +44,25 @@ impl Consumer {
             Err(e) => {
                 warn!(stage = "db_write", batch_size = recs.len(), error = %e, "Batch rejected; isolating the failing events.");
                 let (a, b) = recs.split_at(recs.len() / 2);
-                let mut poison = Box::pin(self.store(a, batch, phase)).await?;
-                poison.extend(Box::pin(self.store(b, batch, phase)).await?);
+                let mut poison = Box::pin(self.store(a, phase)).await?;
+                poison.extend(Box::pin(self.store(b, phase)).await?);
                 Ok(poison)
             }
         }
     }
 
-    /// One write, retried while the failure is transient. The outer `Err` means the shutdown
-    /// deadline passed; the inner `Err` is a permanent failure.
+    /// One write, retried for as long as the database has an outage. The outer `Err` means the
+    /// shutdown deadline passed; the inner `Err` is a rejection of the data (for a single event:
+    /// confirmed by a canary write).
     async fn write_retrying(
         &self,
         recs: &[EventRecord<'_>],
-        batch: &[jetstream::Message],
         phase: &watch::Receiver<Phase>,
     ) -> Result<Result<(), WriteError>, Interrupted> {
         let mut attempt: u32 = 0;
         loop {
             let started = Instant::now();
-            let result = self.writer.write(recs).await;
-            let (mut wait, now) = match result {
+            let e = match self.writer.write(recs).await {
                 Ok(outcome) => {
                     let state = {
                         let mut breaker = self.breaker();
@@ -95,31 +94,38 @@ impl Consumer {
                     );
                     return Ok(Ok(()));
                 }
-                Err(e) if e.retryable => {
-                    attempt += 1;
-                    self.metrics.db_retries.inc();
-                    let now = Instant::now();
-                    let mut breaker = self.breaker();
-                    match breaker.on_failure(now.into_std()) {
-                        Some(Transition::Opened) => {
-                            self.metrics.breaker_opened.inc();
-                            error!(stage = "db_write", breaker = "open", consecutive_failures = breaker.consecutive_failures(), probe_in_ms = self.settings.breaker_open_for.as_millis() as u64, error = %e, "Circuit breaker opened: fetching stops until a probe succeeds.");
-                        }
-                        Some(Transition::StillOpen) => {
-                            warn!(stage = "db_write", breaker = "open", error = %e, "Probe failed; the database is still unavailable.");
-                        }
-                        _ => {
-                            warn!(stage = "db_write", attempt, error = %e, "Database write failed; will retry.");
-                        }
+                Err(e) if e.cause == Cause::Event && recs.len() > 1 => return Ok(Err(e)),
+                // One event refused alone: its fault only if the database accepts other writes.
+                Err(e) if e.cause == Cause::Event => match self.writer.canary().await {
+                    Ok(()) => return Ok(Err(e)),
+                    Err(canary) => {
+                        warn!(stage = "db_write", error = %e, canary_error = %canary, "An event was refused alone and so was a canary write: an outage, not the event.");
+                        canary
                     }
-                    self.metrics
-                        .breaker_open
-                        .set(breaker.state().as_gauge().into());
-                    let wait =
-                        breaker.wait_before_retry(now.into_std(), backoff(&self.settings, attempt));
-                    (wait, now)
+                },
+                Err(e) => e,
+            };
+            attempt += 1;
+            self.metrics.db_retries.inc();
+            let now = Instant::now();
+            let mut wait = {
+                let mut breaker = self.breaker();
+                match breaker.on_failure(now.into_std()) {
+                    Some(Transition::Opened) => {
+                        self.metrics.breaker_opened.inc();
+                        error!(stage = "db_write", breaker = "open", consecutive_failures = breaker.consecutive_failures(), probe_in_ms = self.settings.breaker_open_for.as_millis() as u64, error = %e, "Circuit breaker opened: fetching stops until a probe succeeds.");
+                    }
+                    Some(Transition::StillOpen) => {
+                        warn!(stage = "db_write", breaker = "open", error = %e, "Probe failed; the database is still unavailable.");
+                    }
+                    _ => {
+                        warn!(stage = "db_write", attempt, error = %e, "Database write failed; will retry.");
+                    }
                 }
-                Err(e) => return Ok(Err(e)),
+                self.metrics
+                    .breaker_open
+                    .set(breaker.state().as_gauge().into());
+                breaker.wait_before_retry(now.into_std(), backoff(&self.settings, attempt))
             };
             if let Phase::Draining { deadline } = *phase.borrow() {
                 if now >= deadline {
@@ -127,11 +133,9 @@ impl Consumer {
                 }
                 wait = wait.min(deadline - now);
             }
-            // Keep the events ours while we wait (resets their ack_wait).
-            for m in batch {
-                let _ = m.ack_with(AckKind::Progress).await;
-            }
-            // Sleep until the retry, or until the shutdown deadline if that comes first.
+            // Sleep until the retry, or until the shutdown deadline if that comes first. The
+            // events stay ours meanwhile: the caller sends in-progress acks for as long as it holds
+            // them.
             let until = now + wait;
             let mut phase = phase.clone();
             loop {

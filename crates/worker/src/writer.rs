@@ -9,6 +9,8 @@ use hookline_core::DeliveryEvent;
 use sqlx::PgPool;
 use thiserror::Error;
 
+use crate::failure::Cause;
+
 /// `$1..$10` are parallel arrays, one element per event.
 const INSERT_EVENTS: &str = r#"
 INSERT INTO delivery_events
@@ -61,6 +63,9 @@ SELECT provider, old_message_id FROM changed
 
 const REFRESH: &str = "SELECT refresh_recipients($1::text[], $2::text[])";
 
+/// The provider name of the canary write: never a real provider, never committed.
+const CANARY_PROVIDER: &str = "hookline-canary";
+
 /// Batches whose counters differ from a recount of their recipients: always empty (rule 4).
 /// Used by the tests and by `hookline check`.
 pub const COUNTER_MISMATCHES: &str = r#"
@@ -111,8 +116,8 @@ pub struct WriteOutcome {
 #[derive(Debug, Error)]
 #[error("{source}")]
 pub struct WriteError {
-    /// Worth retrying the same write later (connection lost, timeout, serialization failure).
-    pub retryable: bool,
+    /// Whose fault it is (see `failure.rs`): decides retry-in-place or isolation.
+    pub cause: Cause,
     #[source]
     pub source: sqlx::Error,
 }
@@ -120,31 +125,9 @@ pub struct WriteError {
 impl From<sqlx::Error> for WriteError {
     fn from(source: sqlx::Error) -> Self {
         Self {
-            retryable: is_retryable(&source),
+            cause: crate::failure::cause_of(&source),
             source,
         }
-    }
-}
-
-/// Transient failures: the connection or server, not the data. Anything else (constraint or data
-/// errors) fails the same way every time.
-fn is_retryable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            // 40: serialization/deadlock; 08: connection; 53: resources; 57: shutdown/cancel;
-            // 58: system error; XX: internal.
-            ["40", "08", "53", "57", "58", "XX"]
-                .iter()
-                .any(|class| code.starts_with(class))
-        }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        _ => false,
     }
 }
 
@@ -158,41 +141,50 @@ fn clean(s: &str) -> String {
 }
 
 /// Where the crash test hook aborts the process (`HOOKLINE_FAULT_CRASH`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CrashPoint {
-    /// Inside the transaction, after both statements, before COMMIT.
-    BeforeCommit,
-    /// After COMMIT, before anything is acknowledged.
-    AfterCommit,
+    /// Inside the Nth transaction, after both statements, before COMMIT.
+    BeforeCommit(u64),
+    /// After the Nth COMMIT, before anything is acknowledged.
+    AfterCommit(u64),
+    /// Before COMMIT of every transaction holding this event id: a poison event that crashes
+    /// the worker each time it is processed.
+    Event(String),
 }
 
-/// Aborts the process at `point` of the `nth` transaction: a crash at an exact place.
+/// Aborts the process at a point: a crash at an exact place, as `kill -9` would.
 #[derive(Debug)]
 pub struct CrashPlan {
     pub point: CrashPoint,
-    pub nth: u64,
     writes: std::sync::atomic::AtomicU64,
 }
 
 impl CrashPlan {
-    /// Parses `before_commit:N` / `after_commit:N`.
+    /// Parses `before_commit:N`, `after_commit:N` or `event:EVENT_ID`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (point, n) = s.split_once(':').ok_or("expected POINT:N")?;
+        let (point, arg) = s.split_once(':').ok_or("expected POINT:ARG")?;
+        let nth = || arg.parse().map_err(|_| format!("not a number: {arg:?}"));
         let point = match point {
-            "before_commit" => CrashPoint::BeforeCommit,
-            "after_commit" => CrashPoint::AfterCommit,
+            "before_commit" => CrashPoint::BeforeCommit(nth()?),
+            "after_commit" => CrashPoint::AfterCommit(nth()?),
+            "event" => CrashPoint::Event(arg.to_owned()),
             other => return Err(format!("unknown crash point {other:?}")),
         };
-        let nth = n.parse().map_err(|_| format!("not a number: {n:?}"))?;
         Ok(Self {
             point,
-            nth,
             writes: Default::default(),
         })
     }
 
-    fn check(&self, point: CrashPoint, write_no: u64) {
-        if self.point == point && self.nth == write_no {
+    /// Called before COMMIT (`committed` false) and after it (true).
+    fn check(&self, committed: bool, write_no: u64, records: &[EventRecord<'_>]) {
+        let hit = match &self.point {
+            CrashPoint::BeforeCommit(n) => !committed && *n == write_no,
+            CrashPoint::AfterCommit(n) => committed && *n == write_no,
+            CrashPoint::Event(id) => !committed && records.iter().any(|r| r.event.event_id == *id),
+        };
+        if hit {
+            let point = &self.point;
             eprintln!("HOOKLINE_FAULT_CRASH: aborting at {point:?} of transaction {write_no}");
             std::process::abort();
         }
@@ -213,6 +205,35 @@ impl BatchWriter {
     pub fn with_crash_plan(mut self, plan: CrashPlan) -> Self {
         self.crash = Some(std::sync::Arc::new(plan));
         self
+    }
+
+    /// Proves the database accepts writes right now: the same two statements as a batch, for a
+    /// harmless event of a provider no recipient has, rolled back. It exercises what an outage
+    /// breaks (read-only, privileges, credentials, schema, locks) and nothing an event carries,
+    /// so an event is dead-lettered only when this succeeds right after the event alone failed.
+    pub async fn canary(&self) -> Result<(), WriteError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted: Vec<(String, String)> = sqlx::query_as(INSERT_EVENTS)
+            .bind(vec![CANARY_PROVIDER])
+            .bind(vec!["canary"])
+            .bind(vec!["canary"])
+            .bind(vec!["hookline.canary"])
+            .bind(vec![Some("sent")])
+            .bind(vec![None::<String>])
+            .bind(vec![chrono::Utc::now()])
+            .bind(vec![None::<String>])
+            .bind(vec![None::<String>])
+            .bind(vec!["{}"])
+            .fetch_all(&mut *tx)
+            .await?;
+        let (providers, messages): (Vec<String>, Vec<String>) = inserted.into_iter().unzip();
+        sqlx::query_scalar::<_, i32>(REFRESH)
+            .bind(providers)
+            .bind(messages)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        Ok(())
     }
 
     /// Stores `records` and updates state in one transaction.
@@ -303,11 +324,11 @@ impl BatchWriter {
             .as_ref()
             .map(|c| c.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
         if let (Some(plan), Some(n)) = (&self.crash, write_no) {
-            plan.check(CrashPoint::BeforeCommit, n);
+            plan.check(false, n, records);
         }
         tx.commit().await?;
         if let (Some(plan), Some(n)) = (&self.crash, write_no) {
-            plan.check(CrashPoint::AfterCommit, n);
+            plan.check(true, n, records);
         }
         Ok(WriteOutcome {
             inserted: inserted.len(),

@@ -417,10 +417,9 @@ async fn an_event_past_max_deliver_is_moved_to_the_dlq() {
             .unwrap();
     stack
         .js
-        .get_or_create_stream(hookline_worker::dead_letter::stream_config(
-            "WEBHOOKS_DLQ",
-            1,
-        ))
+        .get_or_create_stream(
+            hookline_worker::dead_letter::DlqArgs::named("WEBHOOKS_DLQ").config(1),
+        )
         .await
         .unwrap();
     let client = async_nats::connect(stack.nats.url()).await.unwrap();
