@@ -61,6 +61,23 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The URL for `user` with `password`, on the same server and database.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    /// From now on `role` must log in over TCP with its password (SCRAM), as in production; other
+    /// roles keep trust. Takes effect at the next `SELECT pg_reload_conf()`.
+    pub fn require_password(&self, role: &str) {
+        let hba = self.dir.path().join("data").join("pg_hba.conf");
+        let rest = std::fs::read_to_string(&hba).unwrap();
+        let line = format!("host all {role} 127.0.0.1/32 scram-sha-256\n");
+        std::fs::write(&hba, line + &rest).unwrap();
+    }
+
     fn wait_ready(&self) {
         let start = Instant::now();
         loop {

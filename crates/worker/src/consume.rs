@@ -58,6 +58,8 @@ pub struct Consumer {
     pub(crate) breaker: std::sync::Mutex<Breaker>,
     /// Events fetched and not yet settled: what a shutdown that cannot reach NATS leaves behind.
     pub(crate) in_hand: AtomicUsize,
+    /// Events handed back (nak) at the shutdown deadline: sent only if NATS is there to take them.
+    pub(crate) handed_back: AtomicUsize,
 }
 
 impl Consumer {
@@ -270,6 +272,7 @@ impl Consumer {
                         returned += 1;
                     }
                 }
+                self.handed_back.fetch_add(returned, Ordering::Relaxed);
                 warn!(batch_size = batch.len(), returned, requeued, "Shutdown deadline reached with the database unavailable; batch returned to the stream.");
             }
         }

@@ -278,10 +278,11 @@ async fn dead_letter_sequence(
 
 /// The third net for events JetStream gave up on, after the worker's own last-attempt handling
 /// and the advisory (which is not stored: nobody may be listening when it is sent). In the
-/// work-queue stream an acknowledged or terminated event is deleted, and the consumer's ack floor
-/// moves past an event once it stops delivering it; so an event still in the stream at or below
-/// the ack floor is one past max deliveries that nobody moved. Each is moved to the DLQ.
-/// Returns how many were moved.
+/// work-queue stream an acknowledged or terminated event is deleted; an event JetStream gave up on
+/// stays, though the consumer will never deliver it again. Such an event is one at or below the
+/// consumer's ack floor, or, when nothing is pending at all, at or below its delivered sequence
+/// (nats-server 2.15 moves the floor past it only once nothing is pending). Each is moved to the
+/// DLQ. Returns how many were moved.
 pub async fn sweep_past_max_deliveries(
     js: &jetstream::Context,
     main_stream: &str,
@@ -289,7 +290,11 @@ pub async fn sweep_past_max_deliveries(
 ) -> Result<u64, async_nats::Error> {
     let stream = js.get_stream(main_stream).await?;
     let info = stream.consumer_info(consumer).await?;
-    let floor = info.ack_floor.stream_sequence;
+    let floor = if info.num_ack_pending == 0 {
+        info.delivered.stream_sequence
+    } else {
+        info.ack_floor.stream_sequence
+    };
     let deliveries = info.config.max_deliver;
     let mut next = stream.cached_info().state.first_sequence;
     let mut moved = 0;

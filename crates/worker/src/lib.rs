@@ -121,6 +121,7 @@ impl Worker {
                     settings.breaker_open_for,
                 )),
                 in_hand: Default::default(),
+                handed_back: Default::default(),
                 settings,
             },
             client,
@@ -219,16 +220,15 @@ impl Worker {
         // Acks are fire-and-forget publishes: make sure they have left before exiting, but never
         // wait past the deadline for a server that is not there.
         let flushed = tokio::time::timeout(FLUSH_AT_EXIT, self.client.flush()).await;
-        let held = self
-            .consumer
-            .in_hand
-            .load(std::sync::atomic::Ordering::Relaxed);
         if result.is_none() || !matches!(flushed, Ok(Ok(()))) {
+            let load =
+                |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::Relaxed);
             warn!(
-                events_in_hand = held,
+                events_in_hand = load(&self.consumer.in_hand),
+                events_handed_back = load(&self.consumer.handed_back),
                 nats = %self.client.connection_state(),
-                "Shutdown deadline passed without reaching NATS: acks and returns of the events in \
-                 hand may not have been delivered; JetStream redelivers those after the ack wait."
+                "Exiting without reaching NATS: the events in hand and those handed back were not \
+                 confirmed; JetStream redelivers them after the ack wait."
             );
         }
         let _ = tokio::time::timeout(FLUSH_AT_EXIT, self.pool.close()).await;

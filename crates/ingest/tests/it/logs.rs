@@ -92,3 +92,60 @@ fn tempfile_path(name: &str) -> std::path::PathBuf {
         free_port()
     ))
 }
+
+/// With nats-server gone (SIGKILL, no goodbye), SIGTERM still stops the ingest binary within its
+/// shutdown deadline + 1 s, and its log says NATS could not be reached. Before, it reconnected
+/// forever and needed a SIGKILL.
+#[tokio::test]
+async fn sigterm_with_nats_gone_exits_within_the_deadline() {
+    let mut nats = NatsServer::start();
+    let port = free_port();
+    let logs = tempfile_path("ingest-nats-gone");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookline-ingest"));
+    cmd.env("NATS_URL", nats.url())
+        .env("HOOKLINE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RESEND_WEBHOOK_SECRET", RESEND_SECRET)
+        .env("HOOKLINE_SHUTDOWN_DEADLINE_MS", "2000")
+        .env("HOOKLINE_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info");
+    let mut ingest = Service::spawn("hookline-ingest", &mut cmd, logs);
+    let client = WebhookClient::new(format!("http://127.0.0.1:{port}"));
+    let c = &client;
+    wait_until("ingest ready", Duration::from_secs(20), || async move {
+        c.get_status("/readyz").await == 200
+    })
+    .await;
+    assert_eq!(
+        client
+            .post_resend("r-before", "em-1", "email.sent")
+            .await
+            .status(),
+        200
+    );
+    nats.kill();
+    // Answered 503 now: nothing accepted that was not stored.
+    assert_eq!(
+        client
+            .post_resend("r-during", "em-1", "email.sent")
+            .await
+            .status(),
+        503
+    );
+    let term = std::time::Instant::now();
+    ingest.signal("TERM");
+    let status = ingest.wait_exit(Duration::from_secs(10)).await;
+    let took = term.elapsed();
+    assert!(
+        status.is_some(),
+        "still running 10 s after SIGTERM: {}",
+        ingest.log_text()
+    );
+    assert!(
+        took < Duration::from_millis(3_000),
+        "exit within the 2 s deadline + 1 s: {took:?}"
+    );
+    let text = ingest.log_text();
+    assert!(text.contains("NATS unreachable at shutdown"), "{text}");
+    assert!(text.contains("Ingest stopped."), "{text}");
+    println!("figures: ingest exit after SIGTERM with NATS gone: {took:?} (deadline 2 s)");
+}

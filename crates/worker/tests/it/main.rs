@@ -1,10 +1,13 @@
 //! Worker integration tests against real PostgreSQL (and nats-server for the end-to-end ones).
 
+mod budget;
+mod classify;
 mod cluster;
 mod db_rules;
 mod end_to_end;
 mod faults;
 mod observability;
+mod outages;
 mod reconcile;
 mod replay;
 mod sources;

@@ -1,0 +1,292 @@
+//! The delivery budget (`max_deliver`) and the three ways an event past it still reaches a place
+//! a replay can reach, each proven where the others cannot act: the worker's own handling of a
+//! last attempt, the periodic sweep (no advisory heard), and the advisory (`faults.rs`). Also: a
+//! poison batch dead-letters just its poison, and a worker told to stop while NATS is gone exits
+//! by its deadline and loses nothing.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hookline_testkit::wait_until;
+use hookline_worker::dlq::{self, Selection};
+
+use crate::outages::set_read_only;
+use crate::stack::Stack;
+use crate::support::count;
+
+const DRAIN: Duration = Duration::from_secs(60);
+
+fn short_budget(w: &mut hookline_worker::WorkerConfig) {
+    w.consumer.max_deliver = 2;
+    w.consumer.ack_wait_secs = 1;
+    w.breaker_threshold = 2;
+    w.breaker_open_ms = 500;
+    w.shutdown_deadline_ms = 1_500;
+}
+
+/// Pulls once (as a worker that then dies would) and returns the delivery count, if any.
+async fn pull_once(stack: &Stack, wait: Duration) -> Option<i64> {
+    let consumer =
+        hookline_jetstream::ensure_consumer(&stack.js, "WEBHOOKS", &stack.worker_template.consumer)
+            .await
+            .unwrap();
+    let mut batch = consumer
+        .batch()
+        .max_messages(1)
+        .expires(wait)
+        .messages()
+        .await
+        .unwrap();
+    let m = batch.next().await?.unwrap();
+    Some(m.info().unwrap().delivered)
+}
+
+/// A poison event that crashes the worker each time it is processed. Both crashes use up the
+/// budget; JetStream notices on the next pull, while no worker runs to hear its advisory. The
+/// next worker's sweep finds the event stranded in the stream and dead-letters it.
+#[tokio::test]
+async fn a_crash_poison_reaches_the_dlq_with_nobody_listening_for_advisories() {
+    let stack = Stack::start_tuned(0, |_| {}, short_budget).await;
+    assert_eq!(
+        stack
+            .client
+            .post_resend("r-crash", "em-crash", "email.delivered")
+            .await
+            .status(),
+        200
+    );
+    for attempt in 1..=2 {
+        let mut w = stack.worker_process(&[("HOOKLINE_FAULT_CRASH", "event:r-crash")]);
+        let status = w.wait_exit(Duration::from_secs(30)).await;
+        assert!(
+            status.is_some_and(|s| !s.success()) && w.log_text().contains("aborting at Event"),
+            "attempt {attempt} crashes the worker: {}",
+            w.log_text()
+        );
+    }
+    // Nobody runs: a pull makes JetStream give up, and its advisory goes unheard.
+    let s = &stack;
+    wait_until(
+        "JetStream stops delivering the event",
+        Duration::from_secs(20),
+        || async move {
+            pull_once(s, Duration::from_millis(300)).await.is_none()
+                && s.consumer_info().await.num_ack_pending == 0
+        },
+    )
+    .await;
+    assert_eq!(
+        stack.stream_len("WEBHOOKS").await,
+        1,
+        "stranded in the stream"
+    );
+    assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0, "nobody moved it");
+
+    let _worker = stack.worker_process(&[("HOOKLINE_DLQ_SWEEP_SECS", "1")]);
+    wait_until("the sweep moves it", Duration::from_secs(30), || async move {
+        s.stream_len("WEBHOOKS_DLQ").await == 1 && s.stream_len("WEBHOOKS").await == 0
+    })
+    .await;
+    let dead = dlq::list(&stack.js, "WEBHOOKS_DLQ", &Selection::All)
+        .await
+        .unwrap();
+    assert_eq!(dead[0].reason(), "max_deliveries");
+    assert_eq!(dead[0].header("svix-id"), Some("r-crash"));
+    assert_eq!(dead[0].header("Hookline-Dlq-Deliveries"), Some("2"));
+}
+
+/// An event on its last allowed delivery, held through a database outage when the worker is told
+/// to stop: the worker re-publishes it with a fresh budget instead of handing it back to be given
+/// up on. No advisory and no sweep is involved (the event never passes the limit). Once the
+/// database is back it is stored once, and nothing was dead-lettered.
+#[tokio::test]
+async fn an_event_on_its_last_attempt_survives_an_outage_and_a_shutdown() {
+    let stack = Stack::start_tuned(0, |_| {}, short_budget).await;
+    assert_eq!(
+        stack
+            .client
+            .post_resend("r-last", "em-last", "email.delivered")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        pull_once(&stack, Duration::from_secs(5)).await,
+        Some(1),
+        "a worker took it and died"
+    );
+    set_read_only(&stack.pool, true).await;
+    let mut worker = stack.worker_process(&[]);
+    let w = &worker;
+    wait_until(
+        "the worker holds it through the outage",
+        Duration::from_secs(30),
+        || async move { w.log_text().contains("Circuit breaker opened") },
+    )
+    .await;
+    worker.signal("TERM");
+    assert!(worker.wait_exit(Duration::from_secs(10)).await.is_some());
+    assert!(
+        worker
+            .log_text()
+            .contains("re-published with a fresh budget"),
+        "{}",
+        worker.log_text()
+    );
+    assert_eq!(
+        stack.stream_len("WEBHOOKS").await,
+        1,
+        "the fresh copy waits"
+    );
+    set_read_only(&stack.pool, false).await;
+    let _next = stack.worker_process(&[]);
+    stack.wait_drained(DRAIN).await;
+    let pool = &stack.pool;
+    wait_until("stored", Duration::from_secs(20), || async move {
+        count(
+            pool,
+            "SELECT count(*) FROM delivery_events WHERE event_id = 'r-last'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        stack.stream_len("WEBHOOKS_DLQ").await,
+        0,
+        "nothing dead-lettered"
+    );
+}
+
+/// Three events violating a constraint among 97 good ones, all in one batch: bisection isolates
+/// exactly the three; the canary write confirms the database is healthy; the 97 commit.
+#[tokio::test]
+async fn three_bad_events_in_a_batch_of_a_hundred_dead_letter_exactly_three() {
+    let mut stack = Stack::start_tuned(
+        0,
+        |_| {},
+        |w| {
+            w.batch_size = 100;
+            w.flush_interval_ms = 2_000;
+        },
+    )
+    .await;
+    sqlx::query("ALTER TABLE delivery_events ADD CONSTRAINT test_no_poison CHECK (provider_message_id NOT LIKE 'poison-%')")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = (0..97).map(|i| format!("good-{i}")).collect();
+    ids.extend((0..3).map(|i| format!("poison-{i}")));
+    use rand::seq::SliceRandom;
+    ids.shuffle(&mut rand::rng());
+    for id in &ids {
+        let r = stack
+            .client
+            .post_resend(&format!("r-{id}"), id, "email.delivered")
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    stack.add_worker().await;
+    stack.wait_drained(DRAIN).await;
+    let metrics = &stack.workers[0].metrics;
+    assert_eq!(metrics.batch_size.get_sample_count(), 1, "one batch of 100");
+    assert_eq!(stack.stored_events().await, 97);
+    let dead = dlq::list(&stack.js, "WEBHOOKS_DLQ", &Selection::All)
+        .await
+        .unwrap();
+    let mut poison: Vec<_> = dead
+        .iter()
+        .map(|d| {
+            (
+                d.reason().to_owned(),
+                d.header("svix-id").unwrap().to_owned(),
+            )
+        })
+        .collect();
+    poison.sort();
+    assert_eq!(
+        poison,
+        (0..3)
+            .map(|i| ("db_rejected".to_owned(), format!("r-poison-{i}")))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(metrics.db_retries.get(), 0, "a rejection is no outage");
+}
+
+/// NATS is gone and a worker holding a batch through a database outage is told to stop: it exits
+/// within its deadline + 1 s, saying what it could not hand back. Once NATS and the database are
+/// back, every event it held is redelivered and stored once.
+#[tokio::test]
+async fn a_worker_stopped_while_nats_is_gone_exits_by_its_deadline() {
+    let mut stack = Stack::start_tuned(
+        0,
+        |_| {},
+        |w| {
+            w.consumer.ack_wait_secs = 2;
+            w.breaker_threshold = 2;
+            w.breaker_open_ms = 500;
+            w.shutdown_deadline_ms = 3_000;
+        },
+    )
+    .await;
+    set_read_only(&stack.pool, true).await;
+    let mut worker = stack.worker_process(&[]);
+    for i in 0..30 {
+        let r = stack
+            .client
+            .post_resend(
+                &format!("r-held-{i}"),
+                &format!("em-held-{i}"),
+                "email.sent",
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let s = &stack;
+    let w = &worker;
+    wait_until(
+        "the worker holds the events",
+        Duration::from_secs(30),
+        || async move {
+            w.log_text().contains("Circuit breaker opened")
+                && s.consumer_info().await.num_ack_pending == 30
+        },
+    )
+    .await;
+    stack.nats.kill();
+    let term = Instant::now();
+    worker.signal("TERM");
+    let status = worker.wait_exit(Duration::from_secs(10)).await;
+    let took = term.elapsed();
+    assert!(status.is_some(), "still running 10 s after SIGTERM");
+    assert!(
+        took < Duration::from_millis(4_000),
+        "exit within the 3 s deadline + 1 s: {took:?}"
+    );
+    assert!(
+        worker.log_text().contains("Exiting without reaching NATS"),
+        "{}",
+        worker.log_text()
+    );
+
+    stack.nats.restart();
+    set_read_only(&stack.pool, false).await;
+    let _next = stack.worker_process(&[]);
+    let pool = &stack.pool;
+    wait_until(
+        "every held event stored",
+        Duration::from_secs(60),
+        || async move {
+            count(
+                pool,
+                "SELECT count(*) FROM delivery_events WHERE event_id LIKE 'r-held-%'",
+            )
+            .await
+                == 30
+        },
+    )
+    .await;
+    stack.wait_drained(DRAIN).await;
+    assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0);
+    println!("figures: worker exit after SIGTERM with NATS gone: {took:?} (deadline 3 s)");
+}
