@@ -9,6 +9,7 @@ mod faults;
 mod observability;
 mod outages;
 mod reconcile;
+mod registration;
 mod replay;
 mod sources;
 mod stack;
