@@ -290,3 +290,67 @@ async fn a_worker_stopped_while_nats_is_gone_exits_by_its_deadline() {
     assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0);
     println!("figures: worker exit after SIGTERM with NATS gone: {took:?} (deadline 3 s)");
 }
+
+/// The DLQ is full (its byte limit, as an account quota would be): an unparseable event cannot be
+/// dead-lettered, so the worker does not acknowledge it and it stays in the main stream; ingest
+/// keeps answering and good events are stored. Once the DLQ has room, the event lands there.
+#[tokio::test]
+async fn a_full_dlq_keeps_the_event_in_the_stream_until_there_is_room() {
+    let mut stack = Stack::start_tuned(
+        0,
+        |_| {},
+        |w| {
+            w.dlq.dlq_max_bytes = 1;
+            w.dlq_sweep_secs = 1;
+            w.consumer.ack_wait_secs = 1;
+        },
+    )
+    .await;
+    stack.add_worker().await;
+    let garbage = r#"{"type":"email.sent","oops":true}"#;
+    let h = hookline_testkit::signing::resend_headers(
+        hookline_testkit::signing::RESEND_SECRET,
+        "r-garbage-full",
+        garbage,
+        hookline_testkit::signing::now(),
+    );
+    assert_eq!(stack.client.post("resend", &h, garbage).await.status(), 200);
+    for i in 0..20 {
+        let r = stack
+            .client
+            .post_resend(&format!("r-ok-{i}"), &format!("em-ok-{i}"), "email.sent")
+            .await;
+        assert_eq!(r.status(), 200, "ingest answers while the DLQ is full");
+    }
+    let s = &stack;
+    wait_until("the good events are stored", DRAIN, || async move {
+        s.stored_events().await == 20
+    })
+    .await;
+    // Several delivery rounds and sweeps pass: the event is kept, never acked away.
+    let metrics = stack.workers[0].metrics.clone();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        assert_eq!(stack.stream_len("WEBHOOKS").await, 1, "kept in the stream");
+        assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(metrics.dead_lettered_total(), 0);
+
+    let mut roomy = stack.worker_template.dlq.clone();
+    roomy.dlq_max_bytes = -1;
+    stack.js.update_stream(roomy.config(1)).await.unwrap();
+    wait_until("it lands in the DLQ", DRAIN, || async move {
+        s.stream_len("WEBHOOKS_DLQ").await == 1 && s.stream_len("WEBHOOKS").await == 0
+    })
+    .await;
+    let dead = dlq::list(&stack.js, "WEBHOOKS_DLQ", &Selection::All)
+        .await
+        .unwrap();
+    assert_eq!(dead[0].header("svix-id"), Some("r-garbage-full"));
+    let m = &metrics;
+    wait_until("the DLQ gauge shows it", DRAIN, || async move {
+        m.dlq_messages.get() == 1 && m.dlq_bytes.get() > 0
+    })
+    .await;
+}

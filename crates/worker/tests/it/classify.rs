@@ -213,3 +213,55 @@ async fn real_outages_are_outages_and_refused_values_are_the_events_fault() {
     .unwrap();
     assert_eq!(canaries, 0, "a canary write is never committed");
 }
+
+/// The safety net: a rule that refuses every write (here a trigger raising P0001, which the table
+/// attributes to the event) is not taken for a batch of poison. Each event fails alone, but so
+/// does the canary write: an outage. Nothing is dead-lettered; once the rule goes, all are stored.
+#[tokio::test]
+async fn a_database_refusing_every_write_is_an_outage_not_a_batch_of_poison() {
+    let mut stack = crate::stack::Stack::start_tuned(
+        0,
+        |_| {},
+        |w| {
+            w.breaker_threshold = 2;
+            w.breaker_open_ms = 300;
+        },
+    )
+    .await;
+    stack.add_worker().await;
+    exec(
+        &stack.pool,
+        &[
+            "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'closed for maintenance'; END $$",
+            "CREATE TRIGGER test_refuse BEFORE INSERT ON delivery_events \
+             FOR EACH ROW EXECUTE FUNCTION test_refuse()",
+        ],
+    )
+    .await;
+    for i in 0..20 {
+        let r = stack
+            .client
+            .post_resend(&format!("r-refused-{i}"), &format!("em-{i}"), "email.sent")
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let m = stack.workers[0].metrics.clone();
+    let metrics = &m;
+    hookline_testkit::wait_until(
+        "the breaker opens on the refusals",
+        Duration::from_secs(30),
+        || async move { metrics.breaker_opened.get() >= 1 && metrics.db_retries.get() >= 4 },
+    )
+    .await;
+    assert_eq!(m.dead_lettered_total(), 0, "no event blamed");
+    assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0);
+    exec(
+        &stack.pool,
+        &["DROP TRIGGER test_refuse ON delivery_events"],
+    )
+    .await;
+    stack.wait_drained(Duration::from_secs(30)).await;
+    assert_eq!(stack.stored_events().await, 20);
+    assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0);
+}
