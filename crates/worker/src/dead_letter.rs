@@ -6,6 +6,7 @@
 //! JetStream gives up on it (delivered `max_deliver` times without an ack, e.g. a worker crashing
 //! on it each time), which it announces with a MAX_DELIVERIES advisory that every worker watches.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -282,11 +283,13 @@ async fn dead_letter_sequence(
 /// stays, though the consumer will never deliver it again. Such an event is one at or below the
 /// consumer's ack floor, or, when nothing is pending at all, at or below its delivered sequence
 /// (nats-server 2.15 moves the floor past it only once nothing is pending). Each is moved to the
-/// DLQ. Returns how many were moved.
+/// DLQ once a second sweep still finds it (`seen_before` carries the first sweep's finds).
+/// Returns how many were moved.
 pub async fn sweep_past_max_deliveries(
     js: &jetstream::Context,
     main_stream: &str,
     consumer: &str,
+    seen_before: &mut HashSet<u64>,
 ) -> Result<u64, async_nats::Error> {
     let stream = js.get_stream(main_stream).await?;
     let info = stream.consumer_info(consumer).await?;
@@ -297,6 +300,7 @@ pub async fn sweep_past_max_deliveries(
     };
     let deliveries = info.config.max_deliver;
     let mut next = stream.cached_info().state.first_sequence;
+    let mut candidates = HashSet::new();
     let mut moved = 0;
     while next <= floor {
         let found = stream
@@ -313,6 +317,13 @@ pub async fn sweep_past_max_deliveries(
         if seq > floor {
             break;
         }
+        next = seq + 1;
+        // An acknowledged event leaves a work-queue stream a moment after its ack: only an event
+        // found by two sweeps in a row is stranded.
+        if !seen_before.contains(&seq) {
+            candidates.insert(seq);
+            continue;
+        }
         if dead_letter_sequence(js, main_stream, seq, deliveries).await? {
             moved += 1;
             warn!(
@@ -324,8 +335,8 @@ pub async fn sweep_past_max_deliveries(
                 "Event past max deliveries found in the stream and dead-lettered."
             );
         }
-        next = seq + 1;
     }
+    *seen_before = candidates;
     Ok(moved)
 }
 
@@ -342,9 +353,10 @@ pub async fn run_sweeps(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = HashSet::new();
     loop {
         tick.tick().await;
-        match sweep_past_max_deliveries(&js, &main_stream, &consumer).await {
+        match sweep_past_max_deliveries(&js, &main_stream, &consumer, &mut seen).await {
             Ok(0) => {}
             Ok(n) => on_moved(n),
             Err(e) => {
