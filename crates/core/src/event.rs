@@ -26,10 +26,14 @@ pub enum DeliveryStatus {
     Bounced,
     /// The recipient marked the message as spam; implies it was delivered.
     Complained,
+    /// Never sent: the address is on the provider's suppression list (Resend `email.suppressed`).
+    /// Final. Last in the order only because ranks are append-only (the table's rows are landed);
+    /// no other outcome can follow it for the same email.
+    Suppressed,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 9] = [
+    pub const ALL: [DeliveryStatus; 10] = [
         Self::Queued,
         Self::Sending,
         Self::Sent,
@@ -39,6 +43,7 @@ impl DeliveryStatus {
         Self::Failed,
         Self::Bounced,
         Self::Complained,
+        Self::Suppressed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +57,7 @@ impl DeliveryStatus {
             Self::Failed => "failed",
             Self::Bounced => "bounced",
             Self::Complained => "complained",
+            Self::Suppressed => "suppressed",
         }
     }
 
@@ -92,13 +98,22 @@ pub struct DeliveryEvent {
     pub provider: &'static str,
     /// The provider's id of this event (unique per provider); the idempotency key.
     pub event_id: String,
-    /// The provider's id of the message the event is about; joins to `recipients`.
+    /// The provider's id of the message the event is about; joins to `recipients`. Empty when
+    /// the event is about no message (a Resend `contact.*` or `domain.*` event).
     pub message_id: String,
     /// The provider's own event type, kept for the audit log (e.g. `message.finalized`).
     pub event_type: String,
-    /// Exactly one of `status` and `engagement` is set.
+    /// At most one of `status` and `engagement` is set. Neither: the event carries no delivery
+    /// information (an inbound SMS, a domain update) or carries a value hookline does not map
+    /// (`unmapped`); it is stored all the same and changes no recipient.
     pub status: Option<DeliveryStatus>,
     pub engagement: Option<Engagement>,
+    /// The provider's own status value as sent (Telnyx `to[].status`, the Resend type without
+    /// `email.`), so that e.g. a `failed` can be told apart as expired, cancelled or failed.
+    pub provider_status: Option<String>,
+    /// The provider sent a type or status hookline does not know yet: kept and counted, applied
+    /// once a mapping for it ships and the event is replayed.
+    pub unmapped: bool,
     pub occurred_at: DateTime<Utc>,
     pub error_code: Option<String>,
     pub error_description: Option<String>,
@@ -129,5 +144,7 @@ mod tests {
         assert!(DeliveryStatus::Delivered > DeliveryStatus::Unconfirmed);
         assert!(!DeliveryStatus::Delayed.is_final());
         assert!(DeliveryStatus::Unconfirmed.is_final());
+        assert!(DeliveryStatus::Suppressed.is_final());
+        assert_eq!(DeliveryStatus::Suppressed.rank(), 100, "append-only ranks");
     }
 }

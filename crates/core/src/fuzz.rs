@@ -111,11 +111,15 @@ pub fn payloads(data: &[u8]) {
             envelope.event_id.as_deref(),
             body,
         ));
-        if let Ok(Some(event)) = provider.decode(&headers, body) {
+        if let Ok(event) = provider.decode(&headers, body) {
             assert_eq!(event.provider, provider.name());
             assert!(
-                event.status.is_some() != event.engagement.is_some(),
-                "an event is a status or an engagement, never both or neither"
+                !(event.status.is_some() && event.engagement.is_some()),
+                "an event is a status or an engagement, never both"
+            );
+            assert!(
+                !event.unmapped || (event.status.is_none() && event.engagement.is_none()),
+                "an unmapped event changes nothing"
             );
         }
         // The worker looks headers up case-insensitively; make sure that path holds too.

@@ -182,10 +182,18 @@ impl Consumer {
                 msg.headers.as_ref(),
                 &msg.payload,
             ) {
-                Ok(Decoded::Event { event, payload }) => records.push((i, event, payload)),
-                Ok(Decoded::Skip) => {
-                    self.metrics.skipped.inc();
-                    debug!(stage = "decode", subject = %msg.subject, "Event carries no delivery status; skipped.");
+                Ok(Decoded { event, payload }) => {
+                    if event.unmapped {
+                        self.metrics
+                            .unmapped
+                            .with_label_values(&[event.provider])
+                            .inc();
+                        warn!(stage = "decode", provider = event.provider, event_id = %event.event_id, event_type = %event.event_type, provider_status = event.provider_status.as_deref().unwrap_or(""), "Event of a type or status hookline does not map: stored, applied to nothing; replay it once a mapping ships.");
+                    } else if event.status.is_none() && event.engagement.is_none() {
+                        self.metrics.skipped.inc();
+                        debug!(stage = "decode", subject = %msg.subject, "Event carries no delivery information; stored only.");
+                    }
+                    records.push((i, event, payload));
                 }
                 Err(e) => {
                     let failure = Failure::new(e.reason(), e.to_string(), "decode");

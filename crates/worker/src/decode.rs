@@ -29,13 +29,10 @@ pub fn provider_of(subject: &str) -> Option<&str> {
     }
 }
 
-pub enum Decoded<'a> {
-    Event {
-        event: DeliveryEvent,
-        payload: &'a str,
-    },
-    /// Well-formed but carries no delivery information; acknowledged and skipped.
-    Skip,
+/// A stored event decoded, with the body it came from (kept verbatim in the database).
+pub struct Decoded<'a> {
+    pub event: DeliveryEvent,
+    pub payload: &'a str,
 }
 
 pub fn decode<'a>(
@@ -48,12 +45,8 @@ pub fn decode<'a>(
         provider_of(subject).ok_or_else(|| DecodeError::UnknownProvider(subject.to_owned()))?;
     let payload = std::str::from_utf8(body)
         .map_err(|_| DecodeError::Shape("body is not UTF-8".to_owned()))?;
-    Ok(
-        match providers.decode(provider, &NatsHeaders(headers), body)? {
-            Some(event) => Decoded::Event { event, payload },
-            None => Decoded::Skip,
-        },
-    )
+    let event = providers.decode(provider, &NatsHeaders(headers), body)?;
+    Ok(Decoded { event, payload })
 }
 
 #[cfg(test)]

@@ -15,8 +15,10 @@ pub struct WorkerMetrics {
     pub stored: IntCounter,
     /// Events already stored (redeliveries, retries past the dedup window): absorbed.
     pub duplicates: IntCounter,
-    /// Well-formed events with no delivery information.
+    /// Events stored that carry no delivery information (inbound messages, contact updates).
     pub skipped: IntCounter,
+    /// Events stored with a type or status hookline does not map yet, by provider.
+    pub unmapped: IntCounterVec,
     /// Replayed events whose stored fields changed when decoded again (`hookline replay`).
     pub rederived: IntCounter,
     pub dead_lettered: IntCounterVec,
@@ -38,10 +40,9 @@ pub struct WorkerMetrics {
     pub last_batch: Gauge,
 }
 
-pub const DEAD_LETTER_REASONS: [&str; 6] = [
+pub const DEAD_LETTER_REASONS: [&str; 5] = [
     "bad_shape",
     "missing_header",
-    "unknown_status",
     "unknown_provider",
     "db_rejected",
     "max_deliveries",
@@ -66,6 +67,14 @@ impl WorkerMetrics {
             &["reason"],
         )
         .unwrap();
+        let unmapped = IntCounterVec::new(
+            Opts::new(
+                "webhook_unmapped_total",
+                "Events stored with a type or status hookline does not map yet, by provider.",
+            ),
+            &["provider"],
+        )
+        .unwrap();
         let stage_duration = hookline_runtime::stage_duration_histogram();
         let counter = |name: &str, help: &str| IntCounter::new(name, help).unwrap();
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).unwrap();
@@ -85,8 +94,9 @@ impl WorkerMetrics {
             ),
             skipped: counter(
                 "webhook_skipped_total",
-                "Events carrying no delivery information, acknowledged and skipped.",
+                "Events carrying no delivery information, stored without changing any recipient.",
             ),
+            unmapped,
             dead_lettered,
             requeued: counter(
                 "webhook_requeued_total",
@@ -151,6 +161,7 @@ impl WorkerMetrics {
             Box::new(m.stored.clone()),
             Box::new(m.duplicates.clone()),
             Box::new(m.skipped.clone()),
+            Box::new(m.unmapped.clone()),
             Box::new(m.rederived.clone()),
             Box::new(m.dead_lettered.clone()),
             Box::new(m.requeued.clone()),
@@ -170,6 +181,7 @@ impl WorkerMetrics {
         hookline_runtime::register_all(&m.registry, collectors);
         for p in providers {
             m.processed.with_label_values(&[p]);
+            m.unmapped.with_label_values(&[p]);
         }
         for r in DEAD_LETTER_REASONS {
             m.dead_lettered.with_label_values(&[r]);

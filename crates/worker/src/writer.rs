@@ -11,17 +11,18 @@ use thiserror::Error;
 
 use crate::failure::Cause;
 
-/// `$1..$10` are parallel arrays, one element per event.
+/// `$1..$11` are parallel arrays, one element per event. Events about no message (NULL id) are
+/// stored and refresh nothing.
 const INSERT_EVENTS: &str = r#"
 INSERT INTO delivery_events
     (provider, event_id, provider_message_id, event_type, status, engagement,
-     occurred_at, error_code, error_description, payload)
+     occurred_at, error_code, error_description, provider_status, payload)
 SELECT u.provider, u.event_id, u.message_id, u.event_type, u.status, u.engagement,
-       u.occurred_at, u.error_code, u.error_description, u.payload::json
+       u.occurred_at, u.error_code, u.error_description, u.provider_status, u.payload::json
 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::timestamptz[], $8::text[], $9::text[], $10::text[])
+            $7::timestamptz[], $8::text[], $9::text[], $11::text[], $10::text[])
      AS u (provider, event_id, message_id, event_type, status, engagement,
-           occurred_at, error_code, error_description, payload)
+           occurred_at, error_code, error_description, provider_status, payload)
 ON CONFLICT (provider, event_id) DO NOTHING
 RETURNING provider, provider_message_id
 "#;
@@ -33,32 +34,32 @@ RETURNING provider, provider_message_id
 const REDERIVE_EVENTS: &str = r#"
 WITH u AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::timestamptz[], $8::text[], $9::text[])
+                         $7::timestamptz[], $8::text[], $9::text[], $10::text[])
          AS u (provider, event_id, message_id, event_type, status, engagement,
-               occurred_at, error_code, error_description)
+               occurred_at, error_code, error_description, provider_status)
 ), changed AS (
     SELECT DISTINCT ON (d.id) d.id, d.provider, d.provider_message_id AS old_message_id,
            u.message_id, u.event_type, u.status, u.engagement, u.occurred_at, u.error_code,
-           u.error_description
+           u.error_description, u.provider_status
     FROM delivery_events d
     JOIN u ON d.provider = u.provider AND d.event_id = u.event_id
     WHERE (d.provider_message_id, d.event_type, d.status, d.engagement, d.occurred_at,
-           d.error_code, d.error_description)
+           d.error_code, d.error_description, d.provider_status)
           IS DISTINCT FROM
           (u.message_id, u.event_type, u.status, u.engagement, u.occurred_at, u.error_code,
-           u.error_description)
+           u.error_description, u.provider_status)
 ), updated AS (
     UPDATE delivery_events d
     SET provider_message_id = c.message_id, event_type = c.event_type, status = c.status,
         engagement = c.engagement, occurred_at = c.occurred_at, error_code = c.error_code,
-        error_description = c.error_description
+        error_description = c.error_description, provider_status = c.provider_status
     FROM changed c
     WHERE d.id = c.id
     RETURNING d.provider, d.provider_message_id
 )
-SELECT provider, provider_message_id FROM updated
+SELECT provider, provider_message_id FROM updated WHERE provider_message_id IS NOT NULL
 UNION
-SELECT provider, old_message_id FROM changed
+SELECT provider, old_message_id FROM changed WHERE old_message_id IS NOT NULL
 "#;
 
 const REFRESH: &str = "SELECT refresh_recipients($1::text[], $2::text[])";
@@ -81,14 +82,16 @@ LEFT JOIN LATERAL (
            count(*) FILTER (WHERE r.status = 'delivered')   AS delivered,
            count(*) FILTER (WHERE r.status = 'failed')      AS failed,
            count(*) FILTER (WHERE r.status = 'bounced')     AS bounced,
-           count(*) FILTER (WHERE r.status = 'complained')  AS complained
+           count(*) FILTER (WHERE r.status = 'complained')  AS complained,
+           count(*) FILTER (WHERE r.status = 'suppressed')  AS suppressed
     FROM recipients r WHERE r.batch_id = b.id
 ) c ON true
 WHERE (b.total_count, b.queued_count, b.sending_count, b.sent_count, b.delayed_count,
-       b.unconfirmed_count, b.delivered_count, b.failed_count, b.bounced_count, b.complained_count)
+       b.unconfirmed_count, b.delivered_count, b.failed_count, b.bounced_count, b.complained_count,
+       b.suppressed_count)
       IS DISTINCT FROM
       (c.total, c.queued, c.sending, c.sent, c.delayed, c.unconfirmed, c.delivered, c.failed,
-       c.bounced, c.complained)
+       c.bounced, c.complained, c.suppressed)
 ORDER BY 1
 "#;
 
@@ -224,6 +227,7 @@ impl BatchWriter {
             .bind(vec![None::<String>])
             .bind(vec![None::<String>])
             .bind(vec!["{}"])
+            .bind(vec![Some("canary")])
             .fetch_all(&mut *tx)
             .await?;
         let (providers, messages): (Vec<String>, Vec<String>) = inserted.into_iter().unzip();
@@ -242,31 +246,32 @@ impl BatchWriter {
             return Ok(WriteOutcome::default());
         }
         let n = records.len();
-        let mut cols: [Vec<Option<String>>; 9] = Default::default();
+        let mut cols: [Vec<Option<String>>; 10] = Default::default();
         let mut occurred = Vec::with_capacity(n);
         for r in records {
             let e = r.event;
             let values = [
                 Some(e.provider.to_owned()),
                 Some(clean(&e.event_id)),
-                Some(clean(&e.message_id)),
+                (!e.message_id.is_empty()).then(|| clean(&e.message_id)),
                 Some(clean(&e.event_type)),
                 e.status.map(|s| s.as_str().to_owned()),
                 e.engagement.map(|g| g.as_str().to_owned()),
                 e.error_code.as_deref().map(clean),
                 e.error_description.as_deref().map(clean),
                 Some(clean(r.payload)),
+                e.provider_status.as_deref().map(clean),
             ];
             for (col, v) in cols.iter_mut().zip(values) {
                 col.push(v);
             }
             occurred.push(e.occurred_at);
         }
-        let [provider, event_id, message_id, event_type, status, engagement, code, desc, payload] =
+        let [provider, event_id, message_id, event_type, status, engagement, code, desc, payload, provider_status] =
             cols;
 
         let mut tx = self.pool.begin().await?;
-        let inserted: Vec<(String, String)> = sqlx::query_as(INSERT_EVENTS)
+        let inserted: Vec<(String, Option<String>)> = sqlx::query_as(INSERT_EVENTS)
             .bind(&provider)
             .bind(&event_id)
             .bind(&message_id)
@@ -277,9 +282,13 @@ impl BatchWriter {
             .bind(&code)
             .bind(&desc)
             .bind(payload)
+            .bind(&provider_status)
             .fetch_all(&mut *tx)
             .await?;
-        let mut keys: HashSet<(String, String)> = inserted.iter().cloned().collect();
+        let mut keys: HashSet<(String, String)> = inserted
+            .iter()
+            .filter_map(|(p, m)| Some((p.clone(), m.clone()?)))
+            .collect();
         let mut rederived = 0;
         if records.iter().any(|r| r.replay) {
             let pick = |col: &[Option<String>]| -> Vec<Option<String>> {
@@ -304,6 +313,7 @@ impl BatchWriter {
                 .bind(replay_occurred)
                 .bind(pick(&code))
                 .bind(pick(&desc))
+                .bind(pick(&provider_status))
                 .fetch_all(&mut *tx)
                 .await?;
             rederived = changed.len();

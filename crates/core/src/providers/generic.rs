@@ -569,11 +569,7 @@ impl Provider for GenericSource {
         }
     }
 
-    fn decode(
-        &self,
-        headers: &dyn Headers,
-        body: &[u8],
-    ) -> Result<Option<DeliveryEvent>, DecodeError> {
+    fn decode(&self, headers: &dyn Headers, body: &[u8]) -> Result<DeliveryEvent, DecodeError> {
         let json: Value =
             serde_json::from_slice(body).map_err(|e| DecodeError::Shape(e.to_string()))?;
         let required = |field: &Field, what: &str| {
@@ -582,9 +578,9 @@ impl Provider for GenericSource {
                 .ok_or_else(|| DecodeError::Shape(format!("missing {what}")))
         };
         let raw_status = required(&self.status, "status")?;
-        let (status, engagement) = match self.statuses.get(&raw_status) {
-            None => return Err(DecodeError::UnknownStatus(raw_status)),
-            Some(Mapped::Ignore) => return Ok(None),
+        let mapped = self.statuses.get(&raw_status);
+        let (status, engagement) = match mapped {
+            None | Some(Mapped::Ignore) => (None, None),
             Some(Mapped::Status(s)) => (Some(*s), None),
             Some(Mapped::Engagement(e)) => (None, Some(*e)),
         };
@@ -592,17 +588,19 @@ impl Provider for GenericSource {
         let occurred_at = parse_time(&occurred)
             .ok_or_else(|| DecodeError::Shape(format!("occurred_at {occurred:?} is not a time")))?;
         let optional = |f: &Option<Field>| f.as_ref().and_then(|f| f.get(headers, Some(&json)));
-        Ok(Some(DeliveryEvent {
+        Ok(DeliveryEvent {
             provider: self.name,
             event_id: required(&self.event_id, "event_id")?,
             message_id: required(&self.message_id, "message_id")?,
             event_type: required(&self.event_type, "event_type")?,
             status,
             engagement,
+            unmapped: mapped.is_none(),
+            provider_status: Some(raw_status),
             occurred_at,
             error_code: optional(&self.error_code),
             error_description: optional(&self.error_description),
-        }))
+        })
     }
 }
 
@@ -666,7 +664,7 @@ typing = "ignore"
         let s = source(GITHUB_STYLE);
         let body = br#"{"message":{"id":"m-1","status":"failed","at":"2026-11-23T10:00:00Z","error":{"code":30007}}}"#;
         let headers = [("X-Hub-Delivery", "d-1"), ("X-Hub-Event", "delivery")];
-        let ev = s.decode(&headers, body).unwrap().unwrap();
+        let ev = s.decode(&headers, body).unwrap();
         assert_eq!(
             (ev.provider, ev.event_id.as_str(), ev.message_id.as_str()),
             ("hub", "d-1", "m-1")
@@ -686,16 +684,24 @@ typing = "ignore"
 
         let read = br#"{"message":{"id":"m-1","status":"read","at":1795168800}}"#;
         assert_eq!(
-            s.decode(&headers, read).unwrap().unwrap().engagement,
+            s.decode(&headers, read).unwrap().engagement,
             Some(Engagement::Opened)
         );
         let typing = br#"{"message":{"id":"m-1","status":"typing","at":1}}"#;
-        assert_eq!(s.decode(&headers, typing), Ok(None));
-        let odd = br#"{"message":{"id":"m-1","status":"lost","at":1}}"#;
+        let ev = s.decode(&headers, typing).unwrap();
         assert_eq!(
-            s.decode(&headers, odd),
-            Err(DecodeError::UnknownStatus("lost".into()))
+            (ev.status, ev.engagement, ev.unmapped),
+            (None, None, false),
+            "mapped to ignore: stored, no effect"
         );
+        let odd = br#"{"message":{"id":"m-1","status":"lost","at":1}}"#;
+        let ev = s.decode(&headers, odd).unwrap();
+        assert_eq!(
+            (ev.status, ev.unmapped),
+            (None, true),
+            "an unknown status is kept"
+        );
+        assert_eq!(ev.provider_status.as_deref(), Some("lost"));
         assert!(matches!(
             s.decode(&[("X-Hub-Event", "delivery")], body),
             Err(DecodeError::Shape(_))

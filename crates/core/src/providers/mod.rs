@@ -60,8 +60,6 @@ pub enum DecodeError {
     Shape(String),
     #[error("missing header {0}")]
     MissingHeader(&'static str),
-    #[error("unknown delivery status {0:?}")]
-    UnknownStatus(String),
     #[error("no provider named {0:?}")]
     UnknownProvider(String),
 }
@@ -72,7 +70,6 @@ impl DecodeError {
         match self {
             Self::Shape(_) => "bad_shape",
             Self::MissingHeader(_) => "missing_header",
-            Self::UnknownStatus(_) => "unknown_status",
             Self::UnknownProvider(_) => "unknown_provider",
         }
     }
@@ -105,13 +102,11 @@ pub trait Provider: Send + Sync {
     /// Reads the event id and type without decoding the whole payload.
     fn envelope(&self, headers: &dyn Headers, body: &[u8]) -> Envelope;
 
-    /// Decodes the payload. `Ok(None)` means a well-formed event that carries no delivery
-    /// information (an inbound SMS, a domain update): acknowledged and skipped.
-    fn decode(
-        &self,
-        headers: &dyn Headers,
-        body: &[u8],
-    ) -> Result<Option<DeliveryEvent>, DecodeError>;
+    /// Decodes the payload. Every well-formed event decodes, whether or not it carries delivery
+    /// information and whether or not hookline knows its type or status (`DeliveryEvent::unmapped`):
+    /// whatever a provider signed is stored. An error means the body cannot be read as this
+    /// provider's event at all (it goes to the dead-letter stream).
+    fn decode(&self, headers: &dyn Headers, body: &[u8]) -> Result<DeliveryEvent, DecodeError>;
 }
 
 /// The configured providers, looked up by route name.
@@ -154,7 +149,7 @@ impl Providers {
         provider: &str,
         headers: &dyn Headers,
         body: &[u8],
-    ) -> Result<Option<DeliveryEvent>, DecodeError> {
+    ) -> Result<DeliveryEvent, DecodeError> {
         self.get(provider)
             .ok_or_else(|| DecodeError::UnknownProvider(provider.to_owned()))?
             .decode(headers, body)

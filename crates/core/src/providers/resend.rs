@@ -1,5 +1,7 @@
 //! Resend email webhooks: signed with the Svix scheme; the event id is the `svix-id` header, the
-//! type is `type`, the message is `data.email_id`. Opens and clicks are engagement, not status.
+//! type is `type`, the message is `data.email_id`. Opens and clicks are engagement, not status;
+//! inbound mail, contact and domain events carry no delivery information and are stored as they
+//! are, like any type Resend adds later.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -39,7 +41,7 @@ struct Body {
 
 #[derive(Deserialize)]
 struct Data {
-    email_id: String,
+    email_id: Option<String>,
     bounce: Option<Bounce>,
     failed: Option<Failed>,
 }
@@ -61,16 +63,19 @@ struct Failed {
 enum Kind {
     Status(DeliveryStatus),
     Engagement(Engagement),
+    /// Documented, but nothing about a sent email's delivery.
+    NoDelivery,
 }
 
 /// A Resend webhook type's delivery status (`None` for engagement and other types).
 pub fn kind_status(event_type: &str) -> Option<DeliveryStatus> {
     match kind(event_type)? {
         Kind::Status(s) => Some(s),
-        Kind::Engagement(_) => None,
+        Kind::Engagement(_) | Kind::NoDelivery => None,
     }
 }
 
+/// Every documented type (resend.com/docs/webhooks/event-types); `None`: not (yet) documented.
 fn kind(event_type: &str) -> Option<Kind> {
     use DeliveryStatus as S;
     Some(match event_type {
@@ -81,8 +86,11 @@ fn kind(event_type: &str) -> Option<Kind> {
         "email.failed" => Kind::Status(S::Failed),
         "email.bounced" => Kind::Status(S::Bounced),
         "email.complained" => Kind::Status(S::Complained),
+        "email.suppressed" => Kind::Status(S::Suppressed),
         "email.opened" => Kind::Engagement(Engagement::Opened),
         "email.clicked" => Kind::Engagement(Engagement::Clicked),
+        "email.received" | "contact.created" | "contact.updated" | "contact.deleted"
+        | "domain.created" | "domain.updated" | "domain.deleted" => Kind::NoDelivery,
         _ => return None,
     })
 }
@@ -109,8 +117,16 @@ impl Provider for Resend {
             "email.bounced",
             "email.complained",
             "email.failed",
+            "email.suppressed",
             "email.opened",
             "email.clicked",
+            "email.received",
+            "contact.created",
+            "contact.updated",
+            "contact.deleted",
+            "domain.created",
+            "domain.updated",
+            "domain.deleted",
         ]
     }
 
@@ -138,25 +154,23 @@ impl Provider for Resend {
         }
     }
 
-    fn decode(
-        &self,
-        headers: &dyn Headers,
-        body: &[u8],
-    ) -> Result<Option<DeliveryEvent>, DecodeError> {
+    fn decode(&self, headers: &dyn Headers, body: &[u8]) -> Result<DeliveryEvent, DecodeError> {
         let event_id = headers
             .get(svix::ID_HEADER)
             .filter(|s| !s.is_empty())
             .ok_or(DecodeError::MissingHeader(svix::ID_HEADER))?;
-        let envelope: EnvelopeBody =
-            serde_json::from_slice(body).map_err(|e| DecodeError::Shape(e.to_string()))?;
-        let Some(kind) = envelope.kind.as_deref().and_then(kind) else {
-            return match envelope.kind {
-                Some(_) => Ok(None),
-                None => Err(DecodeError::Shape("missing type".into())),
-            };
-        };
         let body: Body =
             serde_json::from_slice(body).map_err(|e| DecodeError::Shape(e.to_string()))?;
+        let kind = kind(&body.kind);
+        let (status, engagement) = match kind {
+            Some(Kind::Status(s)) => (Some(s), None),
+            Some(Kind::Engagement(e)) => (None, Some(e)),
+            Some(Kind::NoDelivery) | None => (None, None),
+        };
+        let message_id = body.data.email_id.unwrap_or_default();
+        if (status.is_some() || engagement.is_some()) && message_id.is_empty() {
+            return Err(DecodeError::Shape("missing data.email_id".into()));
+        }
         let (error_code, error_description) = match (&body.data.bounce, &body.data.failed) {
             (Some(b), _) => (
                 match (&b.kind, &b.sub_type) {
@@ -168,21 +182,19 @@ impl Provider for Resend {
             (None, Some(f)) => (f.reason.clone(), f.reason.clone()),
             (None, None) => (None, None),
         };
-        let (status, engagement) = match kind {
-            Kind::Status(s) => (Some(s), None),
-            Kind::Engagement(e) => (None, Some(e)),
-        };
-        Ok(Some(DeliveryEvent {
+        Ok(DeliveryEvent {
             provider: "resend",
             event_id: event_id.to_owned(),
-            message_id: body.data.email_id,
+            message_id,
+            provider_status: body.kind.strip_prefix("email.").map(str::to_owned),
+            unmapped: kind.is_none(),
             event_type: body.kind,
             status,
             engagement,
             occurred_at: body.created_at,
             error_code,
             error_description,
-        }))
+        })
     }
 }
 
@@ -197,33 +209,40 @@ mod tests {
         )
     }
 
-    fn decode(b: &str) -> Result<Option<DeliveryEvent>, DecodeError> {
+    fn decode(b: &str) -> Result<DeliveryEvent, DecodeError> {
         let h = [("Svix-Id", "msg_1")];
         Resend::new(Vec::new(), 0).decode(&h, b.as_bytes())
     }
 
     #[test]
     fn maps_types_to_status_or_engagement() {
-        let ev = decode(&body("email.delivered", "")).unwrap().unwrap();
+        let ev = decode(&body("email.delivered", "")).unwrap();
         assert_eq!(ev.status, Some(DeliveryStatus::Delivered));
         assert_eq!(ev.engagement, None);
         assert_eq!(ev.event_id, "msg_1");
         assert_eq!(ev.message_id, "em-1");
-        let ev = decode(&body("email.opened", "")).unwrap().unwrap();
+        let ev = decode(&body("email.opened", "")).unwrap();
         assert_eq!(ev.status, None);
         assert_eq!(ev.engagement, Some(Engagement::Opened));
         for (t, s) in [
+            ("email.scheduled", DeliveryStatus::Queued),
             ("email.sent", DeliveryStatus::Sent),
             ("email.delivery_delayed", DeliveryStatus::Delayed),
+            ("email.delivered", DeliveryStatus::Delivered),
             ("email.complained", DeliveryStatus::Complained),
             ("email.failed", DeliveryStatus::Failed),
+            ("email.bounced", DeliveryStatus::Bounced),
+            ("email.suppressed", DeliveryStatus::Suppressed),
         ] {
-            assert_eq!(
-                decode(&body(t, "")).unwrap().unwrap().status,
-                Some(s),
-                "{t}"
-            );
+            let ev = decode(&body(t, "")).unwrap();
+            assert_eq!(ev.status, Some(s), "{t}");
+            assert_eq!(ev.provider_status.as_deref(), t.strip_prefix("email."));
+            assert!(!ev.unmapped);
         }
+        assert_eq!(
+            decode(&body("email.clicked", "")).unwrap().engagement,
+            Some(Engagement::Clicked)
+        );
     }
 
     #[test]
@@ -232,7 +251,6 @@ mod tests {
             "email.bounced",
             r#","bounce":{"message":"Mailbox does not exist","subType":"General","type":"Permanent"}"#,
         ))
-        .unwrap()
         .unwrap();
         assert_eq!(ev.status, Some(DeliveryStatus::Bounced));
         assert_eq!(ev.error_code.as_deref(), Some("Permanent/General"));
@@ -244,7 +262,6 @@ mod tests {
             "email.failed",
             r#","failed":{"reason":"reached_daily_quota"}"#,
         ))
-        .unwrap()
         .unwrap();
         assert_eq!(ev.error_code.as_deref(), Some("reached_daily_quota"));
     }
@@ -258,11 +275,37 @@ mod tests {
     }
 
     #[test]
-    fn skips_other_types_and_rejects_bad_shapes() {
-        assert_eq!(decode(r#"{"type":"domain.updated","data":{}}"#), Ok(None));
+    fn keeps_other_and_unknown_types_and_rejects_bad_shapes() {
+        for t in [
+            "email.received",
+            "contact.created",
+            "contact.updated",
+            "contact.deleted",
+            "domain.created",
+            "domain.updated",
+            "domain.deleted",
+        ] {
+            let ev = decode(&format!(
+                r#"{{"type":"{t}","created_at":"2026-11-20T10:00:00.000Z","data":{{"id":"x-1"}}}}"#
+            ))
+            .unwrap();
+            assert_eq!(
+                (ev.status, ev.engagement, ev.unmapped),
+                (None, None, false),
+                "{t}"
+            );
+            assert_eq!(ev.message_id, "", "{t}: about no email");
+        }
+        let ev = decode(&body("email.teleported", "")).unwrap();
+        assert_eq!(
+            (ev.status, ev.unmapped),
+            (None, true),
+            "an unknown type is kept"
+        );
+        assert_eq!(ev.message_id, "em-1");
         assert!(matches!(decode("[1,2"), Err(DecodeError::Shape(_))));
         assert!(matches!(
-            decode(r#"{"type":"email.sent","data":{}}"#),
+            decode(r#"{"type":"email.sent","created_at":"2026-11-20T10:00:00.000Z","data":{}}"#),
             Err(DecodeError::Shape(_))
         ));
         assert_eq!(

@@ -1,5 +1,6 @@
 //! Telnyx messaging webhooks (SMS/MMS): Ed25519-signed; `message.sent` and `message.finalized`
-//! carry the recipient's status in `data.payload.to[].status`.
+//! carry the recipient's status in `data.payload.to[].status`. Every other type (an inbound
+//! `message.received`, a type Telnyx adds later) is decoded too, with no status, and stored.
 //!
 //! A message has one recipient in `to` for SMS; for group MMS the first entry's status is used,
 //! since `recipients` is keyed by the provider's message id.
@@ -48,7 +49,7 @@ struct Data {
 
 #[derive(Deserialize)]
 struct Payload {
-    id: String,
+    id: Option<String>,
     #[serde(default)]
     to: Vec<To>,
     #[serde(default)]
@@ -68,18 +69,25 @@ struct ApiError {
     detail: Option<String>,
 }
 
-/// A Telnyx recipient status (`to[].status`) as a hookline status.
+/// A Telnyx recipient status (`to[].status`) as a hookline status: every value of Telnyx's
+/// message schema (scheduled, queued, sending, sent, cancelled, expired, sending_failed,
+/// delivery_unconfirmed, delivered, delivery_failed). `expired` (no receipt within the validity
+/// period: a phone that stayed off) and `cancelled` (a scheduled message called off) are final
+/// failures; the raw value stays on the event and the recipient as `provider_status`.
 pub fn status(s: &str) -> Option<DeliveryStatus> {
     Some(match s {
-        "queued" => DeliveryStatus::Queued,
+        "scheduled" | "queued" => DeliveryStatus::Queued,
         "sending" => DeliveryStatus::Sending,
         "sent" => DeliveryStatus::Sent,
         "delivered" => DeliveryStatus::Delivered,
-        "sending_failed" | "delivery_failed" => DeliveryStatus::Failed,
+        "sending_failed" | "delivery_failed" | "expired" | "cancelled" => DeliveryStatus::Failed,
         "delivery_unconfirmed" => DeliveryStatus::Unconfirmed,
         _ => return None,
     })
 }
+
+/// The outbound types whose `to[].status` is a delivery status.
+const STATUS_TYPES: [&str; 2] = ["message.sent", "message.finalized"];
 
 impl Provider for Telnyx {
     fn name(&self) -> &'static str {
@@ -116,41 +124,44 @@ impl Provider for Telnyx {
         }
     }
 
-    fn decode(
-        &self,
-        _headers: &dyn Headers,
-        body: &[u8],
-    ) -> Result<Option<DeliveryEvent>, DecodeError> {
-        let envelope: Body<EnvelopeData> =
-            serde_json::from_slice(body).map_err(|e| DecodeError::Shape(e.to_string()))?;
-        match envelope.data.event_type.as_deref() {
-            Some("message.sent" | "message.finalized") => {}
-            Some(_) => return Ok(None),
-            None => return Err(DecodeError::Shape("missing data.event_type".into())),
-        }
+    fn decode(&self, _headers: &dyn Headers, body: &[u8]) -> Result<DeliveryEvent, DecodeError> {
         let data = serde_json::from_slice::<Body<Data>>(body)
             .map_err(|e| DecodeError::Shape(e.to_string()))?
             .data;
+        let error = data.payload.errors.first();
+        let mut event = DeliveryEvent {
+            provider: "telnyx",
+            event_id: data.id,
+            message_id: data.payload.id.unwrap_or_default(),
+            event_type: data.event_type,
+            status: None,
+            engagement: None,
+            provider_status: None,
+            unmapped: false,
+            occurred_at: data.occurred_at,
+            error_code: error.and_then(|e| code_to_string(&e.code)),
+            error_description: error.and_then(|e| e.detail.clone().or_else(|| e.title.clone())),
+        };
+        if !STATUS_TYPES.contains(&event.event_type.as_str()) {
+            // No delivery status (an inbound message), or a type Telnyx added since.
+            event.unmapped = !self
+                .known_event_types()
+                .contains(&event.event_type.as_str());
+            return Ok(event);
+        }
+        if event.message_id.is_empty() {
+            return Err(DecodeError::Shape("missing data.payload.id".into()));
+        }
         let raw_status = data
             .payload
             .to
             .first()
-            .map(|t| t.status.as_str())
+            .map(|t| t.status.clone())
             .ok_or_else(|| DecodeError::Shape("data.payload.to is empty".into()))?;
-        let status =
-            status(raw_status).ok_or_else(|| DecodeError::UnknownStatus(raw_status.into()))?;
-        let error = data.payload.errors.first();
-        Ok(Some(DeliveryEvent {
-            provider: "telnyx",
-            event_id: data.id,
-            message_id: data.payload.id,
-            event_type: data.event_type,
-            status: Some(status),
-            engagement: None,
-            occurred_at: data.occurred_at,
-            error_code: error.and_then(|e| code_to_string(&e.code)),
-            error_description: error.and_then(|e| e.detail.clone().or_else(|| e.title.clone())),
-        }))
+        event.status = status(&raw_status);
+        event.unmapped = event.status.is_none();
+        event.provider_status = Some(raw_status);
+        Ok(event)
     }
 }
 
@@ -167,23 +178,28 @@ mod tests {
         )
     }
 
-    fn decode(body: &str) -> Result<Option<DeliveryEvent>, DecodeError> {
+    fn decode(body: &str) -> Result<DeliveryEvent, DecodeError> {
         Telnyx::new(None, 0).decode(&super::super::NO_HEADERS, body.as_bytes())
     }
 
     #[test]
     fn decodes_every_documented_status() {
         for (raw, want) in [
+            ("scheduled", DeliveryStatus::Queued),
             ("queued", DeliveryStatus::Queued),
             ("sending", DeliveryStatus::Sending),
             ("sent", DeliveryStatus::Sent),
             ("delivered", DeliveryStatus::Delivered),
             ("sending_failed", DeliveryStatus::Failed),
             ("delivery_failed", DeliveryStatus::Failed),
+            ("expired", DeliveryStatus::Failed),
+            ("cancelled", DeliveryStatus::Failed),
             ("delivery_unconfirmed", DeliveryStatus::Unconfirmed),
         ] {
-            let ev = decode(&finalized(raw, "[]")).unwrap().unwrap();
+            let ev = decode(&finalized(raw, "[]")).unwrap();
             assert_eq!(ev.status, Some(want), "{raw}");
+            assert_eq!(ev.provider_status.as_deref(), Some(raw));
+            assert!(!ev.unmapped);
             assert_eq!(ev.event_id, "ev-1");
             assert_eq!(ev.message_id, "msg-1");
             assert_eq!(ev.occurred_at.timestamp_millis(), 1_795_168_800_123);
@@ -196,7 +212,6 @@ mod tests {
             "delivery_failed",
             r#"[{"code":"40008","title":"Undeliverable","detail":"The destination is unreachable."}]"#,
         ))
-        .unwrap()
         .unwrap();
         assert_eq!(ev.error_code.as_deref(), Some("40008"));
         assert_eq!(
@@ -206,14 +221,30 @@ mod tests {
     }
 
     #[test]
-    fn skips_non_delivery_events_and_rejects_bad_shapes() {
-        let inbound = r#"{"data":{"event_type":"message.received","id":"x","payload":{}}}"#;
-        assert_eq!(decode(inbound), Ok(None));
+    fn keeps_events_without_a_status_and_unknown_values_and_rejects_bad_shapes() {
+        let inbound = r#"{"data":{"event_type":"message.received","id":"in-1","occurred_at":"2026-11-20T10:00:00Z",
+            "payload":{"id":"inbound-msg","direction":"inbound","to":[{"phone_number":"+13125550001","status":"webhook_delivered"}]}}}"#;
+        let ev = decode(inbound).unwrap();
+        assert_eq!(
+            (ev.status, ev.unmapped),
+            (None, false),
+            "inbound: stored, no status"
+        );
+        assert_eq!(ev.message_id, "inbound-msg");
+        let novel = r#"{"data":{"event_type":"message.teleported","id":"n-1","occurred_at":"2026-11-20T10:00:00Z","payload":{}}}"#;
+        let ev = decode(novel).unwrap();
+        assert_eq!(
+            (ev.status, ev.unmapped, ev.message_id.as_str()),
+            (None, true, "")
+        );
+        let ev = decode(&finalized("teleported", "[]")).unwrap();
+        assert_eq!(
+            (ev.status, ev.unmapped),
+            (None, true),
+            "an unknown status is kept"
+        );
+        assert_eq!(ev.provider_status.as_deref(), Some("teleported"));
         assert!(matches!(decode("not json"), Err(DecodeError::Shape(_))));
-        assert!(matches!(
-            decode(&finalized("teleported", "[]")),
-            Err(DecodeError::UnknownStatus(s)) if s == "teleported"
-        ));
         let no_to = r#"{"data":{"event_type":"message.sent","id":"x","occurred_at":"2026-11-20T10:00:00Z","payload":{"id":"m","to":[]}}}"#;
         assert!(matches!(decode(no_to), Err(DecodeError::Shape(_))));
     }

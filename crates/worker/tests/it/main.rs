@@ -6,6 +6,7 @@ mod cluster;
 mod db_rules;
 mod end_to_end;
 mod faults;
+mod kept;
 mod observability;
 mod outages;
 mod reconcile;
