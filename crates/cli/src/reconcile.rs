@@ -49,11 +49,13 @@ pub async fn reconcile(args: ReconcileCmd) -> anyhow::Result<()> {
             .await;
     }
     eprintln!(
-        "Looking up recipients not final after {} s (at most {}, {} at a time, {}/s per provider)…",
+        "Looking up recipients not final after {} s, least recently checked first (at most {}, \
+         {} at a time, Telnyx {}/s, Resend {}/s); progress every 5 s in the log…",
         args.sweep.older_than_secs,
         args.sweep.limit,
         args.sweep.concurrency,
-        args.sweep.rate_per_sec
+        args.sweep.telnyx_rate,
+        args.sweep.resend_rate
     );
     let report = reconciler.sweep().await?;
     if args.json {
@@ -61,8 +63,9 @@ pub async fn reconcile(args: ReconcileCmd) -> anyhow::Result<()> {
     } else {
         let unknown: u64 = report.still_unknown.values().sum();
         println!(
-            "Swept {}: {} corrected (published as synthetic webhooks), {} still unknown {:?}.",
-            report.swept, report.corrected, unknown, report.still_unknown
+            "Swept {}: {} corrected (published as synthetic webhooks), {} still unknown {:?}, \
+             {} given up on (recipients.reconcile_gave_up_at).",
+            report.swept, report.corrected, unknown, report.still_unknown, report.gave_up
         );
     }
     Ok(())

@@ -75,6 +75,17 @@ pub fn telnyx_from_api(response: &[u8], now: DateTime<Utc>) -> Result<Option<Lea
     }))
 }
 
+/// Resend's API writes times as `2026-11-23 10:00:00.000000+00` (PostgreSQL style); webhooks use
+/// RFC 3339. Accepts both.
+fn parse_resend_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z")
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// Resend `GET /emails/{id}` → an `email.{last_event}` webhook. `opened` and `clicked` imply the
 /// email was delivered, so they are reported as `email.delivered`. `Ok(None)`: a last event
 /// hookline does not map (e.g. `scheduled`, `canceled`).
@@ -98,7 +109,13 @@ pub fn resend_from_api(response: &[u8], now: DateTime<Utc>) -> Result<Option<Lea
             data[k] = x.clone();
         }
     }
-    let body = json!({ "type": event_type, "created_at": rfc3339(now), "data": data });
+    // The API gives no time for the last event; the email's own creation time is the provider's
+    // timestamp closest to it (never later than the real event, unlike the time of the sweep).
+    let occurred_at = v["created_at"]
+        .as_str()
+        .and_then(parse_resend_time)
+        .unwrap_or(now);
+    let body = json!({ "type": event_type, "created_at": rfc3339(occurred_at), "data": data });
     Ok(Some(Learned {
         status,
         headers: vec![(svix::ID_HEADER.to_owned(), event_id.clone())],
@@ -162,6 +179,11 @@ mod tests {
             ("4ef9a417", "reconcile-4ef9a417-delivered")
         );
         assert_eq!(ev.status, Some(DeliveryStatus::Delivered));
+        assert_eq!(
+            ev.occurred_at.to_rfc3339(),
+            "2026-11-23T10:00:00+00:00",
+            "the email's own time, not the sweep's"
+        );
         let bounced = br#"{"id":"e2","last_event":"bounced"}"#;
         assert_eq!(
             resend_from_api(bounced, now()).unwrap().unwrap().status,

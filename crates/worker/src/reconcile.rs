@@ -9,13 +9,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::Rng as _;
+use tokio::time::Instant;
+
 use async_nats::jetstream;
 use chrono::Utc;
 use clap::Args;
 use futures::StreamExt as _;
 use hookline_core::reconcile::{resend_from_api, telnyx_from_api, Learned};
 use hookline_core::{subject, DeliveryStatus};
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use sqlx::PgPool;
 use tracing::{info, warn};
 
@@ -33,9 +36,24 @@ pub struct ReconcileArgs {
     #[arg(long, env = "HOOKLINE_RECONCILE_CONCURRENCY", default_value_t = 8)]
     pub concurrency: usize,
 
-    /// Provider API requests per second, per provider.
-    #[arg(long, env = "HOOKLINE_RECONCILE_RATE", default_value_t = 10.0)]
-    pub rate_per_sec: f64,
+    /// Telnyx API requests per second. Telnyx publishes its limits per endpoint in
+    /// `x-ratelimit-*` headers; 10/s leaves the sender's own API use most of the room.
+    #[arg(long, env = "HOOKLINE_RECONCILE_TELNYX_RATE", default_value_t = 10.0)]
+    pub telnyx_rate: f64,
+
+    /// Resend API requests per second. Resend's documented limit is a few requests per second per
+    /// team (2 by default, raised to 5), shared with the sender's own sending: 1/s by default.
+    #[arg(long, env = "HOOKLINE_RECONCILE_RESEND_RATE", default_value_t = 1.0)]
+    pub resend_rate: f64,
+
+    /// Lookups of one recipient before it is given up on (not found or never final).
+    #[arg(long, env = "HOOKLINE_RECONCILE_MAX_ATTEMPTS", default_value_t = 10)]
+    pub max_attempts: i32,
+
+    /// Age of a recipient's last status change after which it is given up on, in seconds
+    /// (default 7 days; Telnyx and Resend keep message records longer).
+    #[arg(long, env = "HOOKLINE_RECONCILE_GIVE_UP_AFTER_SECS", default_value_t = 7 * 24 * 3600)]
+    pub give_up_after_secs: u64,
 
     /// Timeout of one provider API request, in milliseconds.
     #[arg(long, env = "HOOKLINE_RECONCILE_TIMEOUT_MS", default_value_t = 10_000)]
@@ -83,6 +101,7 @@ impl ReconcileArgs {
                 provider: "telnyx",
                 base: self.telnyx_api_url.trim_end_matches('/').to_owned(),
                 key,
+                rate: self.telnyx_rate,
             });
         }
         if let Some(key) = self.resend_api_key.clone().filter(|k| !k.is_empty()) {
@@ -90,6 +109,7 @@ impl ReconcileArgs {
                 provider: "resend",
                 base: self.resend_api_url.trim_end_matches('/').to_owned(),
                 key,
+                rate: self.resend_rate,
             });
         }
         apis
@@ -101,6 +121,8 @@ struct Api {
     provider: &'static str,
     base: String,
     key: String,
+    /// Requests per second.
+    rate: f64,
 }
 
 impl Api {
@@ -136,7 +158,14 @@ pub struct ReconcileMetrics {
     pub swept: IntCounterVec,
     pub corrected: IntCounterVec,
     pub unknown: IntCounterVec,
+    /// Recipients given up on (looked up too often or too long without an answer).
+    pub gave_up: IntCounterVec,
+    /// Lookups left in the sweep running now.
+    pub remaining: IntGaugeVec,
 }
+
+/// How often a running sweep logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Why a lookup did not correct anything.
 pub const UNKNOWN_REASONS: [&str; 6] = [
@@ -175,16 +204,36 @@ impl ReconcileMetrics {
             &["provider", "reason"],
         )
         .unwrap();
+        let gave_up = IntCounterVec::new(
+            Opts::new(
+                "hookline_reconcile_gave_up_total",
+                "Recipients no longer swept: looked up too often or too long without an answer.",
+            ),
+            &["provider"],
+        )
+        .unwrap();
+        let remaining = IntGaugeVec::new(
+            Opts::new(
+                "hookline_reconcile_remaining",
+                "Lookups left in the sweep running now.",
+            ),
+            &["provider"],
+        )
+        .unwrap();
         hookline_runtime::register_all(
             &registry,
             vec![
                 Box::new(swept.clone()),
                 Box::new(corrected.clone()),
                 Box::new(unknown.clone()),
+                Box::new(gave_up.clone()),
+                Box::new(remaining.clone()),
             ],
         );
         for p in ["telnyx", "resend"] {
             swept.with_label_values(&[p]);
+            gave_up.with_label_values(&[p]);
+            remaining.with_label_values(&[p]);
             for r in UNKNOWN_REASONS {
                 unknown.with_label_values(&[p, r]);
             }
@@ -194,6 +243,8 @@ impl ReconcileMetrics {
             swept,
             corrected,
             unknown,
+            gave_up,
+            remaining,
         }
     }
 }
@@ -209,6 +260,8 @@ impl Default for ReconcileMetrics {
 pub struct SweepReport {
     pub swept: u64,
     pub corrected: u64,
+    /// Recipients given up on by this sweep.
+    pub gave_up: u64,
     /// By reason (see [`UNKNOWN_REASONS`]).
     pub still_unknown: BTreeMap<String, u64>,
 }
@@ -264,58 +317,136 @@ impl Reconciler {
     pub async fn sweep(&self) -> anyhow::Result<SweepReport> {
         let mut report = SweepReport::default();
         for api in self.args.apis() {
-            let stuck: Vec<(String, String)> = sqlx::query_as(
-                "SELECT provider_message_id, status FROM recipients \
-                 WHERE status IN ('queued', 'sending', 'sent', 'delayed') \
-                   AND updated_at < now() - make_interval(secs => $1) \
-                   AND provider = $2 AND provider_message_id IS NOT NULL \
-                 ORDER BY updated_at LIMIT $3",
-            )
-            .bind(self.args.older_than_secs as f64)
-            .bind(api.provider)
-            .bind(self.args.limit)
-            .fetch_all(&self.pool)
-            .await?;
-            info!(
-                provider = api.provider,
-                stuck = stuck.len(),
-                "Sweeping stuck recipients."
-            );
-            let pacer = Arc::new(Pacer::new(self.args.rate_per_sec));
-            let outcomes: Vec<Outcome> = futures::stream::iter(stuck)
-                .map(|(message_id, current)| {
-                    let (api, pacer) = (api.clone(), pacer.clone());
-                    async move {
-                        self.reconcile_one(&api, &pacer, &message_id, &current)
-                            .await
-                    }
-                })
-                .buffer_unordered(self.args.concurrency.max(1))
-                .collect()
-                .await;
-            for outcome in outcomes {
-                report.swept += 1;
-                self.metrics.swept.with_label_values(&[api.provider]).inc();
-                match outcome {
-                    Outcome::Corrected(status) => {
-                        report.corrected += 1;
-                        self.metrics
-                            .corrected
-                            .with_label_values(&[api.provider, status.as_str()])
-                            .inc();
-                    }
-                    Outcome::Unknown(reason) => {
-                        *report.still_unknown.entry(reason.to_owned()).or_default() += 1;
-                        self.metrics
-                            .unknown
-                            .with_label_values(&[api.provider, reason])
-                            .inc();
-                    }
+            self.sweep_provider(&api, &mut report).await?;
+        }
+        info!(swept = report.swept, corrected = report.corrected, gave_up = report.gave_up, still_unknown = ?report.still_unknown, "Sweep done.");
+        Ok(report)
+    }
+
+    /// The least recently checked stuck recipients of one provider (never checked first), looked
+    /// up at the provider's pace; each lookup is recorded on the row, so the next sweep starts
+    /// with others and unresolvable rows cannot crowd out resolvable ones.
+    async fn sweep_provider(&self, api: &Api, report: &mut SweepReport) -> anyhow::Result<()> {
+        let stuck: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, provider_message_id, status FROM recipients \
+             WHERE status IN ('queued', 'sending', 'sent', 'delayed') \
+               AND reconcile_gave_up_at IS NULL \
+               AND updated_at < now() - make_interval(secs => $1) \
+               AND provider = $2 AND provider_message_id IS NOT NULL \
+             ORDER BY reconcile_checked_at NULLS FIRST, updated_at LIMIT $3",
+        )
+        .bind(self.args.older_than_secs as f64)
+        .bind(api.provider)
+        .bind(self.args.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let total = stuck.len() as u64;
+        info!(
+            provider = api.provider,
+            stuck = total,
+            rate_per_sec = api.rate,
+            "Sweeping stuck recipients."
+        );
+        let remaining = self.metrics.remaining.with_label_values(&[api.provider]);
+        remaining.set(total as i64);
+        let pacer = Arc::new(Pacer::new(api.rate));
+        let mut lookups = futures::stream::iter(stuck)
+            .map(|(id, message_id, current)| {
+                let pacer = pacer.clone();
+                async move {
+                    let outcome = self.reconcile_one(api, &pacer, &message_id, &current).await;
+                    (id, outcome)
                 }
+            })
+            .buffer_unordered(self.args.concurrency.max(1));
+        let (mut checked, mut corrected) = (0u64, 0u64);
+        let mut done: Vec<(i64, bool)> = Vec::new();
+        let mut last_progress = Instant::now();
+        while let Some((id, outcome)) = lookups.next().await {
+            checked += 1;
+            remaining.set((total - checked) as i64);
+            self.metrics.swept.with_label_values(&[api.provider]).inc();
+            let resolved = match outcome {
+                Outcome::Corrected(status) => {
+                    corrected += 1;
+                    self.metrics
+                        .corrected
+                        .with_label_values(&[api.provider, status.as_str()])
+                        .inc();
+                    true
+                }
+                Outcome::Unknown(reason) => {
+                    *report.still_unknown.entry(reason.to_owned()).or_default() += 1;
+                    self.metrics
+                        .unknown
+                        .with_label_values(&[api.provider, reason])
+                        .inc();
+                    false
+                }
+            };
+            done.push((id, resolved));
+            if done.len() >= 1_000 {
+                report.gave_up += self.record_lookups(api, &done).await?;
+                done.clear();
+            }
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                info!(
+                    provider = api.provider,
+                    checked,
+                    corrected,
+                    left = total - checked,
+                    "Sweep progress."
+                );
             }
         }
-        info!(swept = report.swept, corrected = report.corrected, still_unknown = ?report.still_unknown, "Sweep done.");
-        Ok(report)
+        report.gave_up += self.record_lookups(api, &done).await?;
+        report.swept += checked;
+        report.corrected += corrected;
+        info!(
+            provider = api.provider,
+            checked, corrected, "Provider swept."
+        );
+        Ok(())
+    }
+
+    /// Stamps looked-up rows, and gives up on the unresolved ones looked up `max_attempts`
+    /// times or unchanged for `give_up_after_secs`. Returns how many were given up on.
+    async fn record_lookups(&self, api: &Api, done: &[(i64, bool)]) -> anyhow::Result<u64> {
+        if done.is_empty() {
+            return Ok(0);
+        }
+        let (ids, resolved): (Vec<i64>, Vec<bool>) = done.iter().copied().unzip();
+        let gave_up: Vec<String> = sqlx::query_scalar::<_, Option<String>>(
+            "UPDATE recipients r \
+             SET reconcile_checked_at = now(), \
+                 reconcile_attempts = r.reconcile_attempts + 1, \
+                 reconcile_gave_up_at = CASE \
+                     WHEN NOT u.resolved \
+                      AND (r.reconcile_attempts + 1 >= $3 \
+                           OR r.updated_at < now() - make_interval(secs => $4)) \
+                     THEN now() END \
+             FROM unnest($1::bigint[], $2::boolean[]) AS u (id, resolved) \
+             WHERE r.id = u.id \
+             RETURNING CASE WHEN r.reconcile_gave_up_at IS NOT NULL THEN r.provider_message_id END",
+        )
+        .bind(&ids)
+        .bind(&resolved)
+        .bind(self.args.max_attempts)
+        .bind(self.args.give_up_after_secs as f64)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+        if !gave_up.is_empty() {
+            self.metrics
+                .gave_up
+                .with_label_values(&[api.provider])
+                .inc_by(gave_up.len() as u64);
+            warn!(provider = api.provider, gave_up = gave_up.len(), first = %gave_up[0], max_attempts = self.args.max_attempts, "Gave up on recipients the provider's API cannot resolve; they are no longer swept (recipients.reconcile_gave_up_at).");
+        }
+        Ok(gave_up.len() as u64)
     }
 
     async fn reconcile_one(
@@ -376,7 +507,9 @@ impl Reconciler {
                 .header("accept", "application/json")
                 .send()
                 .await;
-            let backoff = Duration::from_millis(200 << attempt);
+            // Exponential, with jitter down to half so that lookups failing together spread out.
+            let backoff =
+                Duration::from_millis(200 << attempt).mul_f64(rand::rng().random_range(0.5..=1.0));
             let wait = match sent {
                 Err(e) if e.is_timeout() => {
                     last = "timeout";
@@ -396,12 +529,21 @@ impl Reconciler {
                 Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return Err("not_found"),
                 Ok(r) if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
                     last = "rate_limited";
-                    let secs = r
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .unwrap_or(1);
+                    // Retry-After, else the rate-limit window's reset (Resend `ratelimit-reset`,
+                    // Telnyx `x-ratelimit-reset`), else a second.
+                    let secs = [
+                        reqwest::header::RETRY_AFTER.as_str(),
+                        "ratelimit-reset",
+                        "x-ratelimit-reset",
+                    ]
+                    .iter()
+                    .find_map(|h| {
+                        r.headers()
+                            .get(*h)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                    })
+                    .unwrap_or(1);
                     Duration::from_secs(secs.min(60))
                 }
                 Ok(r) if r.status().is_server_error() => {

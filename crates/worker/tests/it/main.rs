@@ -14,5 +14,6 @@ mod registration;
 mod replay;
 mod sources;
 mod stack;
+mod starvation;
 mod support;
 mod workload;

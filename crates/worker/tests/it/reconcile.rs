@@ -195,7 +195,8 @@ async fn the_sweep_corrects_lost_final_webhooks_through_the_pipeline() {
     args.telnyx_api_key = Some("test-api-key".into());
     args.resend_api_key = Some("test-api-key".into());
     args.concurrency = 3;
-    args.rate_per_sec = 1000.0;
+    args.telnyx_rate = 1000.0;
+    args.resend_rate = 1000.0;
     args.timeout_ms = 400;
     args.attempts = 2;
     let reconciler = Reconciler::new(args, pool.clone(), stack.js.clone()).unwrap();
