@@ -114,9 +114,21 @@ pub struct DeliveryEvent {
     /// The provider sent a type or status hookline does not know yet: kept and counted, applied
     /// once a mapping for it ships and the event is replayed.
     pub unmapped: bool,
+    /// For a message to several addresses (a Telnyx group MMS), each address's own outcome; the
+    /// event's `status` is then the highest-ranked of them. Empty for a single address.
+    pub addresses: Vec<AddressOutcome>,
     pub occurred_at: DateTime<Utc>,
     pub error_code: Option<String>,
     pub error_description: Option<String>,
+}
+
+/// One address of a message sent to several, as the provider reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressOutcome {
+    pub address: String,
+    /// `None`: a value hookline does not map (kept in `provider_status`).
+    pub status: Option<DeliveryStatus>,
+    pub provider_status: String,
 }
 
 #[cfg(test)]

@@ -12,6 +12,6 @@ pub mod reconcile;
 pub mod signature;
 pub mod subject;
 
-pub use event::{DeliveryEvent, DeliveryStatus, Engagement};
+pub use event::{AddressOutcome, DeliveryEvent, DeliveryStatus, Engagement};
 pub use providers::{DecodeError, Envelope, Headers, Provider, Providers};
 pub use signature::SignatureError;

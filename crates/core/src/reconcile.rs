@@ -39,10 +39,19 @@ pub fn telnyx_from_api(response: &[u8], now: DateTime<Utc>) -> Result<Option<Lea
         .as_str()
         .filter(|s| !s.is_empty())
         .ok_or("no data.id")?;
-    let raw = data["to"][0]["status"]
-        .as_str()
-        .ok_or("no data.to[0].status")?;
-    let Some(status) = crate::providers::telnyx_status(raw) else {
+    let raws: Vec<&str> = data["to"]
+        .as_array()
+        .map(|to| to.iter().filter_map(|t| t["status"].as_str()).collect())
+        .unwrap_or_default();
+    if raws.is_empty() {
+        return Err("no data.to[].status".into());
+    }
+    // As the webhook decoder does: the message's status is the highest-ranked of its addresses.
+    let Some((status, raw)) = raws
+        .iter()
+        .filter_map(|r| crate::providers::telnyx_status(r).map(|s| (s, *r)))
+        .max_by_key(|(s, _)| *s)
+    else {
         return Ok(None);
     };
     let event_type = if status.is_final() || status == DeliveryStatus::Delivered {

@@ -64,6 +64,29 @@ SELECT provider, old_message_id FROM changed WHERE old_message_id IS NOT NULL
 
 const REFRESH: &str = "SELECT refresh_recipients($1::text[], $2::text[])";
 
+/// Each address of a message sent to several (`$1..$7` parallel arrays, one element per address
+/// and event), by the monotonic rule: a higher rank wins, an equal rank takes the later event.
+/// One row per key reaches the upsert (the best of the batch), in key order, so two workers never
+/// wait on each other's rows in a cycle.
+const UPSERT_ADDRESSES: &str = r#"
+INSERT INTO message_addresses AS a
+    (provider, provider_message_id, address, status, provider_status, status_event_id, status_at)
+SELECT DISTINCT ON (u.provider, u.message_id, u.address)
+       u.provider, u.message_id, u.address, u.status, u.provider_status, u.event_id, u.at
+FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::timestamptz[]) AS u (provider, message_id, address, status, provider_status,
+                                     event_id, at)
+LEFT JOIN delivery_statuses s ON s.status = u.status
+ORDER BY u.provider, u.message_id, u.address, coalesce(s.rank, 0) DESC, u.at DESC, u.event_id DESC
+ON CONFLICT (provider, provider_message_id, address) DO UPDATE
+SET status = EXCLUDED.status, provider_status = EXCLUDED.provider_status,
+    status_event_id = EXCLUDED.status_event_id, status_at = EXCLUDED.status_at
+WHERE (coalesce((SELECT rank FROM delivery_statuses WHERE status = EXCLUDED.status), 0),
+       EXCLUDED.status_at, EXCLUDED.status_event_id)
+    > (coalesce((SELECT rank FROM delivery_statuses WHERE status = a.status), 0),
+       a.status_at, a.status_event_id)
+"#;
+
 /// The provider name of the canary write: never a real provider, never committed.
 const CANARY_PROVIDER: &str = "hookline-canary";
 
@@ -194,6 +217,44 @@ impl CrashPlan {
     }
 }
 
+/// Applies the per-address outcomes of `records` (see `UPSERT_ADDRESSES`).
+async fn upsert_addresses(
+    tx: &mut sqlx::PgConnection,
+    records: &[EventRecord<'_>],
+) -> Result<(), sqlx::Error> {
+    let mut cols: [Vec<Option<String>>; 6] = Default::default();
+    let mut at = Vec::new();
+    for r in records {
+        let e = r.event;
+        for a in &e.addresses {
+            let values = [
+                Some(e.provider.to_owned()),
+                Some(clean(&e.message_id)),
+                Some(clean(&a.address)),
+                a.status.map(|s| s.as_str().to_owned()),
+                Some(clean(&a.provider_status)),
+                Some(clean(&e.event_id)),
+            ];
+            for (col, v) in cols.iter_mut().zip(values) {
+                col.push(v);
+            }
+            at.push(e.occurred_at);
+        }
+    }
+    let [provider, message, address, status, provider_status, event_id] = cols;
+    sqlx::query(UPSERT_ADDRESSES)
+        .bind(provider)
+        .bind(message)
+        .bind(address)
+        .bind(status)
+        .bind(provider_status)
+        .bind(event_id)
+        .bind(at)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct BatchWriter {
     pool: PgPool,
@@ -318,6 +379,9 @@ impl BatchWriter {
                 .await?;
             rederived = changed.len();
             keys.extend(changed);
+        }
+        if records.iter().any(|r| !r.event.addresses.is_empty()) {
+            upsert_addresses(&mut tx, records).await?;
         }
         let (providers, messages): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
         let changed: i32 = if providers.is_empty() {

@@ -596,6 +596,7 @@ impl Provider for GenericSource {
             status,
             engagement,
             unmapped: mapped.is_none(),
+            addresses: Vec::new(),
             provider_status: Some(raw_status),
             occurred_at,
             error_code: optional(&self.error_code),

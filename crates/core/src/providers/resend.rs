@@ -188,6 +188,7 @@ impl Provider for Resend {
             message_id,
             provider_status: body.kind.strip_prefix("email.").map(str::to_owned),
             unmapped: kind.is_none(),
+            addresses: Vec::new(),
             event_type: body.kind,
             status,
             engagement,

@@ -2,15 +2,16 @@
 //! carry the recipient's status in `data.payload.to[].status`. Every other type (an inbound
 //! `message.received`, a type Telnyx adds later) is decoded too, with no status, and stored.
 //!
-//! A message has one recipient in `to` for SMS; for group MMS the first entry's status is used,
-//! since `recipients` is keyed by the provider's message id.
+//! A message has one address in `to` for SMS. A group MMS has several, each with its own status:
+//! each is kept as an [`AddressOutcome`], and the message's own status (what its recipient row and
+//! batch counters show) is the highest-ranked of them, e.g. `failed` if any address failed.
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 
 use super::{code_to_string, DecodeError, Envelope, Headers, Provider};
-use crate::event::{DeliveryEvent, DeliveryStatus};
+use crate::event::{AddressOutcome, DeliveryEvent, DeliveryStatus};
 use crate::signature::{ed25519, SignatureError};
 
 pub struct Telnyx {
@@ -59,6 +60,8 @@ struct Payload {
 #[derive(Deserialize)]
 struct To {
     status: String,
+    #[serde(default)]
+    phone_number: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +141,7 @@ impl Provider for Telnyx {
             engagement: None,
             provider_status: None,
             unmapped: false,
+            addresses: Vec::new(),
             occurred_at: data.occurred_at,
             error_code: error.and_then(|e| code_to_string(&e.code)),
             error_description: error.and_then(|e| e.detail.clone().or_else(|| e.title.clone())),
@@ -152,15 +156,32 @@ impl Provider for Telnyx {
         if event.message_id.is_empty() {
             return Err(DecodeError::Shape("missing data.payload.id".into()));
         }
-        let raw_status = data
+        if data.payload.to.is_empty() {
+            return Err(DecodeError::Shape("data.payload.to is empty".into()));
+        }
+        // The message's status: the highest-ranked mapped status of its addresses (the first
+        // entry's raw value when none maps).
+        let top = data
             .payload
             .to
-            .first()
-            .map(|t| t.status.clone())
-            .ok_or_else(|| DecodeError::Shape("data.payload.to is empty".into()))?;
-        event.status = status(&raw_status);
+            .iter()
+            .filter_map(|t| status(&t.status).map(|s| (s, t)))
+            .max_by_key(|(s, _)| *s);
+        event.status = top.map(|(s, _)| s);
         event.unmapped = event.status.is_none();
-        event.provider_status = Some(raw_status);
+        event.provider_status = Some(top.map_or(&data.payload.to[0], |(_, t)| t).status.clone());
+        if data.payload.to.len() > 1 {
+            event.addresses = data
+                .payload
+                .to
+                .iter()
+                .map(|t| AddressOutcome {
+                    address: t.phone_number.clone().unwrap_or_default(),
+                    status: status(&t.status),
+                    provider_status: t.status.clone(),
+                })
+                .collect();
+        }
         Ok(event)
     }
 }
@@ -247,6 +268,41 @@ mod tests {
         assert!(matches!(decode("not json"), Err(DecodeError::Shape(_))));
         let no_to = r#"{"data":{"event_type":"message.sent","id":"x","occurred_at":"2026-11-20T10:00:00Z","payload":{"id":"m","to":[]}}}"#;
         assert!(matches!(decode(no_to), Err(DecodeError::Shape(_))));
+    }
+
+    #[test]
+    fn a_group_mms_keeps_every_address_and_reports_the_highest_status() {
+        let body = r#"{"data":{"event_type":"message.finalized","id":"ev-g","occurred_at":"2026-11-20T10:00:00Z",
+            "payload":{"id":"mms-1","type":"MMS","errors":[],"to":[
+                {"phone_number":"+13125550001","status":"delivered"},
+                {"phone_number":"+13125550002","status":"delivery_failed"},
+                {"phone_number":"+13125550003","status":"expired"}]}}}"#;
+        let ev = decode(body).unwrap();
+        assert_eq!(ev.status, Some(DeliveryStatus::Failed));
+        let got: Vec<_> = ev
+            .addresses
+            .iter()
+            .map(|a| (a.address.as_str(), a.status, a.provider_status.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("+13125550001", Some(DeliveryStatus::Delivered), "delivered"),
+                (
+                    "+13125550002",
+                    Some(DeliveryStatus::Failed),
+                    "delivery_failed"
+                ),
+                ("+13125550003", Some(DeliveryStatus::Failed), "expired"),
+            ]
+        );
+        assert!(
+            decode(&finalized("sent", "[]"))
+                .unwrap()
+                .addresses
+                .is_empty(),
+            "one address: the message is the address"
+        );
     }
 
     #[test]

@@ -224,3 +224,80 @@ async fn an_unmapped_status_is_kept_counted_and_applied_by_a_replay_once_mapped(
     );
     assert_counters_match_recount(&pool).await;
 }
+
+/// A group MMS whose three addresses end differently: each address's outcome is kept, the message
+/// counts as failed (the highest rank), and a late `message.sent` regresses none of them.
+#[tokio::test]
+async fn a_group_mms_keeps_each_addresss_outcome() {
+    let stack = Stack::start(1, |_| {}).await;
+    let pool = &stack.pool;
+    let batch = new_batch(pool).await;
+    add_recipient(pool, &batch, "telnyx", "mms-group").await;
+    let group = |id: &str, kind: &str, at: &str, statuses: [&str; 3]| {
+        let to: Vec<_> = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, s)| serde_json::json!({"phone_number": format!("+1312555000{i}"), "status": s}))
+            .collect();
+        serde_json::json!({"data": {"event_type": kind, "id": id, "occurred_at": at,
+            "payload": {"id": "mms-group", "type": "MMS", "direction": "outbound", "errors": [], "to": to},
+            "record_type": "event"}})
+        .to_string()
+    };
+    let c = &stack.client;
+    for body in [
+        group(
+            "g-final",
+            "message.finalized",
+            "2026-11-23T10:00:09+00:00",
+            ["delivered", "delivery_failed", "expired"],
+        ),
+        group(
+            "g-sent",
+            "message.sent",
+            "2026-11-23T10:00:01+00:00",
+            ["sent", "sent", "sent"],
+        ),
+    ] {
+        let r = c
+            .post(
+                "telnyx",
+                &signing::telnyx_headers(&body, signing::now()),
+                &body,
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    wait_until("both stored", Duration::from_secs(20), || async {
+        stack.stored_events().await == 2
+    })
+    .await;
+    stack.wait_drained(Duration::from_secs(20)).await;
+    let rows: Vec<(String, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT address, status, provider_status, status_event_id FROM message_addresses
+         WHERE provider = 'telnyx' AND provider_message_id = 'mms-group' ORDER BY address",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let expected = [
+        ("+13125550000", "delivered", "delivered"),
+        ("+13125550001", "failed", "delivery_failed"),
+        ("+13125550002", "failed", "expired"),
+    ];
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for (row, (address, st, raw)) in rows.iter().zip(expected) {
+        assert_eq!(
+            (
+                row.0.as_str(),
+                row.1.as_deref(),
+                row.2.as_str(),
+                row.3.as_str()
+            ),
+            (address, Some(st), raw, "g-final"),
+            "the late message.sent regresses no address"
+        );
+    }
+    assert_eq!(status(pool, "telnyx", "mms-group").await, "failed");
+    assert_counters_match_recount(pool).await;
+}
