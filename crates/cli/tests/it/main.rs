@@ -147,3 +147,72 @@ async fn sign_prints_headers_that_verify() {
     );
     std::fs::remove_file(path).ok();
 }
+
+/// The counter check is the production query (also `hookline check`); a counter written by hand
+/// is caught by both, naming the batch, and `hookline check` exits non-zero.
+#[tokio::test]
+async fn check_catches_a_corrupted_counter() {
+    let nats = NatsServer::start();
+    let pg = tokio::task::spawn_blocking(hookline_testkit::Postgres::start)
+        .await
+        .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
+            .args(args)
+            .env("DATABASE_URL", pg.url())
+            .env("NATS_URL", nats.url())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, out) = run(&["migrate"]);
+    assert!(ok, "{out}");
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    let batch: String =
+        sqlx::query_scalar("INSERT INTO batches (name) VALUES ('b') RETURNING id::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    sqlx::query(
+        "INSERT INTO recipients (batch_id, provider, provider_message_id)
+         SELECT $1::uuid, 'resend', 'm-' || i FROM generate_series(1, 5) AS i",
+    )
+    .bind(&batch)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (ok, out) = run(&["check"]);
+    assert!(ok && out.contains("All 1 batches"), "{out}");
+    let mismatches = || async {
+        sqlx::query_scalar::<_, String>(hookline_worker::writer::COUNTER_MISMATCHES)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    };
+    assert!(mismatches().await.is_empty());
+    for corrupt in [
+        "UPDATE batches SET delivered_count = delivered_count + 1",
+        "UPDATE batches SET suppressed_count = suppressed_count + 1",
+    ] {
+        sqlx::query(corrupt).execute(&pool).await.unwrap();
+        assert_eq!(mismatches().await, vec![batch.clone()], "{corrupt}");
+        let (ok, out) = run(&["check"]);
+        assert!(!ok, "non-zero exit after {corrupt}: {out}");
+        assert!(
+            out.contains(&batch) && out.contains("differ from a recount"),
+            "{out}"
+        );
+        sqlx::query(
+            "UPDATE batches SET delivered_count = 0, suppressed_count = 0, queued_count = 5",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        assert!(mismatches().await.is_empty(), "repaired");
+    }
+}
