@@ -28,6 +28,8 @@ pub struct WorkerMetrics {
     pub dlq_messages: IntGauge,
     pub dlq_bytes: IntGauge,
     pub db_retries: IntCounter,
+    /// Writes the database rejected for their data, split to isolate the event at fault.
+    pub bisections: IntCounter,
     pub breaker_open: IntGauge,
     pub breaker_opened: IntCounter,
     pub batch_size: Histogram,
@@ -108,6 +110,10 @@ impl WorkerMetrics {
                 "Dead letters waiting in the dead-letter stream for replay or purge.",
             ),
             dlq_bytes: gauge("webhook_dlq_bytes", "Bytes held by the dead-letter stream."),
+            bisections: counter(
+                "webhook_db_bisections_total",
+                "Batches the database rejected for their data, split in two to isolate the event.",
+            ),
             db_retries: counter(
                 "webhook_db_retries_total",
                 "Database writes retried after a transient failure.",
@@ -168,6 +174,7 @@ impl WorkerMetrics {
             Box::new(m.dlq_messages.clone()),
             Box::new(m.dlq_bytes.clone()),
             Box::new(m.db_retries.clone()),
+            Box::new(m.bisections.clone()),
             Box::new(m.breaker_open.clone()),
             Box::new(m.breaker_opened.clone()),
             Box::new(m.batch_size.clone()),

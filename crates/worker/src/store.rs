@@ -42,6 +42,7 @@ impl Consumer {
                 Ok(vec![(recs[0].0, e)])
             }
             Err(e) => {
+                self.metrics.bisections.inc();
                 warn!(stage = "db_write", batch_size = recs.len(), error = %e, "Batch rejected; isolating the failing events.");
                 let (a, b) = recs.split_at(recs.len() / 2);
                 let mut poison = Box::pin(self.store(a, phase)).await?;

@@ -211,6 +211,7 @@ async fn three_bad_events_in_a_batch_of_a_hundred_dead_letter_exactly_three() {
             .collect::<Vec<_>>()
     );
     assert_eq!(metrics.db_retries.get(), 0, "a rejection is no outage");
+    assert!(metrics.bisections.get() >= 3, "isolated by bisection");
 }
 
 /// NATS is gone and a worker holding a batch through a database outage is told to stop: it exits

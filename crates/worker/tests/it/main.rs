@@ -16,4 +16,5 @@ mod sources;
 mod stack;
 mod starvation;
 mod support;
+mod transient;
 mod workload;
