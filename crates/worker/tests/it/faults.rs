@@ -194,10 +194,12 @@ async fn a_postgres_outage_opens_the_breaker_and_dead_letters_nothing() {
 
 /// 4. Poison mixed into good events: only the poison reaches the DLQ, with reason headers; the good
 /// batch-mates commit; after the fix, `replay` stores them, and replaying again changes nothing.
+/// The bad events are spread through the load before any worker starts, so each shares its batch
+/// with good events and bisection must separate them.
 #[tokio::test]
 async fn poison_is_isolated_dead_lettered_and_replayable() {
-    let stack = Stack::start_tuned(1, |_| {}, ack_wait_2s).await;
-    let pool = &stack.pool;
+    let mut stack = Stack::start_tuned(0, |_| {}, ack_wait_2s).await;
+    let pool = &stack.pool.clone();
     let load = Workload::new(800);
     load.register(pool).await;
     // A rule the database enforces; events breaking it are rejected on their own.
@@ -206,42 +208,62 @@ async fn poison_is_isolated_dead_lettered_and_replayable() {
         .await
         .unwrap();
     let c = &stack.client;
-    let mut posts = Workload::post_all(c, &load.sends, 16).await;
-    for i in 0..5 {
-        let r = c
-            .post_resend(
-                &format!("r-poison-{i}"),
-                &format!("poison-{i}"),
+    // 5 events the database rejects and 3 unparseable ones, in random order between parts of the
+    // good load.
+    let mut bad: Vec<(String, Vec<(String, String)>, String)> = (0..5)
+        .map(|i| {
+            let body = hookline_testkit::signing::resend_body(
                 "email.delivered",
-            )
-            .await;
-        posts.push((
-            crate::workload::Send {
-                message: usize::MAX,
-                step: 0,
-            },
-            r.status().as_u16(),
-        ));
+                &format!("poison-{i}"),
+                "2026-11-23T10:00:00.000Z",
+            );
+            let id = format!("r-poison-{i}");
+            let h = hookline_testkit::signing::resend_headers(
+                hookline_testkit::signing::RESEND_SECRET,
+                &id,
+                &body,
+                hookline_testkit::signing::now(),
+            );
+            (id, h, body)
+        })
+        .chain((0..3).map(|i| {
+            let garbage = format!("{{\"type\":\"email.sent\",\"oops\":{i}}}");
+            let id = format!("r-garbage-{i}");
+            let h = hookline_testkit::signing::resend_headers(
+                hookline_testkit::signing::RESEND_SECRET,
+                &id,
+                &garbage,
+                hookline_testkit::signing::now(),
+            );
+            (id, h, garbage)
+        }))
+        .collect();
+    use rand::seq::SliceRandom;
+    bad.shuffle(&mut rand::rng());
+    let mut posts = Vec::new();
+    let parts: Vec<_> = load.sends.chunks(load.sends.len() / 9 + 1).collect();
+    for (i, part) in parts.iter().enumerate() {
+        posts.extend(Workload::post_all(c, part, 16).await);
+        if let Some((_, h, body)) = bad.get(i) {
+            let st = c.post("resend", h, body).await.status().as_u16();
+            posts.push((
+                crate::workload::Send {
+                    message: usize::MAX,
+                    step: 0,
+                },
+                st,
+            ));
+        }
     }
-    for i in 0..3 {
-        let garbage = format!("{{\"type\":\"email.sent\",\"oops\":{i}}}");
-        let h = hookline_testkit::signing::resend_headers(
-            hookline_testkit::signing::RESEND_SECRET,
-            &format!("r-garbage-{i}"),
-            &garbage,
-            hookline_testkit::signing::now(),
-        );
-        posts.push((
-            crate::workload::Send {
-                message: usize::MAX,
-                step: 1,
-            },
-            c.post("resend", &h, &garbage).await.status().as_u16(),
-        ));
-    }
+    assert_eq!(posts.len(), load.sends.len() + 8);
     assert!(posts.iter().all(|(_, st)| *st == 200));
+    stack.add_worker().await;
     stack.wait_drained(DRAIN).await;
     load.assert_exactly_once(pool).await;
+    assert!(
+        stack.total(|m| m.bisections.get()) >= 5,
+        "each poison was separated from good batch-mates"
+    );
 
     let dead = dlq::list(&stack.js, "WEBHOOKS_DLQ", &Selection::All)
         .await
