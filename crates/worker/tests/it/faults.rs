@@ -210,7 +210,7 @@ async fn poison_is_isolated_dead_lettered_and_replayable() {
     let c = &stack.client;
     // 5 events the database rejects and 3 unparseable ones, in random order between parts of the
     // good load.
-    let mut bad: Vec<(String, Vec<(String, String)>, String)> = (0..5)
+    let mut bad: Vec<(Vec<(String, String)>, String)> = (0..5)
         .map(|i| {
             let body = hookline_testkit::signing::resend_body(
                 "email.delivered",
@@ -224,7 +224,7 @@ async fn poison_is_isolated_dead_lettered_and_replayable() {
                 &body,
                 hookline_testkit::signing::now(),
             );
-            (id, h, body)
+            (h, body)
         })
         .chain((0..3).map(|i| {
             let garbage = format!("{{\"type\":\"email.sent\",\"oops\":{i}}}");
@@ -235,7 +235,7 @@ async fn poison_is_isolated_dead_lettered_and_replayable() {
                 &garbage,
                 hookline_testkit::signing::now(),
             );
-            (id, h, garbage)
+            (h, garbage)
         }))
         .collect();
     use rand::seq::SliceRandom;
@@ -244,7 +244,7 @@ async fn poison_is_isolated_dead_lettered_and_replayable() {
     let parts: Vec<_> = load.sends.chunks(load.sends.len() / 9 + 1).collect();
     for (i, part) in parts.iter().enumerate() {
         posts.extend(Workload::post_all(c, part, 16).await);
-        if let Some((_, h, body)) = bad.get(i) {
+        if let Some((h, body)) = bad.get(i) {
             let st = c.post("resend", h, body).await.status().as_u16();
             posts.push((
                 crate::workload::Send {
