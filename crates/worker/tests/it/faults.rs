@@ -420,8 +420,10 @@ async fn sigterm_under_load_commits_and_acks_the_batch_in_hand() {
     );
 }
 
-/// JetStream gives up on an event delivered `max_deliver` times without an ack (a worker crashing on
-/// it each time): the advisory watcher moves it to the DLQ instead of leaving it stranded.
+/// JetStream gives up on an event delivered `max_deliver` times without an ack: two real workers
+/// crash on it in turn (each restarted at once, as an orchestrator would). When JetStream gives up,
+/// the worker that is alive hears the MAX_DELIVERIES advisory and moves the event to the DLQ:
+/// exactly one dead letter. The sweep is set to an hour, so only the advisory can act here.
 #[tokio::test]
 async fn an_event_past_max_deliver_is_moved_to_the_dlq() {
     let stack = Stack::start_tuned(
@@ -433,27 +435,18 @@ async fn an_event_past_max_deliver_is_moved_to_the_dlq() {
         },
     )
     .await;
-    let consumer =
-        hookline_jetstream::ensure_consumer(&stack.js, "WEBHOOKS", &stack.worker_template.consumer)
-            .await
-            .unwrap();
-    stack
-        .js
-        .get_or_create_stream(
-            hookline_worker::dead_letter::DlqArgs::named("WEBHOOKS_DLQ").config(1),
-        )
-        .await
-        .unwrap();
-    let client = async_nats::connect(stack.nats.url()).await.unwrap();
-    tokio::spawn(hookline_worker::dead_letter::watch_max_deliveries(
-        client.clone(),
-        stack.js.clone(),
-        "WEBHOOKS".into(),
-        "hookline-worker".into(),
-        || {},
-    ));
-
-    client.flush().await.unwrap();
+    let crash = [
+        ("HOOKLINE_FAULT_CRASH", "event:r-cursed"),
+        ("HOOKLINE_DLQ_SWEEP_SECS", "3600"),
+    ];
+    let mut workers = vec![stack.worker_process(&crash), stack.worker_process(&crash)];
+    let w = &workers;
+    wait_until(
+        "both workers consume",
+        Duration::from_secs(20),
+        || async move { w.iter().all(|w| w.log_text().contains("Worker consuming.")) },
+    )
+    .await;
     assert_eq!(
         stack
             .client
@@ -462,45 +455,48 @@ async fn an_event_past_max_deliver_is_moved_to_the_dlq() {
             .status(),
         200
     );
-
-    use futures::StreamExt;
-    for delivery in 1..=2 {
-        let mut got = None;
-        let start = Instant::now();
-        while got.is_none() && start.elapsed() < Duration::from_secs(10) {
-            let mut batch = consumer
-                .batch()
-                .max_messages(1)
-                .expires(Duration::from_secs(2))
-                .messages()
-                .await
-                .unwrap();
-            got = batch.next().await.map(|m| m.unwrap());
+    let (mut crashes, start) = (0, Instant::now());
+    while stack.stream_len("WEBHOOKS_DLQ").await != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never dead-lettered"
+        );
+        for w in workers.iter_mut() {
+            if w.try_exit().is_some() {
+                assert!(
+                    w.log_text().contains("aborting at Event"),
+                    "{}",
+                    w.log_text()
+                );
+                crashes += 1;
+                *w = stack.worker_process(&crash);
+            }
         }
-        let m = got.unwrap_or_else(|| panic!("delivery {delivery} arrives"));
-        assert_eq!(m.info().unwrap().delivered, delivery);
-        // ... and the "worker" dies without acking.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Workers keep pulling; JetStream notices the limit when it would redeliver.
-    let (s, c) = (&stack, &consumer);
-    wait_until("moved to the DLQ", Duration::from_secs(20), || async move {
-        let mut pull = c
-            .batch()
-            .max_messages(1)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await
-            .unwrap();
-        assert!(pull.next().await.is_none(), "no third delivery");
-        s.stream_len("WEBHOOKS_DLQ").await == 1 && s.stream_len("WEBHOOKS").await == 0
-    })
+    let s = &stack;
+    wait_until(
+        "gone from the stream",
+        Duration::from_secs(10),
+        || async move { s.stream_len("WEBHOOKS").await == 0 },
+    )
     .await;
+    assert_eq!(crashes, 2, "one crash per allowed delivery");
     let dead = dlq::list(&stack.js, "WEBHOOKS_DLQ", &Selection::All)
         .await
         .unwrap();
+    assert_eq!(dead.len(), 1, "exactly one dead letter");
     assert_eq!(dead[0].reason(), "max_deliveries");
     assert_eq!(dead[0].header("Hookline-Dlq-Deliveries"), Some("2"));
     assert_eq!(dead[0].header("svix-id"), Some("r-cursed"));
+    let moved_by = workers
+        .iter()
+        .filter(|w| {
+            w.log_text()
+                .contains("Event dead-lettered after its last delivery attempt.")
+        })
+        .count();
+    assert_eq!(moved_by, 1, "one worker moved it");
 }
 
 /// More concurrent writers than pooled connections, with pool timeouts forced: every event is
