@@ -88,6 +88,23 @@ impl Breaker {
         }
     }
 
+    /// Before a write: `None` to go ahead (closed, or open with the probe due: this caller takes
+    /// the probe, and the next one is pushed a full period out so no other batch probes with it);
+    /// `Some(wait)` while open with the probe not yet due. Several batches held through an outage
+    /// thus probe the database once per period between them, not once each.
+    pub fn claim_probe(&mut self, now: Instant) -> Option<Duration> {
+        match self.state {
+            BreakerState::Closed => None,
+            BreakerState::Open { until } if now >= until => {
+                self.state = BreakerState::Open {
+                    until: now + self.open_for,
+                };
+                None
+            }
+            BreakerState::Open { until } => Some(until - now),
+        }
+    }
+
     /// How long to wait before the next attempt: the backoff while closed, the time to the next
     /// probe while open.
     pub fn wait_before_retry(&self, now: Instant, backoff: Duration) -> Duration {
@@ -131,6 +148,28 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Closed);
         assert_eq!(b.consecutive_failures(), 0);
         assert_eq!(b.on_success(), None);
+    }
+
+    #[test]
+    fn one_probe_per_period_however_many_batches_wait() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(1, Duration::from_secs(10));
+        assert_eq!(b.claim_probe(t0), None, "closed: write");
+        b.on_failure(t0);
+        assert_eq!(b.claim_probe(t0), Some(Duration::from_secs(10)));
+        let due = t0 + Duration::from_secs(10);
+        assert_eq!(
+            b.claim_probe(due),
+            None,
+            "the first batch at the due time probes"
+        );
+        assert_eq!(
+            b.claim_probe(due),
+            Some(Duration::from_secs(10)),
+            "the others wait a period"
+        );
+        b.on_success();
+        assert_eq!(b.claim_probe(due), None, "closed again: everyone writes");
     }
 
     #[test]

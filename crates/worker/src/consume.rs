@@ -56,6 +56,8 @@ pub struct Consumer {
     /// by the fetch loop itself, so the loop must never wait on a lock one of them might hold
     /// (tokio's mutex hands the lock to a queued waiter before that waiter is polled again).
     pub(crate) breaker: std::sync::Mutex<Breaker>,
+    /// Wakes the batches waiting out an open breaker when a probe closes it.
+    pub(crate) breaker_closed: tokio::sync::Notify,
     /// Events fetched and not yet settled: what a shutdown that cannot reach NATS leaves behind.
     pub(crate) in_hand: AtomicUsize,
     /// Events handed back (nak) at the shutdown deadline: sent only if NATS is there to take them.

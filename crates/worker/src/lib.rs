@@ -120,6 +120,7 @@ impl Worker {
                     settings.breaker_threshold,
                     settings.breaker_open_for,
                 )),
+                breaker_closed: Default::default(),
                 in_hand: Default::default(),
                 handed_back: Default::default(),
                 settings,
@@ -231,13 +232,13 @@ impl Worker {
                  confirmed; JetStream redelivers them after the ack wait."
             );
         }
-        let _ = tokio::time::timeout(FLUSH_AT_EXIT, self.pool.close()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.pool.close()).await;
         result.unwrap_or(Ok(()))
     }
 }
 
 /// Longest wait at exit for buffered acks to reach NATS.
-const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);
+const FLUSH_AT_EXIT: Duration = Duration::from_millis(300);
 
 /// Completes once the phase is draining and its deadline has passed.
 async fn past_deadline(phase: &mut watch::Receiver<consume::Phase>) {
@@ -245,7 +246,7 @@ async fn past_deadline(phase: &mut watch::Receiver<consume::Phase>) {
         let current = *phase.borrow_and_update();
         if let consume::Phase::Draining { deadline } = current {
             // A moment past the deadline, for the consumer's own hand-back at the deadline.
-            tokio::time::sleep_until(deadline + Duration::from_millis(300)).await;
+            tokio::time::sleep_until(deadline + Duration::from_millis(200)).await;
             return;
         }
         if phase.changed().await.is_err() {

@@ -62,12 +62,20 @@ impl Consumer {
     ) -> Result<Result<(), WriteError>, Interrupted> {
         let mut attempt: u32 = 0;
         loop {
+            // While the breaker is open, only the batch holding the probe writes; the others wait
+            // for the probe's period, or for the breaker to close.
+            let claim = self.breaker().claim_probe(Instant::now().into_std());
+            if let Some(wait) = claim {
+                self.sleep_or_close(wait, phase).await?;
+                continue;
+            }
             let started = Instant::now();
             let e = match self.writer.write(recs).await {
                 Ok(outcome) => {
                     let state = {
                         let mut breaker = self.breaker();
                         if breaker.on_success() == Some(Transition::Closed) {
+                            self.breaker_closed.notify_waiters();
                             info!(
                                 stage = "db_write",
                                 breaker = "closed",
@@ -109,7 +117,7 @@ impl Consumer {
             attempt += 1;
             self.metrics.db_retries.inc();
             let now = Instant::now();
-            let mut wait = {
+            let wait = {
                 let mut breaker = self.breaker();
                 match breaker.on_failure(now.into_std()) {
                     Some(Transition::Opened) => {
@@ -128,29 +136,40 @@ impl Consumer {
                     .set(breaker.state().as_gauge().into());
                 breaker.wait_before_retry(now.into_std(), backoff(&self.settings, attempt))
             };
-            if let Phase::Draining { deadline } = *phase.borrow() {
-                if now >= deadline {
-                    return Err(Interrupted);
-                }
-                wait = wait.min(deadline - now);
+            self.sleep_or_close(wait, phase).await?;
+        }
+    }
+
+    /// Sleeps `wait` (the caller keeps its events alive meanwhile with in-progress acks), or
+    /// until the breaker closes, or until the shutdown deadline if that comes first; `Err` once
+    /// the deadline has passed.
+    async fn sleep_or_close(
+        &self,
+        wait: Duration,
+        phase: &watch::Receiver<Phase>,
+    ) -> Result<(), Interrupted> {
+        let now = Instant::now();
+        if let Phase::Draining { deadline } = *phase.borrow() {
+            if now >= deadline {
+                return Err(Interrupted);
             }
-            // Sleep until the retry, or until the shutdown deadline if that comes first. The
-            // events stay ours meanwhile: the caller sends in-progress acks for as long as it holds
-            // them.
-            let until = now + wait;
-            let mut phase = phase.clone();
-            loop {
-                let bound = match *phase.borrow() {
-                    Phase::Draining { deadline } => until.min(deadline),
-                    Phase::Running => until,
-                };
-                tokio::select! {
-                    _ = tokio::time::sleep_until(bound) => break,
-                    changed = phase.changed() => if changed.is_err() {
-                        tokio::time::sleep_until(bound).await;
-                        break;
-                    },
-                }
+        }
+        let until = now + wait;
+        let closed = self.breaker_closed.notified();
+        tokio::pin!(closed);
+        let mut phase = phase.clone();
+        loop {
+            let bound = match *phase.borrow() {
+                Phase::Draining { deadline } => until.min(deadline),
+                Phase::Running => until,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(bound) => return Ok(()),
+                _ = &mut closed => return Ok(()),
+                changed = phase.changed() => if changed.is_err() {
+                    tokio::time::sleep_until(bound).await;
+                    return Ok(());
+                },
             }
         }
     }

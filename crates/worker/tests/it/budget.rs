@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use hookline_testkit::wait_until;
 use hookline_worker::dlq::{self, Selection};
 
@@ -22,23 +21,6 @@ fn short_budget(w: &mut hookline_worker::WorkerConfig) {
     w.breaker_threshold = 2;
     w.breaker_open_ms = 500;
     w.shutdown_deadline_ms = 1_500;
-}
-
-/// Pulls once (as a worker that then dies would) and returns the delivery count, if any.
-async fn pull_once(stack: &Stack, wait: Duration) -> Option<i64> {
-    let consumer =
-        hookline_jetstream::ensure_consumer(&stack.js, "WEBHOOKS", &stack.worker_template.consumer)
-            .await
-            .unwrap();
-    let mut batch = consumer
-        .batch()
-        .max_messages(1)
-        .expires(wait)
-        .messages()
-        .await
-        .unwrap();
-    let m = batch.next().await?.unwrap();
-    Some(m.info().unwrap().delivered)
 }
 
 /// A poison event that crashes the worker each time it is processed. Both crashes use up the
@@ -70,7 +52,7 @@ async fn a_crash_poison_reaches_the_dlq_with_nobody_listening_for_advisories() {
         "JetStream stops delivering the event",
         Duration::from_secs(20),
         || async move {
-            pull_once(s, Duration::from_millis(300)).await.is_none()
+            s.pull_once(Duration::from_millis(300)).await.is_none()
                 && s.consumer_info().await.num_ack_pending == 0
         },
     )
@@ -111,7 +93,7 @@ async fn an_event_on_its_last_attempt_survives_an_outage_and_a_shutdown() {
         200
     );
     assert_eq!(
-        pull_once(&stack, Duration::from_secs(5)).await,
+        stack.pull_once(Duration::from_secs(5)).await,
         Some(1),
         "a worker took it and died"
     );

@@ -129,18 +129,22 @@ async fn a_nats_restart_loses_no_acknowledged_event() {
     );
 }
 
-/// 3. PostgreSQL is stopped for longer than the breaker threshold: the breaker opens (visible in
-/// the worker's state), nothing is dead-lettered, ingest keeps accepting, and everything is stored
-/// once PostgreSQL is back.
+/// 3. PostgreSQL is stopped for well past `ack_wait × max_deliver` (2 s × 4) with two workers
+/// holding batches: the breakers open and probe at their interval (failed writes bounded by the
+/// window over the probe interval), the events in hand stay in hand (ack-pending steady, none
+/// redelivered: in-progress acks), nothing is dead-lettered, ingest keeps accepting, and
+/// everything is stored once PostgreSQL is back.
 #[tokio::test]
 async fn a_postgres_outage_opens_the_breaker_and_dead_letters_nothing() {
+    const PROBE_EVERY: Duration = Duration::from_millis(1_000);
+    const HOLD: Duration = Duration::from_secs(12);
     let mut stack = Stack::start_tuned(
-        1,
+        2,
         |_| {},
         |w| {
             ack_wait_2s(w);
             w.breaker_threshold = 3;
-            w.breaker_open_ms = 300;
+            w.breaker_open_ms = PROBE_EVERY.as_millis() as u64;
             // Fail fast while PostgreSQL is down instead of waiting for a pooled connection.
             w.db_acquire_timeout_ms = 300;
             w.retry_base_ms = 20;
@@ -150,11 +154,14 @@ async fn a_postgres_outage_opens_the_breaker_and_dead_letters_nothing() {
     .await;
     let load = Workload::new(1000);
     load.register(&stack.pool).await;
-    let (first, second) = load.sends.split_at(load.sends.len() / 2);
+    // Fewer events during the outage than the workers hold at once (2 × 4 batches of 100), so
+    // all are in hand and a newcomer's pull must find nothing.
+    let (first, second) = load.sends.split_at(load.sends.len() - 150);
     assert!(Workload::post_all(&stack.client, first, 16)
         .await
         .iter()
         .all(|(_, st)| *st == 200));
+    stack.wait_drained(DRAIN).await;
 
     let outage = Instant::now();
     stack.pg.stop();
@@ -163,30 +170,60 @@ async fn a_postgres_outage_opens_the_breaker_and_dead_letters_nothing() {
         r.iter().all(|(_, st)| *st == 200),
         "ingest does no database work"
     );
-    let stats = stack.workers[0].metrics.clone();
-    let st = &stats;
+    let s = &stack;
     wait_until(
-        "the breaker opens and a probe fails",
+        "the breakers open with every event in hand",
         Duration::from_secs(30),
-        || async move { st.breaker_open.get() == 1 && st.db_retries.get() >= 5 },
+        || async move {
+            let info = s.consumer_info().await;
+            s.workers.iter().any(|w| w.metrics.breaker_open.get() == 1)
+                && info.num_pending == 0
+                && info.num_ack_pending > 0
+        },
     )
     .await;
-    let retries_during = stats.db_retries.get();
+    let held = stack.consumer_info().await.num_ack_pending;
+    let retries_at_open = stack.total(|m| m.db_retries.get());
+    let window = Instant::now();
+    while window.elapsed() < HOLD {
+        let info = stack.consumer_info().await;
+        assert_eq!(
+            info.num_ack_pending, held,
+            "the events in hand stay in hand"
+        );
+        assert_eq!(info.num_redelivered, 0, "no delivery attempt spent");
+        assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0);
+        // A newcomer (a restarted or scaled-out worker) pulls: it must get nothing.
+        assert_eq!(stack.pull_once(Duration::from_millis(250)).await, None);
+    }
+    let probes = stack.total(|m| m.db_retries.get()) - retries_at_open;
+    let bound = 2 * (HOLD.as_millis() / PROBE_EVERY.as_millis() + 2) as u64;
+    assert!(
+        probes <= bound,
+        "the open breakers probe once per interval: {probes} failed writes in {HOLD:?} (≤ {bound})"
+    );
+    assert!(probes >= 2, "and do probe: {probes}");
     stack.pg.start_again();
     let outage = outage.elapsed();
 
     stack.wait_drained(DRAIN).await;
     load.assert_exactly_once(&stack.pool).await;
-    assert_eq!(stats.breaker_open.get(), 0, "closed again");
-    assert!(stats.breaker_opened.get() >= 1);
-    assert_eq!(stats.dead_lettered_total(), 0);
+    assert_eq!(
+        stack.consumer_info().await.num_redelivered,
+        0,
+        "nothing redelivered"
+    );
+    assert!(stack.total(|m| m.breaker_opened.get()) >= 1);
+    for w in &stack.workers {
+        assert_eq!(w.metrics.breaker_open.get(), 0, "closed again");
+        assert_eq!(w.metrics.dead_lettered_total(), 0);
+    }
     assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0);
     println!(
-        "figures: posts={} accepted={} outage={outage:?} failed writes during outage={retries_during} \
-         breaker opened={} distinct={} stored={} dead-lettered=0",
+        "figures: posts={} outage={outage:?} held through it={held} probes in {HOLD:?}={probes} \
+         breaker opened={} distinct={} stored={} redelivered=0 dead-lettered=0",
         load.sends.len(),
-        load.sends.len(),
-        stats.breaker_opened.get(),
+        stack.total(|m| m.breaker_opened.get()),
         load.distinct_events(),
         stack.stored_events().await
     );

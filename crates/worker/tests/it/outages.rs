@@ -33,7 +33,9 @@ pub async fn set_read_only(pool: &PgPool, on: bool) {
     }
 }
 
-/// Watches a fault for `hold`: the DLQ stays empty and no event is redelivered meanwhile.
+/// Watches a fault for `hold`: the DLQ stays empty and no event is redelivered meanwhile. With
+/// every accepted event in a worker's hands, a newcomer pulling (a restarted or scaled-out worker)
+/// must get nothing: the holders' in-progress acks keep their events theirs.
 async fn hold_and_watch(stack: &Stack, hold: Duration) {
     let start = Instant::now();
     while start.elapsed() < hold {
@@ -47,7 +49,15 @@ async fn hold_and_watch(stack: &Stack, hold: Duration) {
             info.num_redelivered, 0,
             "a delivery attempt was spent during the outage"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if info.num_pending == 0 {
+            assert_eq!(
+                stack.pull_once(Duration::from_millis(500)).await,
+                None,
+                "an event held through the outage was handed to a newcomer"
+            );
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }
 

@@ -165,6 +165,28 @@ impl Stack {
         .await;
     }
 
+    /// Pulls one event from the workers' consumer without acknowledging it (as a worker that then
+    /// dies would, or one that just started); returns its delivery count, if any came.
+    pub async fn pull_once(&self, wait: Duration) -> Option<i64> {
+        use futures::StreamExt as _;
+        let consumer = hookline_jetstream::ensure_consumer(
+            &self.js,
+            "WEBHOOKS",
+            &self.worker_template.consumer,
+        )
+        .await
+        .unwrap();
+        let mut batch = consumer
+            .batch()
+            .max_messages(1)
+            .expires(wait)
+            .messages()
+            .await
+            .unwrap();
+        let m = batch.next().await?.unwrap();
+        Some(m.info().unwrap().delivered)
+    }
+
     /// The sum of `f` over the in-process workers' metrics.
     pub fn total(&self, f: impl Fn(&WorkerMetrics) -> u64) -> u64 {
         self.workers.iter().map(|w| f(&w.metrics)).sum()
