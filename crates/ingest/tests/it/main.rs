@@ -4,4 +4,5 @@ mod abuse;
 mod harness;
 mod logs;
 mod rejections;
+mod shutdown;
 mod storing;
