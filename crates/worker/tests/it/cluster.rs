@@ -45,25 +45,6 @@ async fn losing_the_stream_leader_loses_no_acknowledged_event() {
     )
     .await;
 
-    let mut stops = Vec::new();
-    for _ in 0..2 {
-        let mut w = WorkerConfig::for_urls(
-            &urls,
-            &format!("postgres://postgres@127.0.0.1:{}/postgres", _pg.port),
-        );
-        w.stream_replicas = 3;
-        w.flush_interval_ms = 100;
-        w.consumer.ack_wait_secs = 2;
-        w.retry_base_ms = 20;
-        w.retry_max_ms = 500;
-        let worker = Worker::connect(&w).await.unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(worker.run(None, async {
-            let _ = stopped.await;
-        }));
-        stops.push(stop);
-    }
-
     let js = jetstream::new(
         async_nats::connect(hookline_jetstream::server_addrs(&urls).unwrap())
             .await
@@ -87,6 +68,13 @@ async fn losing_the_stream_leader_loses_no_acknowledged_event() {
     load.register(&pool).await;
     let (first, rest) = load.sends.split_at(load.sends.len() / 3);
     let r1 = Workload::post_all(&client, first, 16).await;
+    // No worker runs yet: everything accepted so far waits in the stream.
+    let before = crate::stack::stream_msg_ids(&js).await;
+    assert_eq!(
+        before.len() as u64,
+        stream_len(&js, "WEBHOOKS").await.unwrap(),
+        "ids read back"
+    );
     let killed_at = Instant::now();
     cluster.node_mut(&leader).kill();
     let r2 = Workload::post_all(&client, rest, 16).await;
@@ -107,6 +95,29 @@ async fn losing_the_stream_leader_loses_no_acknowledged_event() {
         .collect();
     let refused_n = refused.len();
     let retried = Workload::retry_until_accepted(&client, refused, Duration::from_secs(60)).await;
+    // The new leader holds everything the old one had acknowledged before it died.
+    let after = crate::stack::stream_msg_ids(&js).await;
+    let lost: Vec<_> = before.difference(&after).collect();
+    assert!(lost.is_empty(), "lost with the leader: {lost:?}");
+
+    let mut stops = Vec::new();
+    for _ in 0..2 {
+        let mut w = WorkerConfig::for_urls(
+            &urls,
+            &format!("postgres://postgres@127.0.0.1:{}/postgres", _pg.port),
+        );
+        w.stream_replicas = 3;
+        w.flush_interval_ms = 100;
+        w.consumer.ack_wait_secs = 2;
+        w.retry_base_ms = 20;
+        w.retry_max_ms = 500;
+        let worker = Worker::connect(&w).await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(worker.run(None, async {
+            let _ = stopped.await;
+        }));
+        stops.push(stop);
+    }
 
     let j = &js;
     wait_until(

@@ -187,29 +187,34 @@ impl Stack {
         Some(m.info().unwrap().delivered)
     }
 
-    /// The `Nats-Msg-Id` of every event in the main stream: what JetStream holds, for comparing
-    /// its contents across a restart.
+    /// The `Nats-Msg-Id` of every event in the main stream (see [`stream_msg_ids`]).
     pub async fn stream_msg_ids(&self) -> std::collections::BTreeSet<String> {
-        let stream = self.js.get_stream("WEBHOOKS").await.unwrap();
-        let mut ids = std::collections::BTreeSet::new();
-        let mut next = 1;
-        while let Ok(m) = stream
-            .raw_message_builder()
-            .sequence(next)
-            .next_by_subject(hookline_jetstream::SUBJECTS.to_owned())
-            .send()
-            .await
-        {
-            if let Some(id) = m.headers.get(async_nats::header::NATS_MESSAGE_ID) {
-                ids.insert(id.as_str().to_owned());
-            }
-            next = m.sequence + 1;
-        }
-        ids
+        stream_msg_ids(&self.js).await
     }
 
     /// The sum of `f` over the in-process workers' metrics.
     pub fn total(&self, f: impl Fn(&WorkerMetrics) -> u64) -> u64 {
         self.workers.iter().map(|w| f(&w.metrics)).sum()
     }
+}
+
+/// The `Nats-Msg-Id` of every event in the main stream: what JetStream holds, for comparing its
+/// contents across a restart or a leader change.
+pub async fn stream_msg_ids(js: &jetstream::Context) -> std::collections::BTreeSet<String> {
+    let stream = js.get_stream("WEBHOOKS").await.unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut next = 1;
+    while let Ok(m) = stream
+        .raw_message_builder()
+        .sequence(next)
+        .next_by_subject(hookline_jetstream::SUBJECTS.to_owned())
+        .send()
+        .await
+    {
+        if let Some(id) = m.headers.get(async_nats::header::NATS_MESSAGE_ID) {
+            ids.insert(id.as_str().to_owned());
+        }
+        next = m.sequence + 1;
+    }
+    ids
 }
