@@ -2,8 +2,8 @@
 """Writes signature test vectors for hookline, signed by independent implementations.
 
 Resend vectors are signed with the official `svix` Python library (svix.webhooks.Webhook.sign),
-Telnyx vectors with PyNaCl (libsodium's Ed25519), and the generic sources in `examples/` with
-Python's own `hmac` module. hookline's Rust verifiers are tested against
+Telnyx vectors with PyNaCl (libsodium's Ed25519), and the generic sources in `examples/` and
+`testdata/generic/templated.toml` with Python's own `hmac` module. hookline's Rust verifiers are tested against
 these files, so a bug shared by our signer and our verifier cannot hide.
 
     python3 -m venv /tmp/v && /tmp/v/bin/pip install svix pynacl
@@ -196,6 +196,40 @@ def respondio_vectors():
     return {"now": NOW, "secret": secret, "cases": cases}
 
 
+def templated_vectors():
+    """testdata/generic/templated.toml: base64 HMAC-SHA512 over
+    "{timestamp}.{X-Request-Id}.{body}", the timestamp in milliseconds in X-Timestamp."""
+    secret = "hookline-templated-signing-key"
+    cases = []
+
+    def body(message_id, status, at):
+        return '{"type":"status","id":"%s","status":"%s","at":"%s"}' % (message_id, status, at)
+
+    def sign(ts_ms, request_id, b, key=secret):
+        content = "%s.%s.%s" % (ts_ms, request_id, b)
+        return base64.b64encode(hmac.new(key.encode(), content.encode(), hashlib.sha512).digest()).decode()
+
+    def case(name, expect, ts_ms, request_id, b, sig, decoded=None):
+        cases.append({"name": name, "expect": expect,
+                      "headers": {"X-Timestamp": str(ts_ms), "X-Request-Id": request_id,
+                                  "X-Signature": sig},
+                      "body": b, "decoded": decoded})
+
+    ts = NOW * 1000 - 1234  # milliseconds, a little before "now"
+    b = body("tm-1", "delivered", "2026-11-20T09:59:58Z")
+    case("delivered", "ok", ts, "req-1", b, sign(ts, "req-1", b),
+         {"event_id": "req-1", "message_id": "tm-1", "status": "delivered", "engagement": None})
+    b = body("tm-2", "sent", "2026-11-20T09:59:50Z")
+    case("sent", "ok", ts, "req-2", b, sign(ts, "req-2", b),
+         {"event_id": "req-2", "message_id": "tm-2", "status": "sent", "engagement": None})
+    case("other_request_id", "mismatch", ts, "req-3", b, sign(ts, "req-2", b))
+    case("other_timestamp", "mismatch", ts + 1, "req-2", b, sign(ts, "req-2", b))
+    case("wrong_secret", "mismatch", ts, "req-2", b, sign(ts, "req-2", b, "another-key"))
+    old_ts = (NOW - TOLERANCE - 1) * 1000
+    case("stale", "stale_timestamp", old_ts, "req-2", b, sign(old_ts, "req-2", b))
+    return {"now": NOW, "secret": secret, "cases": cases}
+
+
 def write(path, data):
     with open(os.path.join(HERE, path), "w") as f:
         json.dump(data, f, indent=2)
@@ -208,3 +242,4 @@ if __name__ == "__main__":
     os.makedirs(os.path.join(HERE, "generic"), exist_ok=True)
     write("generic/github-style.json", github_vectors())
     write("generic/respondio-style.json", respondio_vectors())
+    write("generic/templated.json", templated_vectors())

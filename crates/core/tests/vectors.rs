@@ -138,16 +138,18 @@ fn vector_bodies_decode() {
     }
 }
 
-/// The two example sources in `examples/`, against vectors signed by Python's `hmac` module:
-/// verdicts, and the decoded fields of every valid case.
+/// The two example sources in `examples/` and a templated one in `testdata/generic/` (SHA-512,
+/// `{timestamp}`/`{header:…}` template, millisecond timestamps), against vectors signed by
+/// Python's `hmac` module: verdicts, and the decoded fields of every valid case.
 #[test]
 fn generic_example_sources_verify_and_decode_independent_vectors() {
     use hookline_core::providers::{parse_sources, GenericSource};
-    for example in ["github-style", "respondio-style"] {
-        let toml_path = format!(
-            "{}/../../examples/{example}.toml",
-            env!("CARGO_MANIFEST_DIR")
-        );
+    for (example, dir) in [
+        ("github-style", "examples"),
+        ("respondio-style", "examples"),
+        ("templated", "testdata/generic"),
+    ] {
+        let toml_path = format!("{}/../../{dir}/{example}.toml", env!("CARGO_MANIFEST_DIR"));
         let config = parse_sources(&std::fs::read_to_string(&toml_path).unwrap()).unwrap();
         let v = load(&format!("generic/{example}.json"));
         let secret = v["secret"].as_str().unwrap().as_bytes().to_vec();
