@@ -46,6 +46,11 @@ fn text(b: &[u8]) -> Option<&str> {
 
 /// Svix header parsing and verification: `id \n timestamp \n signature-header \n body`.
 pub fn svix_signature(data: &[u8]) {
+    svix_accepts(data);
+}
+
+/// [`svix_signature`], saying whether the input was accepted.
+pub fn svix_accepts(data: &[u8]) -> bool {
     let [id, ts, sig, body] = fields::<4>(data);
     let secret = svix::SvixSecret::parse(SVIX_SECRET).expect("fixed secret parses");
     let (id, ts, sig) = (text(id), text(ts), text(sig));
@@ -67,10 +72,16 @@ pub fn svix_signature(data: &[u8]) {
             "accepted a signature header without the genuine entry"
         );
     }
+    verdict.is_ok()
 }
 
 /// Telnyx header parsing and verification: `timestamp \n signature \n body`.
 pub fn telnyx_signature(data: &[u8]) {
+    telnyx_accepts(data);
+}
+
+/// [`telnyx_signature`], saying whether the input was accepted.
+pub fn telnyx_accepts(data: &[u8]) -> bool {
     let [ts, sig, body] = fields::<3>(data);
     let key = ed25519::parse_signing_key(ED25519_SEED).expect("fixed seed parses");
     let (ts, sig) = (text(ts), text(sig));
@@ -88,6 +99,7 @@ pub fn telnyx_signature(data: &[u8]) {
             "accepted a signature that is not the genuine one"
         );
     }
+    verdict.is_ok()
 }
 
 /// Every provider's envelope and decoder on arbitrary bytes: `svix-id \n body`. Whatever the
@@ -123,7 +135,7 @@ pub fn payloads(data: &[u8]) {
             );
         }
         // The worker looks headers up case-insensitively; make sure that path holds too.
-        let _ = headers.get("SVIX-ID");
+        assert_eq!(headers.get("SVIX-ID"), Some(id.as_ref()));
     }
 }
 
@@ -165,7 +177,10 @@ pub fn sources_config(data: &[u8]) {
             ("x-id", "e-1"),
             ("x-timestamp", "1795168800"),
         ];
-        let _ = source.verify(&headers, body, NOW);
+        assert!(
+            source.verify(&headers, body, NOW).is_err(),
+            "a made-up signature was accepted"
+        );
         let envelope = source.envelope(&headers, body);
         let event_type = envelope
             .event_type
@@ -177,7 +192,10 @@ pub fn sources_config(data: &[u8]) {
             envelope.event_id.as_deref(),
             body,
         ));
-        let _ = source.decode(&headers, body);
+        if let Ok(event) = source.decode(&headers, body) {
+            assert_eq!(event.provider, source.name());
+            assert!(!(event.status.is_some() && event.engagement.is_some()));
+        }
     }
 }
 
@@ -222,10 +240,20 @@ mod tests {
     fn genuine_signatures_pass_through_the_harnesses() {
         let secret = svix::SvixSecret::parse(SVIX_SECRET).unwrap();
         let sig = secret.sign("msg_1", NOW, b"{}");
-        svix_signature(format!("msg_1\n{NOW}\n{sig}\n{{}}").as_bytes());
+        assert!(svix_accepts(
+            format!("msg_1\n{NOW}\n{sig}\n{{}}").as_bytes()
+        ));
+        assert!(
+            !svix_accepts(format!("msg_2\n{NOW}\n{sig}\n{{}}").as_bytes()),
+            "another id"
+        );
         let key = ed25519::parse_signing_key(ED25519_SEED).unwrap();
         let sig = ed25519::sign(&key, NOW, b"{}");
-        telnyx_signature(format!("{NOW}\n{sig}\n{{}}").as_bytes());
+        assert!(telnyx_accepts(format!("{NOW}\n{sig}\n{{}}").as_bytes()));
+        assert!(
+            !telnyx_accepts(format!("{NOW}\n{sig}\n{{ }}").as_bytes()),
+            "another body"
+        );
     }
 
     #[test]

@@ -592,5 +592,9 @@ async fn more_writers_than_connections_never_stall_the_worker() {
     .await;
     load.assert_exactly_once(pool).await;
     let retries = stack.total(|m| m.db_retries.get());
+    assert!(
+        retries > 0,
+        "the forced pool timeouts happened and were retried"
+    );
     println!("pool timeouts retried: {retries}");
 }
