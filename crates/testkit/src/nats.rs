@@ -79,6 +79,12 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// Sends `STOP` or `CONT`: a server that hangs (its connections stay open, nothing is
+    /// answered), as a stalled disk or a GC pause would make it.
+    pub fn signal(&mut self, sig: &str) {
+        self.proc.signal(sig);
+    }
+
     /// SIGKILL: no goodbye to clients, as in a crash.
     pub fn kill(&mut self) {
         self.proc.kill();

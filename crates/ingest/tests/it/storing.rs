@@ -174,6 +174,16 @@ async fn a_full_stream_answers_503() {
         Some(accepted as usize),
         "refusals only once full"
     );
+    let refused = ingest
+        .client
+        .post_resend("msg_full_more", "em", "email.sent")
+        .await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused.headers()["retry-after"],
+        "7",
+        "the provider is told when to retry"
+    );
     assert_eq!(
         ingest.stored_messages().await,
         accepted,
@@ -229,5 +239,39 @@ async fn shutdown_under_load_never_acknowledges_an_unstored_event() {
         ingest.stored_messages().await,
         ok,
         "every 200 answer is in the stream, and nothing else"
+    );
+}
+
+/// The stream deleted under a running ingest (an operator's mistake, a lost JetStream account):
+/// 503 with Retry-After, nothing claimed; and a broker that hangs (SIGSTOP: connections open,
+/// nothing answered) runs into the PubAck timeout: 503 within it, never 2xx.
+#[tokio::test]
+async fn a_missing_stream_and_a_hung_broker_answer_503() {
+    let mut ingest = Ingest::start().await;
+    ingest.js.delete_stream("WEBHOOKS").await.unwrap();
+    let r = ingest
+        .client
+        .post_resend("msg_nostream", "em", "email.sent")
+        .await;
+    assert_eq!(r.status(), 503, "no stream");
+    assert_eq!(r.headers()["retry-after"], "7");
+    assert!(
+        ingest.js.get_stream("WEBHOOKS").await.is_err(),
+        "nothing recreated it behind our back"
+    );
+
+    ingest.nats.signal("STOP");
+    let started = std::time::Instant::now();
+    let r = ingest
+        .client
+        .post_resend("msg_hung", "em", "email.sent")
+        .await;
+    let took = started.elapsed();
+    ingest.nats.signal("CONT");
+    assert_eq!(r.status(), 503, "PubAck timeout");
+    assert_eq!(r.headers()["retry-after"], "7");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "answered at the 1 s PubAck timeout, not before and not much after: {took:?}"
     );
 }

@@ -337,3 +337,72 @@ async fn a_full_dlq_keeps_the_event_in_the_stream_until_there_is_room() {
     })
     .await;
 }
+
+/// SIGINT to a worker holding a batch while the database is read-only: at its shutdown deadline it
+/// hands the batch back (NAK), so it is free at once rather than after the ack wait (30 s here),
+/// and exits cleanly; the next worker stores every event once.
+#[tokio::test]
+async fn a_worker_stopped_during_an_outage_hands_its_batch_back() {
+    let stack = Stack::start_tuned(
+        0,
+        |_| {},
+        |w| {
+            w.consumer.ack_wait_secs = 30;
+            w.breaker_threshold = 2;
+            w.breaker_open_ms = 500;
+            w.shutdown_deadline_ms = 1_500;
+        },
+    )
+    .await;
+    set_read_only(&stack.pool, true).await;
+    let mut worker = stack.worker_process(&[]);
+    for i in 0..20 {
+        let r = stack
+            .client
+            .post_resend(
+                &format!("r-back-{i}"),
+                &format!("em-back-{i}"),
+                "email.sent",
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let (s, w) = (&stack, &worker);
+    wait_until(
+        "the worker holds the events",
+        Duration::from_secs(30),
+        || async move {
+            w.log_text().contains("Circuit breaker opened")
+                && s.consumer_info().await.num_ack_pending == 20
+        },
+    )
+    .await;
+    worker.signal("INT");
+    let status = worker.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.is_some_and(|s| s.success()), "{}", worker.log_text());
+    assert!(
+        worker.log_text().contains("batch returned to the stream"),
+        "{}",
+        worker.log_text()
+    );
+    set_read_only(&stack.pool, false).await;
+    let _next = stack.worker_process(&[]);
+    let pool = &stack.pool;
+    // Handed back: the next worker gets them at once. Had they been left to expire, they would
+    // come back only after the 30 s ack wait, past this deadline.
+    wait_until(
+        "every event stored, long before the ack wait",
+        Duration::from_secs(20),
+        || async move {
+            count(
+                pool,
+                "SELECT count(*) FROM delivery_events WHERE event_id LIKE 'r-back-%'",
+            )
+            .await
+                == 20
+        },
+    )
+    .await;
+    stack.wait_drained(DRAIN).await;
+    assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0);
+}
