@@ -334,3 +334,62 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     let after = raw(&addr, unsigned(), b"{}".to_vec(), Duration::from_secs(10)).await;
     assert_eq!(after, Outcome::Status(401), "served once a slot is free");
 }
+
+/// Beyond the in-flight cap the answer is 503 with Retry-After (the provider is told when to come
+/// back); a body slower than the body timeout gets 408 and its connection is closed, so a slow
+/// client cannot keep it.
+#[tokio::test]
+async fn overload_answers_503_with_retry_after_and_a_408_closes_the_connection() {
+    let ingest = crate::harness::Ingest::start_with(|c| {
+        c.max_inflight_requests = 1;
+        c.body_timeout_ms = 500;
+    })
+    .await;
+    let addr = ingest.base.trim_start_matches("http://").to_owned();
+    // Takes the only slot: its head promises a body that never comes.
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    let body = hookline_testkit::signing::resend_body("email.sent", "em", "2026-11-23T10:00:00Z");
+    let h = hookline_testkit::signing::resend_headers(
+        hookline_testkit::signing::RESEND_SECRET,
+        "msg_slow",
+        &body,
+        hookline_testkit::signing::now(),
+    );
+    let extra: String = h.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let slow_head = head(
+        "/webhooks/resend",
+        &format!("content-length: {}\r\n{extra}", body.len()),
+    );
+    slow.write_all(slow_head.as_bytes()).await.unwrap();
+    // Wait until it holds the slot: a second request is shed.
+    let c = &ingest.client;
+    let mut shed = None;
+    let start = std::time::Instant::now();
+    while shed.is_none() && start.elapsed() < Duration::from_secs(5) {
+        let r = c.post_resend("msg_second", "em", "email.sent").await;
+        if r.status() == 503 {
+            shed = Some(r);
+        }
+    }
+    let shed = shed.expect("a request beyond the cap is shed");
+    assert!(
+        shed.headers().get("retry-after").is_some(),
+        "503 carries Retry-After: {:?}",
+        shed.headers()
+    );
+    // The slow body runs into its timeout: 408, then the connection is closed.
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection after the 408")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // The slot is free again.
+    assert_eq!(
+        c.post_resend("msg_third", "em", "email.sent")
+            .await
+            .status(),
+        200
+    );
+}

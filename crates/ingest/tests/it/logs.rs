@@ -37,6 +37,20 @@ async fn json_logs_carry_stage_fields_and_never_secrets() {
     assert_eq!(client.post("resend", &bad, &body).await.status(), 401);
     assert_eq!(client.post("resend", &good, &body).await.status(), 200);
     assert_eq!(client.post("nope", &good, &body).await.status(), 404);
+    // Telnyx too: a good and a tampered Ed25519 signature.
+    let t_body = signing::telnyx_body(
+        "t-log",
+        "sms-log",
+        "delivered",
+        "2026-11-23T10:00:00.000+00:00",
+    );
+    let t_good = signing::telnyx_headers(&t_body, signing::now());
+    let mut t_bad = t_good.clone();
+    t_bad[0].1 = signing::telnyx_headers("another body", signing::now())[0]
+        .1
+        .clone();
+    assert_eq!(client.post("telnyx", &t_bad, &t_body).await.status(), 401);
+    assert_eq!(client.post("telnyx", &t_good, &t_body).await.status(), 200);
     ingest.signal("TERM");
     assert!(ingest
         .wait_exit(Duration::from_secs(15))
@@ -76,7 +90,14 @@ async fn json_logs_carry_stage_fields_and_never_secrets() {
     find("Ingest stopped.");
 
     let secret_part = RESEND_SECRET.trim_start_matches("whsec_");
-    for needle in [secret_part, &good[2].1[3..], &bad[2].1[3..]] {
+    for needle in [
+        secret_part,
+        &good[2].1[3..],
+        &bad[2].1[3..],
+        &t_good[0].1,
+        &t_bad[0].1,
+        signing::TELNYX_SEED_B64,
+    ] {
         assert!(
             !text.contains(needle),
             "the log contains a secret or signature: {needle}"
@@ -148,4 +169,32 @@ async fn sigterm_with_nats_gone_exits_within_the_deadline() {
     assert!(text.contains("NATS unreachable at shutdown"), "{text}");
     assert!(text.contains("Ingest stopped."), "{text}");
     println!("figures: ingest exit after SIGTERM with NATS gone: {took:?} (deadline 2 s)");
+}
+
+/// A key in the wrong format stops the real binary at start-up, with a message naming the
+/// variable (and not echoing the value).
+#[tokio::test]
+async fn a_bad_key_stops_the_binary_naming_the_variable() {
+    let nats = NatsServer::start();
+    for (var, value) in [
+        ("TELNYX_PUBLIC_KEY", "not-a-key-c2VjcmV0"),
+        ("RESEND_WEBHOOK_SECRET", "whsec_%%%not-base64"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hookline-ingest"))
+            .env("NATS_URL", nats.url())
+            .env("HOOKLINE_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env_remove("TELNYX_PUBLIC_KEY")
+            .env_remove("RESEND_WEBHOOK_SECRET")
+            .env(var, value)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{var}: started anyway: {text}");
+        assert!(text.contains(var), "{var} is named: {text}");
+        assert!(!text.contains(value), "{var}'s value is not echoed: {text}");
+    }
 }
