@@ -397,3 +397,40 @@ async fn overload_answers_503_with_retry_after_and_a_408_closes_the_connection()
         200
     );
 }
+
+/// Chunked bodies (no declared length) that run past the body limit: each one is refused with 413
+/// once it passes the limit, when no flood holds the in-flight slots (under a flood, 503 is the
+/// right answer for those that find the cap taken).
+#[tokio::test]
+async fn every_chunked_body_past_the_limit_is_413() {
+    let ingest = Ingest::start().await; // body limit 64 KiB (harness)
+    let addr = ingest.base.trim_start_matches("http://").to_owned();
+    let mut chunked = Vec::new();
+    for _ in 0..20 {
+        let chunk = vec![b'x'; 8 * 1024];
+        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        chunked.extend_from_slice(&chunk);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let (addr, body) = (addr.clone(), chunked.clone());
+        tasks.spawn(async move {
+            raw(
+                &addr,
+                head("/webhooks/resend", "transfer-encoding: chunked\r\n"),
+                body,
+                Duration::from_secs(10),
+            )
+            .await
+        });
+    }
+    let outcomes: Vec<Outcome> = tasks.join_all().await;
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Status(413)),
+        "{:?}",
+        tally(&outcomes)
+    );
+    assert_eq!(ingest.stored_messages().await, 0);
+}
