@@ -10,10 +10,16 @@ use hookline_testkit::NatsServer;
 use hookline_worker::dead_letter::{self, Failure, Letter};
 
 fn hookline(nats: &NatsServer, args: &[&str]) -> (bool, String) {
+    hookline_with(nats, &[], args)
+}
+
+/// Runs the `hookline` binary against `nats` with `env` set; returns success and all output.
+fn hookline_with(nats: &NatsServer, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
         .args(args)
         .env("NATS_URL", nats.url())
         .env_remove("RESEND_WEBHOOK_SECRET")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let text = format!(
@@ -156,20 +162,8 @@ async fn check_catches_a_corrupted_counter() {
     let pg = tokio::task::spawn_blocking(hookline_testkit::Postgres::start)
         .await
         .unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
-            .args(args)
-            .env("DATABASE_URL", pg.url())
-            .env("NATS_URL", nats.url())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
+    let url = pg.url();
+    let run = |args: &[&str]| hookline_with(&nats, &[("DATABASE_URL", &url)], args);
     let (ok, out) = run(&["migrate"]);
     assert!(ok, "{out}");
     let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();

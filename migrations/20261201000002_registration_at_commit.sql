@@ -67,9 +67,10 @@ BEGIN
 END;
 $$;
 
--- As before (see the first migration), with two changes: stripes come from
--- lock_message_stripes, and the UPDATE runs with `hookline.refreshing` on, so the counter trigger
--- applies its deltas at once (the stripes are held) instead of queueing them.
+-- As before (see the first migration), with three changes: stripes come from
+-- lock_message_stripes; the UPDATE runs with `hookline.refreshing` on, so the counter trigger
+-- applies its deltas at once (the stripes are held) instead of queueing them; and the recipient
+-- takes the winning event's `provider_status` (the column comes with the previous migration).
 CREATE OR REPLACE FUNCTION refresh_recipients(
     p_provider text[],
     p_message_id text[],
@@ -113,6 +114,8 @@ BEGIN
                    FILTER (WHERE e.status IS NOT NULL))[1] AS error_code,
                (array_agg(e.error_description ORDER BY e.rank DESC, e.occurred_at DESC, e.event_id DESC)
                    FILTER (WHERE e.status IS NOT NULL))[1] AS error_description,
+               (array_agg(e.provider_status ORDER BY e.rank DESC, e.occurred_at DESC, e.event_id DESC)
+                   FILTER (WHERE e.status IS NOT NULL))[1] AS provider_status,
                min(e.occurred_at) FILTER (WHERE e.status = 'sent')                 AS sent_at,
                min(e.occurred_at) FILTER (WHERE e.status = 'delivered')            AS delivered_at,
                min(e.occurred_at) FILTER (WHERE e.status IN ('failed', 'bounced')) AS failed_at,
@@ -123,7 +126,7 @@ BEGIN
         FROM keys k
         CROSS JOIN LATERAL (
             SELECT d.status, d.engagement, d.event_id, d.occurred_at, d.error_code,
-                   d.error_description, s.rank
+                   d.error_description, d.provider_status, s.rank
             FROM delivery_events d
             LEFT JOIN delivery_statuses s ON s.status = d.status
             WHERE d.provider = k.provider AND d.provider_message_id = k.message_id
@@ -138,6 +141,8 @@ BEGIN
                CASE WHEN a.rank >= cur.rank THEN a.error_code ELSE r.last_error_code END AS last_error_code,
                CASE WHEN a.rank >= cur.rank THEN a.error_description ELSE r.last_error_description END
                    AS last_error_description,
+               CASE WHEN a.rank >= cur.rank THEN a.provider_status ELSE r.provider_status END
+                   AS provider_status,
                LEAST(r.sent_at, a.sent_at)             AS sent_at,
                LEAST(r.delivered_at, a.delivered_at)   AS delivered_at,
                LEAST(r.failed_at, a.failed_at)         AS failed_at,
@@ -158,6 +163,7 @@ BEGIN
         status_at = n.status_at,
         last_error_code = n.last_error_code,
         last_error_description = n.last_error_description,
+        provider_status = n.provider_status,
         sent_at = n.sent_at,
         delivered_at = n.delivered_at,
         failed_at = n.failed_at,
@@ -169,11 +175,11 @@ BEGIN
     FROM next n
     WHERE r.id = n.id
       AND (r.status, r.status_event_id, r.status_at, r.last_error_code, r.last_error_description,
-           r.sent_at, r.delivered_at, r.failed_at, r.complained_at, r.opened_at, r.clicked_at,
+           r.provider_status, r.sent_at, r.delivered_at, r.failed_at, r.complained_at, r.opened_at, r.clicked_at,
            r.last_event_at)
           IS DISTINCT FROM
           (n.status, n.status_event_id, n.status_at, n.last_error_code, n.last_error_description,
-           n.sent_at, n.delivered_at, n.failed_at, n.complained_at, n.opened_at, n.clicked_at,
+           n.provider_status, n.sent_at, n.delivered_at, n.failed_at, n.complained_at, n.opened_at, n.clicked_at,
            n.last_event_at);
     GET DIAGNOSTICS changed = ROW_COUNT;
     PERFORM set_config('hookline.refreshing', 'off', true);
