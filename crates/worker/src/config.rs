@@ -67,7 +67,6 @@ pub struct WorkerConfig {
     #[arg(long, env = "WEBHOOK_FLUSH_INTERVAL", default_value_t = 1000)]
     pub flush_interval_ms: u64,
 
-    /// Database connections in the pool.
     /// Batches written at once by this worker, each in its own transaction on its own pooled
     /// connection (one fetch at a time feeds them). A batch's latency is mostly waiting on the
     /// database (round trips, the commit's fsync), so a few in flight multiply throughput.
@@ -76,6 +75,8 @@ pub struct WorkerConfig {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub writers: u16,
 
+    /// Database connections in the pool: at least `HOOKLINE_WRITERS`, plus one for the canary
+    /// write that confirms an event's fault.
     #[arg(long, env = "HOOKLINE_DB_POOL_SIZE", default_value_t = 5)]
     pub db_pool_size: u32,
 
