@@ -1,6 +1,7 @@
-//! hookline's JetStream topology, spelled out in one place: the `WEBHOOKS` stream ingest publishes
-//! to and the durable pull consumer every worker shares. Both are created or updated from config at
-//! start-up, so a deployment converges to what its flags say.
+//! hookline's main JetStream topology: the `WEBHOOKS` stream ingest publishes to and the durable
+//! pull consumer every worker shares. Both are created or updated from config at start-up, so a
+//! deployment converges to what its flags say. (The dead-letter stream is defined beside its
+//! writer, in the worker's `dead_letter` module.)
 //!
 //! Not here: publishing (ingest) and consuming (worker).
 #![forbid(unsafe_code)]
@@ -62,7 +63,7 @@ pub enum TopologyError {
     },
 }
 
-/// The stream's settings (defaults from the design notes: 24 h, 1 GiB, 60 s dedup window).
+/// The stream's settings (defaults: 24 h, 1 GiB, a 60 s dedup window).
 #[derive(clap::Args, Debug, Clone)]
 pub struct StreamArgs {
     /// JetStream stream holding accepted webhooks.

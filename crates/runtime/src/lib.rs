@@ -1,6 +1,6 @@
 //! Process plumbing shared by hookline's binaries: log output, shutdown signals, the metrics
-//! text format. Kept out of
-//! the libraries so tests can run servers without global side effects.
+//! text format and the shared stage histogram, and loading the generic sources file (`sources`).
+//! Kept out of the libraries so tests can run servers without global side effects.
 #![forbid(unsafe_code)]
 
 pub mod sources;

@@ -168,13 +168,14 @@ pub struct ReconcileMetrics {
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Why a lookup did not correct anything.
-pub const UNKNOWN_REASONS: [&str; 6] = [
+pub const UNKNOWN_REASONS: [&str; 7] = [
     "not_final",
     "not_found",
     "rate_limited",
     "timeout",
     "http_error",
     "bad_response",
+    "publish_failed",
 ];
 
 impl ReconcileMetrics {
@@ -484,8 +485,8 @@ impl Reconciler {
                 Outcome::Corrected(learned.status)
             }
             Err(e) => {
-                warn!(provider = api.provider, message_id, error = %e, "Could not publish the correction.");
-                Outcome::Unknown("http_error")
+                warn!(provider = api.provider, message_id, error = %e, "Could not publish the correction to JetStream.");
+                Outcome::Unknown("publish_failed")
             }
         }
     }
