@@ -34,6 +34,27 @@ pub mod header {
     pub const REQUEUED_FROM: &str = "Hookline-Requeued-From";
 }
 
+/// The headers of an event published again (requeued, or replayed from the DLQ): the original
+/// ones but its `Nats-Msg-Id` and those `drop` names, under a new dedup id `msg_id` (the original
+/// one may still be inside the duplicate window).
+pub(crate) fn republished_headers(
+    original: Option<&HeaderMap>,
+    drop: impl Fn(&str) -> bool,
+    msg_id: &str,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, values) in original.iter().flat_map(|h| h.iter()) {
+        if *name == async_nats::header::NATS_MESSAGE_ID || drop(name.as_ref()) {
+            continue;
+        }
+        for v in values {
+            headers.append(name.clone(), v.clone());
+        }
+    }
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+    headers
+}
+
 /// Re-publishes an event to the main stream as a fresh message, with a full delivery budget, and
 /// waits for the PubAck. The copy's dedup id comes from the original's place in the stream, so
 /// two attempts leave one copy; the database absorbs it if the original was stored after all.
@@ -42,20 +63,10 @@ pub async fn requeue(
     main_stream: &str,
     letter: &Letter<'_>,
 ) -> Result<(), async_nats::Error> {
-    let mut headers = HeaderMap::new();
-    for (name, values) in letter.headers.iter().flat_map(|h| h.iter()) {
-        if *name == async_nats::header::NATS_MESSAGE_ID
-            || AsRef::<str>::as_ref(name) == header::REQUEUED_FROM
-        {
-            continue;
-        }
-        for v in values {
-            headers.append(name.clone(), v.clone());
-        }
-    }
-    headers.insert(
-        async_nats::header::NATS_MESSAGE_ID,
-        format!("requeue:{main_stream}:{}", letter.stream_sequence).as_str(),
+    let mut headers = republished_headers(
+        letter.headers,
+        |name| name == header::REQUEUED_FROM,
+        &format!("requeue:{main_stream}:{}", letter.stream_sequence),
     );
     headers.insert(
         header::REQUEUED_FROM,

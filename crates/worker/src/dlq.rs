@@ -111,20 +111,10 @@ pub async fn replay(
     let stream = js.get_stream(dlq_stream).await?;
     let mut report = ReplayReport::default();
     for d in list(js, dlq_stream, selection).await? {
-        let mut headers = HeaderMap::new();
-        for (name, values) in d.headers.iter() {
-            let n: &str = name.as_ref();
-            if n.starts_with(header::PREFIX) || *name == async_nats::header::NATS_MESSAGE_ID {
-                continue;
-            }
-            for v in values {
-                headers.append(name.clone(), v.clone());
-            }
-        }
-        // Its own dedup id: the original id may still be inside the duplicate window.
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            format!("replay:{dlq_stream}:{}", d.sequence).as_str(),
+        let headers = crate::dead_letter::republished_headers(
+            Some(&d.headers),
+            |name| name.starts_with(header::PREFIX),
+            &format!("replay:{dlq_stream}:{}", d.sequence),
         );
         js.publish_with_headers(d.original_subject().to_owned(), headers, d.payload.clone())
             .await?
