@@ -47,14 +47,7 @@ pub async fn run(
         config.max_ack_inflight,
     );
     // The signal may come while NATS is still unreachable at start-up: waiting is cut short.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let shutdown = hookline_runtime::Shutdown::new(shutdown);
     let mut waited = 0u32;
     let wait_for_stream = async {
         loop {
@@ -73,7 +66,7 @@ pub async fn run(
     };
     tokio::select! {
         () = wait_for_stream => {}
-        () = signalled(stopped.clone()) => {
+        () = shutdown.clone().signalled() => {
             warn!("Shut down before NATS JetStream was reachable; nothing was accepted.");
             return Ok(());
         }
@@ -99,7 +92,13 @@ pub async fn run(
         max_headers: config.max_headers,
         shutdown_deadline: Duration::from_millis(config.shutdown_deadline_ms),
     };
-    serve::serve(listener, routes::router(state), limits, signalled(stopped)).await;
+    serve::serve(
+        listener,
+        routes::router(state),
+        limits,
+        shutdown.signalled(),
+    )
+    .await;
     // Every request has been answered (a 2xx only after its PubAck, so nothing accepted waits in
     // the client's buffer); never wait for a NATS server that is not there.
     match tokio::time::timeout(FLUSH_AT_EXIT, client.flush()).await {

@@ -28,6 +28,27 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// One shutdown signal awaited in several places (waiting for NATS at start-up, then serving):
+/// the signal future runs once, in its own task, and every `signalled()` completes after it.
+#[derive(Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    pub fn new(signal: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    /// Completes once the signal has come.
+    pub async fn signalled(mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
 /// Registers `collectors` in `registry`: each crate's metrics live in a registry of their own.
 pub fn register_all(
     registry: &prometheus::Registry,

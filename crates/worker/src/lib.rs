@@ -270,20 +270,13 @@ pub async fn run(
             )
         })?;
     // The signal may come while NATS is still unreachable at start-up: connecting is cut short.
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    let signalled = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let shutdown = hookline_runtime::Shutdown::new(shutdown);
     let worker = tokio::select! {
         worker = Worker::connect(&config) => worker?,
-        () = signalled(stopped.clone()) => {
+        () = shutdown.clone().signalled() => {
             warn!("Shut down before NATS and the stream were reachable; nothing was consumed.");
             return Ok(());
         }
     };
-    worker.run(Some(listener), signalled(stopped)).await
+    worker.run(Some(listener), shutdown.signalled()).await
 }
