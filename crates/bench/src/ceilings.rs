@@ -12,6 +12,10 @@ use axum::routing::post;
 use axum::Router;
 use futures::StreamExt as _;
 
+/// The header every bench request carries its event id in, for the publish ceiling's dedup id
+/// (ingest ignores it).
+pub const EVENT_ID_HEADER: &str = "x-bench-event-id";
+
 /// A bare axum endpoint: reads the body, answers 200. What HTTP alone costs here.
 pub async fn serve_bare(listen: SocketAddr) -> anyhow::Result<()> {
     let app = Router::new().route("/webhooks/{provider}", post(|_body: Bytes| async { "ok" }));
@@ -41,7 +45,7 @@ pub async fn serve_publish(listen: SocketAddr, nats_url: &str) -> anyhow::Result
             let js = js.clone();
             async move {
                 let mut h = async_nats::HeaderMap::new();
-                if let Some(id) = headers.get("svix-id").and_then(|v| v.to_str().ok()) {
+                if let Some(id) = headers.get(EVENT_ID_HEADER).and_then(|v| v.to_str().ok()) {
                     h.insert(async_nats::header::NATS_MESSAGE_ID, id);
                 }
                 match js.publish_with_headers("ceiling.events", h, body).await {
@@ -131,12 +135,16 @@ where
     Ok(done as f64 / started.elapsed().as_secs_f64())
 }
 
-/// The email id of a Resend-shaped body, found without a JSON parse (the ceiling's point is to
-/// do as little as possible besides the database write).
+/// The message id of a bench body (the one string value starting with the bench's message
+/// prefix), found without a JSON parse (the ceiling's point is to do as little as possible
+/// besides the database write).
 fn message_of(body: &[u8]) -> anyhow::Result<String> {
     let s = std::str::from_utf8(body)?;
-    let key = "\"email_id\":\"";
-    let start = s.find(key).ok_or_else(|| anyhow::anyhow!("no email_id"))? + key.len();
+    let key = format!("\"{}", crate::MESSAGE_PREFIX);
+    let start = s
+        .find(&key)
+        .ok_or_else(|| anyhow::anyhow!("no message id"))?
+        + 1;
     let end = s[start..]
         .find('"')
         .ok_or_else(|| anyhow::anyhow!("unterminated"))?
@@ -145,25 +153,35 @@ fn message_of(body: &[u8]) -> anyhow::Result<String> {
 }
 
 /// The raw ceiling's write: one bulk UPDATE via UNNEST, one transaction per batch.
-pub async fn bulk_update(pool: &sqlx::PgPool, ids: Vec<String>) -> anyhow::Result<()> {
+pub async fn bulk_update(
+    pool: &sqlx::PgPool,
+    provider: &str,
+    ids: Vec<String>,
+) -> anyhow::Result<()> {
     sqlx::query(
         "UPDATE recipients r SET status = 'delivered', updated_at = now() \
-         FROM UNNEST($1::text[]) AS u (m) WHERE r.provider = 'resend' AND r.provider_message_id = u.m",
+         FROM UNNEST($1::text[]) AS u (m) WHERE r.provider = $2 AND r.provider_message_id = u.m",
     )
     .bind(ids)
+    .bind(provider)
     .execute(pool)
     .await?;
     Ok(())
 }
 
 /// The naive writer: one UPDATE, one transaction, per event.
-pub async fn one_by_one(pool: &sqlx::PgPool, ids: Vec<String>) -> anyhow::Result<()> {
+pub async fn one_by_one(
+    pool: &sqlx::PgPool,
+    provider: &str,
+    ids: Vec<String>,
+) -> anyhow::Result<()> {
     for id in ids {
         sqlx::query(
             "UPDATE recipients SET status = 'delivered', updated_at = now() \
-             WHERE provider = 'resend' AND provider_message_id = $1",
+             WHERE provider = $2 AND provider_message_id = $1",
         )
         .bind(id)
+        .bind(provider)
         .execute(pool)
         .await?;
     }

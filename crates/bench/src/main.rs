@@ -26,16 +26,13 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use futures::StreamExt as _;
-use hookline_core::providers::samples;
-use hookline_core::signature::svix::SvixSecret;
+use hookline_core::providers::{built_in, BuiltIn, Sample, SampleStatus, Signer, Values};
 use hookline_testkit::{free_port, NatsServer, Postgres, Service};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use loadgen::{LoadResult, MakeRequest, Mode};
-
-const SECRET: &str = "whsec_aG9va2xpbmUtcmVzZW5kLWN1cnJlbnQtc2VjcmV0ISE=";
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +68,10 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 
+    /// Whose webhooks to send (a built-in provider's name; bench/run.sh says which by default).
+    #[arg(long, env = "HOOKLINE_BENCH_PROVIDER")]
+    provider: String,
+
     /// Where the JSON result goes (`latest.json` and a dated copy).
     #[arg(long, default_value = "bench/results")]
     out_dir: PathBuf,
@@ -101,32 +102,72 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Resend `email.delivered`/`email.sent` webhooks for messages `b-0 … b-{messages-1}`, signed
-/// as Resend does, each with a fresh event id: what every HTTP measurement sends.
-fn resend_requests(run: &'static str, messages: u64) -> MakeRequest {
-    let secret = SvixSecret::parse(SECRET).expect("bench secret");
-    Arc::new(move |i| {
-        let kind = if i % 2 == 0 {
-            "email.sent"
-        } else {
-            "email.delivered"
-        };
-        let body = samples::resend_body(
-            kind,
-            &format!("b-{}", (i / 2) % messages),
-            "2026-11-23T10:00:00.000Z",
-        );
-        let id = format!("msg_{run}_{i}");
-        let ts = chrono::Utc::now().timestamp();
-        let sig = secret.sign(&id, ts, body.as_bytes());
-        let headers = vec![
-            ("content-type".into(), "application/json".into()),
-            ("svix-id".into(), id),
-            ("svix-timestamp".into(), ts.to_string()),
-            ("svix-signature".into(), sig),
-        ];
-        ("/webhooks/resend".to_owned(), headers, Bytes::from(body))
-    })
+/// One provider's webhooks as every measurement sends them, signed with fresh test keys exactly
+/// as the provider signs them.
+#[derive(Clone)]
+struct Traffic {
+    provider: &'static dyn BuiltIn,
+    signer: Arc<dyn Signer>,
+    /// The signing and verifying keys (ingest is started with these).
+    keys: Values,
+}
+
+/// The message ids the bench uses are `bm-{n}`, a prefix no event id shares.
+const MESSAGE_PREFIX: &str = "bm-";
+
+impl Traffic {
+    fn new(name: &str) -> anyhow::Result<Self> {
+        let provider =
+            built_in(name).with_context(|| format!("--provider {name}: no such provider"))?;
+        let keys = provider.keygen();
+        let signer = Arc::from(provider.signer(&keys)?);
+        Ok(Self {
+            provider,
+            signer,
+            keys,
+        })
+    }
+
+    /// Passes the keys to a child (ingest) as the environment variables its provider reads.
+    fn configure(&self, cmd: &mut Command) {
+        for (var, values) in self.keys.vars() {
+            cmd.env(var, values.join(","));
+        }
+    }
+
+    /// `sent`/`delivered` webhooks for messages `bm-0 … bm-{messages-1}`, each with a fresh
+    /// event id.
+    fn requests(&self, run: &'static str, messages: u64) -> MakeRequest {
+        let t = self.clone();
+        Arc::new(move |i| {
+            let status = if i % 2 == 0 {
+                SampleStatus::Sent
+            } else {
+                SampleStatus::Delivered
+            };
+            let event_id = format!("be_{run}_{i}");
+            let body = t
+                .provider
+                .sample(&Sample {
+                    event_id: &event_id,
+                    message_id: &format!("{MESSAGE_PREFIX}{}", (i / 2) % messages),
+                    status,
+                    at: "2026-11-23T10:00:00.000Z",
+                })
+                .expect("the bench provider has sample bodies");
+            let ts = chrono::Utc::now().timestamp();
+            let mut headers = vec![
+                ("content-type".into(), "application/json".into()),
+                (ceilings::EVENT_ID_HEADER.into(), event_id.clone()),
+            ];
+            headers.extend(t.signer.sign(&event_id, body.as_bytes(), ts));
+            (
+                format!("/webhooks/{}", t.provider.name()),
+                headers,
+                Bytes::from(body),
+            )
+        })
+    }
 }
 
 struct Bins {
@@ -241,6 +282,7 @@ fn self_cmd(args: &[String]) -> anyhow::Result<Command> {
 }
 
 struct Ctx {
+    traffic: Traffic,
     cli_connections: usize,
     duration: Duration,
     worker_events: u64,
@@ -271,7 +313,7 @@ async fn saturate(ctx: &Ctx, addr: SocketAddr, run: &'static str) -> LoadResult 
         addr,
         ctx.cli_connections,
         mode,
-        resend_requests(run, ctx.worker_events / 2),
+        ctx.traffic.requests(run, ctx.worker_events / 2),
     )
     .await
 }
@@ -283,6 +325,7 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
         (Duration::from_secs(cli.duration_secs), cli.worker_events)
     };
     let ctx = Ctx {
+        traffic: Traffic::new(&cli.provider)?,
         cli_connections: if cli.smoke { 8 } else { cli.connections },
         duration,
         worker_events,
@@ -337,9 +380,9 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
         .await?;
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let mut cmd = ctx.bins.cmd("hookline-ingest");
+        ctx.traffic.configure(&mut cmd);
         cmd.env("NATS_URL", ctx.nats.url())
             .env("HOOKLINE_LISTEN", addr.to_string())
-            .env("RESEND_WEBHOOK_SECRET", SECRET)
             .env("HOOKLINE_STREAM", "INGEST_BENCH")
             .env("HOOKLINE_STREAM_MAX_BYTES", (8u64 << 30).to_string());
         let ingest = spawn_server(cmd, "hookline-ingest", &ctx.logs.0, addr, "/readyz").await?;
@@ -363,7 +406,7 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
             publish_addr,
             open_connections,
             open,
-            resend_requests("publish10k", worker_events / 2),
+            ctx.traffic.requests("publish10k", worker_events / 2),
         )
         .await;
         drop(publish_srv);
@@ -371,7 +414,7 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
             addr,
             open_connections,
             open,
-            resend_requests("ingest10k", worker_events / 2),
+            ctx.traffic.requests("ingest10k", worker_events / 2),
         )
         .await;
         ingest_rss = ingest.memory_kib().map_or(0, |m| m.1);
@@ -419,8 +462,8 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
             .await?;
         {
             let tpl = pool(&ctx.pg, "bench_template", 2).await?;
-            hookline_worker::MIGRATOR.run(&tpl).await?;
-            register(&tpl, worker_events / 2).await?;
+            hookline_store::MIGRATOR.run(&tpl).await?;
+            register(&tpl, ctx.traffic.provider.name(), worker_events / 2).await?;
             tpl.close().await;
         }
     }
@@ -429,7 +472,7 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
         for workers in [1usize, 2] {
             eprintln!("[3/5] worker: {workers} worker(s) draining {worker_events} events…");
             let db = fresh_db(&admin, &format!("workers_{workers}")).await?;
-            prefill(&js, worker_events).await?;
+            prefill(&js, &ctx.traffic, worker_events).await?;
             let (rate, rss) = run_workers(&ctx, &db, workers, worker_events).await?;
             worker_rss = worker_rss.max(rss);
             worker_runs.insert(
@@ -439,18 +482,18 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
         }
         eprintln!("[3/5] ceilings: consume + bulk UPDATE, and one UPDATE per event…");
         let db = fresh_db(&admin, "raw").await?;
-        prefill(&js, worker_events).await?;
+        prefill(&js, &ctx.traffic, worker_events).await?;
         let raw_pool = pool(&ctx.pg, &db, 1).await?;
         let raw = ceilings::consume_with(&js, "WEBHOOKS", worker_events, |ids| {
-            ceilings::bulk_update(&raw_pool, ids)
+            ceilings::bulk_update(&raw_pool, ctx.traffic.provider.name(), ids)
         })
         .await?;
         let naive_events = worker_events.min(if cli.smoke { 500 } else { 10_000 });
         let db = fresh_db(&admin, "naive").await?;
-        prefill(&js, naive_events).await?;
+        prefill(&js, &ctx.traffic, naive_events).await?;
         let naive_pool = pool(&ctx.pg, &db, 1).await?;
         let naive = ceilings::consume_with(&js, "WEBHOOKS", naive_events, |ids| {
-            ceilings::one_by_one(&naive_pool, ids)
+            ceilings::one_by_one(&naive_pool, ctx.traffic.provider.name(), ids)
         })
         .await?;
         let one = worker_runs["workers_1"]["events_per_s"]
@@ -474,16 +517,16 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
         let _ = js.delete_stream("WEBHOOKS").await;
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let mut cmd = ctx.bins.cmd("hookline-ingest");
+        ctx.traffic.configure(&mut cmd);
         cmd.env("NATS_URL", ctx.nats.url())
-            .env("HOOKLINE_LISTEN", addr.to_string())
-            .env("RESEND_WEBHOOK_SECRET", SECRET);
+            .env("HOOKLINE_LISTEN", addr.to_string());
         let ingest = spawn_server(cmd, "hookline-ingest-e2e", &ctx.logs.0, addr, "/readyz").await?;
         let (worker, worker_addr) = start_worker(&ctx, &db, 0).await?;
         let load = loadgen::run(
             addr,
             ctx.cli_connections,
             Mode::Open { rate, duration },
-            resend_requests("e2e", worker_events / 2),
+            ctx.traffic.requests("e2e", worker_events / 2),
         )
         .await;
         let target = load.ok as f64;
@@ -579,8 +622,8 @@ async fn fresh_db(admin: &PgPool, name: &str) -> anyhow::Result<String> {
     Ok(name.to_owned())
 }
 
-/// Registers `messages` Resend recipients `b-0…` in one batch, 10,000 per INSERT.
-async fn register(pool: &PgPool, messages: u64) -> anyhow::Result<()> {
+/// Registers `messages` recipients `bm-0…` of `provider` in one batch, 10,000 per INSERT.
+async fn register(pool: &PgPool, provider: &str, messages: u64) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO batches (id, name) VALUES ('00000000-0000-0000-0000-000000000001', 'bench')",
     )
@@ -591,10 +634,12 @@ async fn register(pool: &PgPool, messages: u64) -> anyhow::Result<()> {
         let to = (from + 10_000).min(messages);
         sqlx::query(
             "INSERT INTO recipients (batch_id, provider, provider_message_id) \
-             SELECT '00000000-0000-0000-0000-000000000001', 'resend', 'b-' || i FROM generate_series($1::bigint, $2::bigint - 1) i",
+             SELECT '00000000-0000-0000-0000-000000000001', $3, $4 || i FROM generate_series($1::bigint, $2::bigint - 1) i",
         )
         .bind(from as i64)
         .bind(to as i64)
+        .bind(provider)
+        .bind(MESSAGE_PREFIX)
         .execute(pool)
         .await?;
         from = to;
@@ -602,34 +647,36 @@ async fn register(pool: &PgPool, messages: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A fresh WEBHOOKS stream holding `events` stored Resend webhooks (two per message), as ingest
-/// would have stored them.
-async fn prefill(js: &jetstream::Context, events: u64) -> anyhow::Result<()> {
+/// A fresh WEBHOOKS stream holding `events` stored webhooks (two per message), as ingest would
+/// have stored them.
+async fn prefill(js: &jetstream::Context, traffic: &Traffic, events: u64) -> anyhow::Result<()> {
     let _ = js.delete_stream("WEBHOOKS").await;
     let mut args = <StreamOnly as Parser>::parse_from(["x"]).stream;
     args.stream_max_bytes = 8 << 30;
     hookline_jetstream::ensure_stream(js, &args).await?;
-    let make = resend_requests("prefill", (events / 2).max(1));
+    let make = traffic.requests("prefill", (events / 2).max(1));
+    let decoder = traffic.provider.decoder();
     let acks = futures::stream::iter(0..events)
         .map(|i| {
             let (_, headers, body) = make(i);
-            let js = js.clone();
-            let kind = if i % 2 == 0 {
-                "email.sent"
-            } else {
-                "email.delivered"
-            };
-            let subject = format!("webhook.resend.{kind}");
-            async move {
-                let mut h = async_nats::HeaderMap::new();
-                for (k, v) in headers.iter().filter(|(k, _)| k.starts_with("svix")) {
+            let envelope = decoder.envelope(&headers, &body);
+            let mut h = async_nats::HeaderMap::new();
+            for (k, v) in &headers {
+                if decoder.forwarded_headers().contains(&k.as_str()) {
                     h.insert(k.as_str(), v.as_str());
                 }
-                h.insert(
-                    hookline_core::subject::RECEIVED_AT_HEADER,
-                    chrono::Utc::now().timestamp_millis().to_string().as_str(),
-                );
-                js.publish_with_headers(subject, h, body).await?.await
+            }
+            let js = js.clone();
+            let name = traffic.provider.name();
+            async move {
+                let event = hookline_jetstream::Outgoing {
+                    provider: name,
+                    event_type: envelope.event_type.as_deref(),
+                    dedup_key: envelope.event_id.as_deref(),
+                    headers: h,
+                    body,
+                };
+                hookline_jetstream::publish_event(&js, event).await?.await
             }
         })
         .buffer_unordered(4096);
@@ -718,9 +765,7 @@ async fn run_workers(ctx: &Ctx, db: &str, n: usize, events: u64) -> anyhow::Resu
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let bad: Vec<String> = sqlx::query_scalar(hookline_worker::writer::COUNTER_MISMATCHES)
-        .fetch_all(&pool)
-        .await?;
+    let bad = hookline_store::queries::counter_mismatches(&pool).await?;
     anyhow::ensure!(bad.is_empty(), "counters differ from a recount in {bad:?}");
     let delivered: i64 = sqlx::query_scalar("SELECT delivered_count::bigint FROM batches")
         .fetch_one(&pool)

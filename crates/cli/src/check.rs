@@ -12,9 +12,7 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<()> {
     let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM batches")
         .fetch_one(&pool)
         .await?;
-    let bad: Vec<String> = sqlx::query_scalar(hookline_worker::writer::COUNTER_MISMATCHES)
-        .fetch_all(&pool)
-        .await?;
+    let bad = hookline_store::queries::counter_mismatches(&pool).await?;
     if bad.is_empty() {
         println!("All {batches} batches' counters equal a recount of their recipients.");
         Ok(())

@@ -14,11 +14,10 @@ pub async fn database(url: &str, max_connections: u32) -> anyhow::Result<PgPool>
         .context("cannot connect to PostgreSQL (DATABASE_URL)")
 }
 
-/// JetStream on `urls` (one or several, comma-separated).
+/// JetStream on `urls` (one or several, comma-separated); fails at once if NATS is not there.
 pub async fn jetstream(urls: &str) -> anyhow::Result<async_nats::jetstream::Context> {
     let client =
-        async_nats::connect(hookline_jetstream::server_addrs(urls).map_err(anyhow::Error::msg)?)
-            .await
-            .with_context(|| format!("cannot connect to NATS at {urls} (NATS_URL)"))?;
+        hookline_jetstream::connect("hookline-cli", urls, hookline_jetstream::Reconnect::Never)
+            .await?;
     Ok(async_nats::jetstream::new(client))
 }

@@ -2,7 +2,7 @@
 //! WEBHOOKS_DLQ` shows the same entries with the standard NATS CLI.)
 
 use anyhow::Context as _;
-use hookline_worker::dlq::{self, Selection};
+use hookline_ops::dlq::{self, Selection};
 
 #[derive(clap::Args)]
 pub struct DlqArgs {
@@ -68,7 +68,7 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<()> {
                     d.sequence,
                     d.stored_at,
                     d.reason(),
-                    d.header(hookline_worker::dead_letter::header::STAGE)
+                    d.header(hookline_jetstream::headers::dlq::STAGE)
                         .unwrap_or("-"),
                     d.original_subject()
                 );

@@ -37,7 +37,7 @@ enum Command {
     Send(sign::SendArgs),
     /// Write N correctly signed requests as JSON (k6 fixtures; see k6/README.md).
     Fixtures(sign::FixturesArgs),
-    /// Generate test signing keys (a Telnyx key pair and a Resend secret) as env lines.
+    /// Generate test signing keys for every provider (key pairs, shared secrets) as env lines.
     Keygen,
     /// Verify that every batch's counters equal a recount of its recipients.
     Check(check::CheckArgs),
@@ -51,7 +51,7 @@ enum Command {
     Replay(replay::ReplayCmd),
     /// Exit 0 if a URL answers 2xx (healthchecks in images without curl).
     Probe(probe::ProbeArgs),
-    /// Register a sample batch, send signed webhooks for both providers, show the resulting rows.
+    /// Register a sample batch, send signed webhooks for every provider, show the resulting rows.
     Demo(demo::DemoArgs),
 }
 

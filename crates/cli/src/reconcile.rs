@@ -1,10 +1,10 @@
 //! `hookline reconcile`: one sweep of stuck recipients against the providers' APIs (or, with
-//! `--every`, a sweep on a schedule with `/metrics`). See hookline_worker::reconcile.
+//! `--every`, a sweep on a schedule with `/metrics`). See hookline_ops::reconcile.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hookline_worker::reconcile::{ReconcileArgs, Reconciler};
+use hookline_ops::reconcile::{ReconcileArgs, Reconciler};
 
 #[derive(clap::Args)]
 pub struct ReconcileCmd {
@@ -48,14 +48,21 @@ pub async fn reconcile(args: ReconcileCmd) -> anyhow::Result<()> {
             )
             .await;
     }
+    let paces: Vec<String> = reconciler
+        .paces()
+        .map(|(provider, rate)| format!("{provider} {rate}/s"))
+        .collect();
     eprintln!(
         "Looking up recipients not final after {} s, least recently checked first (at most {}, \
-         {} at a time, Telnyx {}/s, Resend {}/s); progress every 5 s in the log…",
+         {} at a time, {}); progress every 5 s in the log…",
         args.sweep.older_than_secs,
         args.sweep.limit,
         args.sweep.concurrency,
-        args.sweep.telnyx_rate,
-        args.sweep.resend_rate
+        if paces.is_empty() {
+            "no provider API key set".to_owned()
+        } else {
+            paces.join(", ")
+        }
     );
     let report = reconciler.sweep().await?;
     if args.json {

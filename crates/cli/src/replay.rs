@@ -1,10 +1,10 @@
 //! `hookline replay`: re-publish archived events so the workers re-derive state from them (after
 //! a decoder fix). Idempotent: replaying correct events changes nothing. See
-//! hookline_worker::replay.
+//! hookline_ops::replay.
 
 use std::time::Instant;
 
-use hookline_worker::replay::{print_progress, replay as run, ReplayArgs};
+use hookline_ops::replay::{print_progress, replay as run, ReplayArgs};
 
 #[derive(clap::Args)]
 pub struct ReplayCmd {

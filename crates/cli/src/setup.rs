@@ -13,7 +13,7 @@ pub struct MigrateArgs {
 
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let pool = crate::connect::database(&args.database_url, 1).await?;
-    let migrator = &hookline_worker::MIGRATOR;
+    let migrator = &hookline_store::MIGRATOR;
     let applied: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
             .fetch_all(&pool)
@@ -43,7 +43,7 @@ pub struct StreamsArgs {
     #[command(flatten)]
     stream: StreamArgs,
     #[command(flatten)]
-    dlq: hookline_worker::dead_letter::DlqArgs,
+    dlq: hookline_jetstream::DlqArgs,
 }
 
 pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {

@@ -1,31 +1,33 @@
-//! `hookline sign`, `send` and `keygen`: make webhooks exactly as Telnyx and Resend sign them, for
-//! testing an ingest deployment end to end. Telnyx signs with its own private key, so `sign telnyx`
-//! needs a test key pair (`hookline keygen`) whose public half ingest is configured with.
+//! `hookline sign`, `send`, `fixtures` and `keygen`: make webhooks exactly as each provider signs
+//! them, for testing an ingest deployment end to end. Each provider's file says how it signs and
+//! which key it signs with; a provider that signs with its own private key needs a test key pair
+//! (`hookline keygen`) whose public half ingest is configured with.
 
 use std::io::Read as _;
 
 use anyhow::Context as _;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-use hookline_core::providers::samples;
-use hookline_core::signature::{ed25519, svix::SvixSecret};
+use hookline_core::providers::{built_in, BuiltIn, Sample, SampleStatus, BUILT_IN};
+use hookline_runtime::provider_args::{ProviderArgs, Sign};
 use rand::Rng as _;
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum ProviderName {
-    Telnyx,
-    Resend,
+/// A built-in provider's name, checked by clap against the list.
+fn provider_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(BUILT_IN.iter().map(|b| b.name()))
+}
+
+pub fn provider(name: &str) -> &'static dyn BuiltIn {
+    built_in(name).expect("clap checked the name")
 }
 
 #[derive(clap::Args)]
 pub struct SignArgs {
     /// Which provider's scheme to sign with.
-    #[arg(value_enum)]
-    provider: ProviderName,
+    #[arg(value_parser = provider_names())]
+    provider: String,
     /// File holding the raw body; `-` reads standard input.
     #[arg(long, default_value = "-")]
     body: String,
-    /// Resend's `svix-id` (default: a random `msg_…`).
+    /// The event id, for providers that send it in a header (default: a random `msg_…`).
     #[arg(long)]
     event_id: Option<String>,
     /// Unix timestamp to sign (default: now).
@@ -35,61 +37,25 @@ pub struct SignArgs {
     keys: SigningKeys,
 }
 
+/// Every provider's signing keys, as its file declares them.
 #[derive(clap::Args)]
 pub struct SigningKeys {
-    /// Telnyx test private key: base64 Ed25519 seed (from `hookline keygen`).
-    #[arg(long, env = "TELNYX_SIGNING_KEY", hide_env_values = true)]
-    telnyx_signing_key: Option<String>,
-    /// Resend secret(s) `whsec_…`; the first signs.
-    #[arg(
-        long,
-        env = "RESEND_WEBHOOK_SECRET",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    resend_webhook_secret: Vec<String>,
+    #[command(flatten)]
+    keys: ProviderArgs<Sign>,
 }
 
 impl SigningKeys {
     /// Headers that sign `body` for `provider` at `ts`.
     pub fn headers(
         &self,
-        provider: ProviderName,
+        provider: &dyn BuiltIn,
         body: &[u8],
         event_id: Option<&str>,
         ts: i64,
     ) -> anyhow::Result<Vec<(String, String)>> {
-        Ok(match provider {
-            ProviderName::Telnyx => {
-                let seed = self
-                    .telnyx_signing_key
-                    .as_deref()
-                    .context("TELNYX_SIGNING_KEY is not set (make one with `hookline keygen`)")?;
-                let key = ed25519::parse_signing_key(seed)
-                    .map_err(|e| anyhow::anyhow!("TELNYX_SIGNING_KEY is invalid: {e}"))?;
-                vec![
-                    (
-                        ed25519::SIGNATURE_HEADER.into(),
-                        ed25519::sign(&key, ts, body),
-                    ),
-                    (ed25519::TIMESTAMP_HEADER.into(), ts.to_string()),
-                ]
-            }
-            ProviderName::Resend => {
-                let secret = self
-                    .resend_webhook_secret
-                    .first()
-                    .context("RESEND_WEBHOOK_SECRET is not set")?;
-                let secret = SvixSecret::parse(secret)
-                    .map_err(|e| anyhow::anyhow!("RESEND_WEBHOOK_SECRET is invalid: {e}"))?;
-                let id = event_id.map(str::to_owned).unwrap_or_else(random_msg_id);
-                vec![
-                    ("svix-id".into(), id.clone()),
-                    ("svix-timestamp".into(), ts.to_string()),
-                    ("svix-signature".into(), secret.sign(&id, ts, body)),
-                ]
-            }
-        })
+        let signer = provider.signer(&self.keys.values)?;
+        let id = event_id.map(str::to_owned).unwrap_or_else(random_msg_id);
+        Ok(signer.sign(&id, body, ts))
     }
 }
 
@@ -115,10 +81,12 @@ fn read_body(path: &str) -> anyhow::Result<Vec<u8>> {
 pub fn sign(args: SignArgs) -> anyhow::Result<()> {
     let body = read_body(&args.body)?;
     let ts = args.timestamp.unwrap_or_else(now);
-    for (k, v) in args
-        .keys
-        .headers(args.provider, &body, args.event_id.as_deref(), ts)?
-    {
+    for (k, v) in args.keys.headers(
+        provider(&args.provider),
+        &body,
+        args.event_id.as_deref(),
+        ts,
+    )? {
         println!("{k}: {v}");
     }
     Ok(())
@@ -140,11 +108,12 @@ pub struct SendArgs {
 pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     let body = read_body(&args.sign.body)?;
     let ts = args.sign.timestamp.unwrap_or_else(now);
-    let headers =
-        args.sign
-            .keys
-            .headers(args.sign.provider, &body, args.sign.event_id.as_deref(), ts)?;
-    let (status, text) = post(&args.url, args.sign.provider, &headers, body).await?;
+    let p = provider(&args.sign.provider);
+    let headers = args
+        .sign
+        .keys
+        .headers(p, &body, args.sign.event_id.as_deref(), ts)?;
+    let (status, text) = post(&args.url, p.name(), &headers, body).await?;
     println!("{status} {text}");
     anyhow::ensure!((200..300).contains(&status), "ingest answered {status}");
     Ok(())
@@ -153,14 +122,10 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
 /// POSTs a signed body to `{url}/webhooks/{provider}`; returns the status and body.
 pub async fn post(
     url: &str,
-    provider: ProviderName,
+    name: &str,
     headers: &[(String, String)],
     body: Vec<u8>,
 ) -> anyhow::Result<(u16, String)> {
-    let name = match provider {
-        ProviderName::Telnyx => "telnyx",
-        ProviderName::Resend => "resend",
-    };
     let mut req = reqwest::Client::new()
         .post(format!("{}/webhooks/{name}", url.trim_end_matches('/')))
         .header("content-type", "application/json")
@@ -176,27 +141,21 @@ pub async fn post(
     Ok((status, resp.text().await.unwrap_or_default()))
 }
 
+/// Fresh test keys for every provider, as `VAR=value` lines: the signing side and the matching
+/// verifying side.
 pub fn keygen() {
-    let mut seed = [0u8; 32];
-    rand::rng().fill(&mut seed);
-    let key = ed25519_from_seed(&seed);
-    let mut secret = [0u8; 24];
-    rand::rng().fill(&mut secret);
-    println!("TELNYX_SIGNING_KEY={}", B64.encode(seed));
-    println!("TELNYX_PUBLIC_KEY={key}");
-    println!("RESEND_WEBHOOK_SECRET=whsec_{}", B64.encode(secret));
-}
-
-fn ed25519_from_seed(seed: &[u8; 32]) -> String {
-    let key = ed25519::parse_signing_key(&B64.encode(seed)).expect("a 32-byte seed is valid");
-    B64.encode(key.verifying_key().to_bytes())
+    for b in BUILT_IN {
+        for (var, values) in b.keygen().vars() {
+            println!("{var}={}", values.join(","));
+        }
+    }
 }
 
 #[derive(clap::Args)]
 pub struct FixturesArgs {
     /// Which provider's requests to sign.
-    #[arg(value_enum)]
-    provider: ProviderName,
+    #[arg(value_parser = provider_names())]
+    provider: String,
     /// How many distinct events (two per message: a progress and a final status).
     #[arg(long, default_value_t = 10_000)]
     count: u64,
@@ -211,10 +170,11 @@ pub struct FixturesArgs {
 }
 
 /// Writes `count` correctly signed requests as a JSON array of `{headers, body}` to stdout: the
-/// pre-signed fixtures k6 sends where it cannot sign itself (Telnyx's Ed25519).
+/// pre-signed fixtures k6 sends where it cannot sign itself (Ed25519).
 pub fn fixtures(args: FixturesArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
     let ts = args.timestamp.unwrap_or_else(now);
+    let p = provider(&args.provider);
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     write!(out, "[")?;
@@ -222,15 +182,22 @@ pub fn fixtures(args: FixturesArgs) -> anyhow::Result<()> {
         let message = format!("{}-{}", args.prefix, i / 2);
         let event_id = format!("{}-ev-{i}", args.prefix);
         let at = "2026-11-23T10:00:00.000Z";
-        let body = match (args.provider, i % 2) {
-            (ProviderName::Telnyx, 0) => samples::telnyx_body(&event_id, &message, "sent", at),
-            (ProviderName::Telnyx, _) => samples::telnyx_body(&event_id, &message, "delivered", at),
-            (ProviderName::Resend, 0) => samples::resend_body("email.sent", &message, at),
-            (ProviderName::Resend, _) => samples::resend_body("email.delivered", &message, at),
+        let status = if i % 2 == 0 {
+            SampleStatus::Sent
+        } else {
+            SampleStatus::Delivered
         };
+        let body = p
+            .sample(&Sample {
+                event_id: &event_id,
+                message_id: &message,
+                status,
+                at,
+            })
+            .context("this provider has no sample bodies")?;
         let headers: serde_json::Map<String, serde_json::Value> = args
             .keys
-            .headers(args.provider, body.as_bytes(), Some(&event_id), ts)?
+            .headers(p, body.as_bytes(), Some(&event_id), ts)?
             .into_iter()
             .map(|(k, v)| (k, v.into()))
             .collect();

@@ -13,20 +13,19 @@ pub enum DeliveryStatus {
     Queued,
     Sending,
     Sent,
-    /// Delivery is being retried by the receiving side (Resend `email.delivery_delayed`).
+    /// Delivery is being retried by the receiving side (an email's receiving server deferred it).
     Delayed,
-    /// The carrier gave no delivery receipt (Telnyx `delivery_unconfirmed`). Final, but the weakest
+    /// The carrier gave no delivery receipt. Final, but the weakest
     /// final outcome: any real outcome outranks it.
     Unconfirmed,
     Delivered,
-    /// Could not be sent or was rejected downstream (Telnyx `sending_failed`/`delivery_failed`,
-    /// Resend `email.failed`).
+    /// Could not be sent or was rejected downstream (each provider's file lists its values).
     Failed,
     /// Permanently rejected by the recipient's server; can arrive after `delivered`.
     Bounced,
     /// The recipient marked the message as spam; implies it was delivered.
     Complained,
-    /// Never sent: the address is on the provider's suppression list (Resend `email.suppressed`).
+    /// Never sent: the address is on the provider's suppression list.
     /// Final. Last in the order only because ranks are append-only (the table's rows are landed);
     /// no other outcome can follow it for the same email.
     Suppressed,
@@ -99,7 +98,7 @@ pub struct DeliveryEvent {
     /// The provider's id of this event (unique per provider); the idempotency key.
     pub event_id: String,
     /// The provider's id of the message the event is about; joins to `recipients`. Empty when
-    /// the event is about no message (a Resend `contact.*` or `domain.*` event).
+    /// the event is about no message (e.g. an account or domain event).
     pub message_id: String,
     /// The provider's own event type, kept for the audit log (e.g. `message.finalized`).
     pub event_type: String,
@@ -108,13 +107,13 @@ pub struct DeliveryEvent {
     /// (`unmapped`); it is stored all the same and changes no recipient.
     pub status: Option<DeliveryStatus>,
     pub engagement: Option<Engagement>,
-    /// The provider's own status value as sent (Telnyx `to[].status`, the Resend type without
-    /// `email.`), so that e.g. a `failed` can be told apart as expired, cancelled or failed.
+    /// The provider's own status value as sent (each provider's file says which field), so that
+    /// e.g. a `failed` can be told apart as expired, cancelled or failed.
     pub provider_status: Option<String>,
     /// The provider sent a type or status hookline does not know yet: kept and counted, applied
     /// once a mapping for it ships and the event is replayed.
     pub unmapped: bool,
-    /// For a message to several addresses (a Telnyx group MMS), each address's own outcome; the
+    /// For a message to several addresses (a group MMS), each address's own outcome; the
     /// event's `status` is then the highest-ranked of them. Empty for a single address.
     pub addresses: Vec<AddressOutcome>,
     pub occurred_at: DateTime<Utc>,

@@ -8,7 +8,7 @@
 //!
 //! Inputs are split into fields on `\n` so one byte string can drive several headers and a body.
 
-use crate::providers::{Headers, Provider, Resend, Telnyx};
+use crate::providers::{Headers, Provider, Providers};
 use crate::signature::{ed25519, svix};
 use crate::subject;
 
@@ -75,17 +75,31 @@ pub fn svix_accepts(data: &[u8]) -> bool {
     verdict.is_ok()
 }
 
-/// Telnyx header parsing and verification: `timestamp \n signature \n body`.
-pub fn telnyx_signature(data: &[u8]) {
-    telnyx_accepts(data);
+/// Ed25519 header parsing and verification: `timestamp \n signature \n body`.
+pub fn ed25519_signature(data: &[u8]) {
+    ed25519_accepts(data);
 }
 
-/// [`telnyx_signature`], saying whether the input was accepted.
-pub fn telnyx_accepts(data: &[u8]) -> bool {
+/// The header names the Ed25519 harness reports errors with.
+const ED25519_NAMES: ed25519::HeaderNames = ed25519::HeaderNames {
+    signature: "signature",
+    timestamp: "timestamp",
+};
+
+/// [`ed25519_signature`], saying whether the input was accepted.
+pub fn ed25519_accepts(data: &[u8]) -> bool {
     let [ts, sig, body] = fields::<3>(data);
     let key = ed25519::parse_signing_key(ED25519_SEED).expect("fixed seed parses");
     let (ts, sig) = (text(ts), text(sig));
-    let verdict = ed25519::verify(&key.verifying_key(), sig, ts, body, NOW, TOLERANCE);
+    let verdict = ed25519::verify(
+        &ED25519_NAMES,
+        &key.verifying_key(),
+        sig,
+        ts,
+        body,
+        NOW,
+        TOLERANCE,
+    );
     if verdict.is_ok() {
         let ts: i64 = ts
             .unwrap()
@@ -108,8 +122,9 @@ pub fn payloads(data: &[u8]) {
     let [id, body] = fields::<2>(data);
     let id = String::from_utf8_lossy(id);
     let headers = [(svix::ID_HEADER, id.as_ref())];
-    let providers: [&dyn Provider; 2] = [&Telnyx::new(None, 0), &Resend::new(Vec::new(), 0)];
-    for provider in providers {
+    let providers = Providers::decoders();
+    for name in providers.names() {
+        let provider = providers.get(name).expect("listed");
         let envelope = provider.envelope(&headers, body);
         let event_type = envelope
             .event_type
@@ -249,9 +264,9 @@ mod tests {
         );
         let key = ed25519::parse_signing_key(ED25519_SEED).unwrap();
         let sig = ed25519::sign(&key, NOW, b"{}");
-        assert!(telnyx_accepts(format!("{NOW}\n{sig}\n{{}}").as_bytes()));
+        assert!(ed25519_accepts(format!("{NOW}\n{sig}\n{{}}").as_bytes()));
         assert!(
-            !telnyx_accepts(format!("{NOW}\n{sig}\n{{ }}").as_bytes()),
+            !ed25519_accepts(format!("{NOW}\n{sig}\n{{ }}").as_bytes()),
             "another body"
         );
     }

@@ -118,7 +118,20 @@ impl Telnyx {
     }
 
     fn verify(&self, sig: Option<&str>, ts: Option<&str>, body: &[u8]) -> bool {
-        ed25519::verify(&self.key.verifying_key(), sig, ts, body, NOW, TOLERANCE).is_ok()
+        let names = ed25519::HeaderNames {
+            signature: "telnyx-signature-ed25519",
+            timestamp: "telnyx-timestamp",
+        };
+        ed25519::verify(
+            &names,
+            &self.key.verifying_key(),
+            sig,
+            ts,
+            body,
+            NOW,
+            TOLERANCE,
+        )
+        .is_ok()
     }
 
     fn check_all_flips(&self) -> usize {

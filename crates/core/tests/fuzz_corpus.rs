@@ -18,7 +18,7 @@ type Harness = fn(&[u8]);
 
 const TARGETS: [(&str, Harness); 5] = [
     ("svix_signature", fuzz::svix_signature),
-    ("telnyx_signature", fuzz::telnyx_signature),
+    ("ed25519_signature", fuzz::ed25519_signature),
     ("payloads", fuzz::payloads),
     ("keys", fuzz::keys),
     ("sources_config", fuzz::sources_config),
@@ -44,7 +44,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                 format!("msg_seed\n{NOW}\nv1,AAAA v2,x {sig}\n{resend}").into_bytes(),
             ]
         }
-        "telnyx_signature" => {
+        "ed25519_signature" => {
             let key = ed25519::parse_signing_key(ED25519_SEED).unwrap();
             let sig = ed25519::sign(&key, NOW, telnyx.as_bytes());
             vec![format!("{NOW}\n{sig}\n{telnyx}").into_bytes()]

@@ -5,9 +5,24 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use hookline_core::providers::{Providers, Resend, Telnyx};
-use hookline_core::signature::{ed25519, svix::SvixSecret};
+use hookline_core::providers::Providers;
 use hookline_jetstream::StreamArgs;
+use hookline_runtime::provider_args::{ProviderArgs, Verify};
+use thiserror::Error;
+
+/// A setting ingest cannot start with; each names its variable.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Provider(#[from] hookline_core::providers::ConfigError),
+    #[error(transparent)]
+    Sources(#[from] hookline_runtime::sources::SourcesError),
+    #[error("HOOKLINE_RATE_LIMITS entry {entry:?}: {problem}")]
+    RateLimit {
+        entry: String,
+        problem: &'static str,
+    },
+}
 
 #[derive(Parser, Clone)]
 #[command(
@@ -27,19 +42,10 @@ pub struct IngestConfig {
     #[command(flatten)]
     pub stream: StreamArgs,
 
-    /// Telnyx account public key (base64 Ed25519). Without it, /webhooks/telnyx answers 404.
-    #[arg(long, env = "TELNYX_PUBLIC_KEY", hide_env_values = true)]
-    pub telnyx_public_key: Option<String>,
-
-    /// Resend signing secret(s) `whsec_…`, comma-separated during rotation. Without one,
-    /// /webhooks/resend answers 404.
-    #[arg(
-        long,
-        env = "RESEND_WEBHOOK_SECRET",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    pub resend_webhook_secret: Vec<String>,
+    /// Each built-in provider's verification keys (its file in `hookline_core::providers`
+    /// declares them); a provider without them is not routed (404).
+    #[command(flatten)]
+    pub provider_keys: ProviderArgs<Verify>,
 
     /// A TOML file of generic signed sources (see examples/): each becomes a route
     /// `/webhooks/{name}`. Their secrets come from the variables or files the file names.
@@ -90,8 +96,9 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKLINE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
-    /// Optional per-provider rate limits in requests per second, e.g. `telnyx=5000,resend=2000`
-    /// (burst: one second's worth). Beyond it ingest answers 429 with Retry-After.
+    /// Optional per-provider rate limits in requests per second: comma-separated `name=rate`,
+    /// `name` as in `/webhooks/{name}` (burst: one second's worth). Beyond it ingest answers 429
+    /// with Retry-After.
     #[arg(long, env = "HOOKLINE_RATE_LIMITS", value_delimiter = ',')]
     pub rate_limits: Vec<String>,
 
@@ -114,14 +121,7 @@ impl std::fmt::Debug for IngestConfig {
             .field("listen", &self.listen)
             .field("nats_url", &self.nats_url)
             .field("stream", &self.stream)
-            .field(
-                "telnyx_public_key",
-                &self.telnyx_public_key.as_ref().map(|_| "<set>"),
-            )
-            .field(
-                "resend_webhook_secret",
-                &format!("<{} set>", self.resend_webhook_secret.len()),
-            )
+            .field("provider_keys", &self.provider_keys)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish_non_exhaustive()
     }
@@ -140,12 +140,15 @@ impl IngestConfig {
     }
 
     /// `HOOKLINE_RATE_LIMITS` parsed, checked against the configured providers.
-    pub fn rate_limits(&self, providers: &Providers) -> Result<Vec<(String, f64)>, String> {
+    pub fn rate_limits(&self, providers: &Providers) -> Result<Vec<(String, f64)>, ConfigError> {
         self.rate_limits
             .iter()
             .filter(|s| !s.trim().is_empty())
             .map(|entry| {
-                let bad = |why: &str| format!("HOOKLINE_RATE_LIMITS entry {entry:?}: {why}");
+                let bad = |problem| ConfigError::RateLimit {
+                    entry: entry.clone(),
+                    problem,
+                };
                 let (name, rate) = entry
                     .split_once('=')
                     .ok_or_else(|| bad("expected provider=requests_per_second"))?;
@@ -169,30 +172,9 @@ impl IngestConfig {
     }
 
     /// The configured providers; an unparseable key is an error naming its variable.
-    pub fn providers(&self) -> Result<Providers, String> {
-        let mut providers = Providers::new();
-        if let Some(key) = self
-            .telnyx_public_key
-            .as_deref()
-            .filter(|k| !k.trim().is_empty())
-        {
-            let key = ed25519::parse_public_key(key)
-                .map_err(|e| format!("TELNYX_PUBLIC_KEY is invalid: {e}"))?;
-            providers = providers.with(Telnyx::new(Some(key), self.signature_tolerance_secs));
-        }
-        let secrets = self
-            .resend_webhook_secret
-            .iter()
-            .filter(|s| !s.trim().is_empty())
-            .enumerate()
-            .map(|(i, s)| {
-                SvixSecret::parse(s)
-                    .map_err(|e| format!("RESEND_WEBHOOK_SECRET (entry {}) is invalid: {e}", i + 1))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if !secrets.is_empty() {
-            providers = providers.with(Resend::new(secrets, self.signature_tolerance_secs));
-        }
+    pub fn providers(&self) -> Result<Providers, ConfigError> {
+        let mut providers =
+            Providers::configured(&self.provider_keys.values, self.signature_tolerance_secs)?;
         if let Some(path) = &self.sources_file {
             use hookline_runtime::sources::{load, Secrets};
             for source in load(path, Secrets::Required)? {
@@ -207,18 +189,28 @@ impl IngestConfig {
 mod tests {
     use super::*;
 
+    fn set(c: &mut IngestConfig, var: &'static str, values: &[&str]) {
+        let values = values.iter().map(|v| v.to_string()).collect();
+        c.provider_keys.values.set_var(var, values);
+    }
+
     #[test]
     fn bad_keys_name_their_variable() {
         let mut c = IngestConfig::for_nats("nats://x");
-        c.telnyx_public_key = Some("not base64!".into());
+        set(&mut c, "TELNYX_PUBLIC_KEY", &["not base64!"]);
         assert!(c
             .providers()
             .err()
             .unwrap()
+            .to_string()
             .starts_with("TELNYX_PUBLIC_KEY"));
-        c.telnyx_public_key = None;
-        c.resend_webhook_secret = vec!["whsec_aGVsbG8=".into(), "whsec_%%".into()];
-        let e = c.providers().err().unwrap();
+        set(&mut c, "TELNYX_PUBLIC_KEY", &[]);
+        set(
+            &mut c,
+            "RESEND_WEBHOOK_SECRET",
+            &["whsec_aGVsbG8=", "whsec_%%"],
+        );
+        let e = c.providers().err().unwrap().to_string();
         assert!(e.starts_with("RESEND_WEBHOOK_SECRET (entry 2)"), "{e}");
         assert!(!e.contains("%%"), "the secret is not echoed: {e}");
     }
@@ -227,14 +219,14 @@ mod tests {
     fn only_configured_providers_are_routed() {
         let mut c = IngestConfig::for_nats("nats://x");
         assert!(c.providers().unwrap().names().is_empty());
-        c.resend_webhook_secret = vec!["whsec_aGVsbG8=".into()];
+        set(&mut c, "RESEND_WEBHOOK_SECRET", &["whsec_aGVsbG8="]);
         assert_eq!(c.providers().unwrap().names(), vec!["resend"]);
     }
 
     #[test]
     fn rate_limits_are_checked_against_providers() {
         let mut c = IngestConfig::for_nats("nats://x");
-        c.resend_webhook_secret = vec!["whsec_aGVsbG8=".into()];
+        set(&mut c, "RESEND_WEBHOOK_SECRET", &["whsec_aGVsbG8="]);
         let providers = c.providers().unwrap();
         c.rate_limits = vec!["resend=250".into()];
         assert_eq!(
@@ -242,7 +234,7 @@ mod tests {
             vec![("resend".into(), 250.0)]
         );
         c.rate_limits = vec!["telnyx=10".into()];
-        let e = c.rate_limits(&providers).unwrap_err();
+        let e = c.rate_limits(&providers).unwrap_err().to_string();
         assert!(
             e.contains("HOOKLINE_RATE_LIMITS") && e.contains("no such provider"),
             "{e}"
@@ -262,8 +254,8 @@ mod tests {
     #[test]
     fn debug_hides_secrets() {
         let mut c = IngestConfig::for_nats("nats://x");
-        c.resend_webhook_secret = vec!["whsec_c2VjcmV0LXZhbHVl".into()];
-        c.telnyx_public_key = Some("cHVibGlj".into());
+        set(&mut c, "RESEND_WEBHOOK_SECRET", &["whsec_c2VjcmV0LXZhbHVl"]);
+        set(&mut c, "TELNYX_PUBLIC_KEY", &["cHVibGlj"]);
         let d = format!("{c:?}");
         assert!(!d.contains("c2VjcmV0") && !d.contains("cHVibGlj"), "{d}");
     }

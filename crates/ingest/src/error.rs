@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hookline_core::SignatureError;
+use hookline_jetstream::PublishFailure;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -24,14 +25,52 @@ pub enum IngestError {
     Overloaded { retry_after_secs: u64 },
     #[error("signature rejected: {0}")]
     Signature(#[from] SignatureError),
-    #[error("event could not be stored right now: {reason}")]
+    #[error("event could not be stored right now: {failure}")]
     Unavailable {
-        reason: &'static str,
+        failure: PublishFailure,
         retry_after_secs: u64,
     },
 }
 
+/// Why a request was shed to protect the process; the metric's `reason` label values.
+pub const SHED_REASONS: [&str; 3] = ["overloaded", "rate_limited", "body_timeout"];
+
 impl IngestError {
+    /// A bounded name for the metric's `reason` label and the log's `reason` field.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnknownProvider => "unknown_provider",
+            Self::TooLarge { .. } => "too_large",
+            Self::BadBody => "bad_body",
+            Self::BodyTimeout { .. } => SHED_REASONS[2],
+            Self::RateLimited { .. } => SHED_REASONS[1],
+            Self::Overloaded { .. } => SHED_REASONS[0],
+            Self::Signature(e) => e.reason(),
+            Self::Unavailable { failure, .. } => failure.reason(),
+        }
+    }
+
+    /// Refused to protect the process, before anything checked who sent it.
+    pub fn is_shed(&self) -> bool {
+        matches!(
+            self,
+            Self::BodyTimeout { .. } | Self::RateLimited { .. } | Self::Overloaded { .. }
+        )
+    }
+
+    /// The stage log's message.
+    pub fn log_message(&self) -> &'static str {
+        match self {
+            Self::UnknownProvider => "Unknown or unconfigured provider.",
+            Self::TooLarge { .. } | Self::BadBody | Self::BodyTimeout { .. } => {
+                "Request body refused."
+            }
+            Self::RateLimited { .. } | Self::Overloaded { .. } => "Request shed.",
+            Self::Signature(_) => "Signature rejected.",
+            Self::Unavailable { .. } => "Event not stored; answering 503.",
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::UnknownProvider => StatusCode::NOT_FOUND,

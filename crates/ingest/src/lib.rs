@@ -7,7 +7,6 @@ pub mod config;
 pub mod error;
 pub mod limits;
 pub mod metrics;
-pub mod publish;
 pub mod routes;
 pub mod serve;
 
@@ -15,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use hookline_jetstream::Publisher;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -31,47 +30,41 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let providers = config.providers().map_err(anyhow::Error::msg)?;
+    let providers = config.providers()?;
     if providers.names().is_empty() {
-        warn!("No provider is configured: set TELNYX_PUBLIC_KEY and/or RESEND_WEBHOOK_SECRET.");
+        let vars: Vec<&str> = hookline_core::providers::BUILT_IN
+            .iter()
+            .flat_map(|b| b.verify_settings())
+            .map(|s| s.env)
+            .collect();
+        warn!("No provider is configured: set one of {}.", vars.join(", "));
     }
-    let client = async_nats::ConnectOptions::new()
-        .name("hookline-ingest")
-        .retry_on_initial_connect()
-        .connect(hookline_jetstream::server_addrs(&config.nats_url).map_err(anyhow::Error::msg)?)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
-    let publisher = publish::Publisher::new(
+    let client = hookline_jetstream::connect(
+        "hookline-ingest",
+        &config.nats_url,
+        hookline_jetstream::Reconnect::Always,
+    )
+    .await?;
+    let publisher = Publisher::new(
         client.clone(),
         config.publish_timeout(),
         config.max_ack_inflight,
     );
     // The signal may come while NATS is still unreachable at start-up: waiting is cut short.
     let shutdown = hookline_runtime::Shutdown::new(shutdown);
-    let mut waited = 0u32;
-    let wait_for_stream = async {
-        loop {
-            match hookline_jetstream::ensure_stream(publisher.context(), &config.stream).await {
-                Ok(info) => {
-                    info!(stream = %info.config.name, messages = info.state.messages, "Stream ready.");
-                    break;
-                }
-                Err(e) => {
-                    waited += 1;
-                    warn!(error = %e, attempt = waited, "Waiting for NATS JetStream.");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    };
+    let wait_for_stream = hookline_jetstream::connect::wait_until_ready("NATS JetStream", || {
+        hookline_jetstream::ensure_stream(publisher.context(), &config.stream)
+    });
     tokio::select! {
-        () = wait_for_stream => {}
+        info = wait_for_stream => {
+            info!(stream = %info.config.name, messages = info.state.messages, "Stream ready.");
+        }
         () = shutdown.clone().signalled() => {
             warn!("Shut down before NATS JetStream was reachable; nothing was accepted.");
             return Ok(());
         }
     }
-    let rate_limits = config.rate_limits(&providers).map_err(anyhow::Error::msg)?;
+    let rate_limits = config.rate_limits(&providers)?;
     let metrics = metrics::IngestMetrics::new(&providers.names());
     let state = Arc::new(routes::AppState {
         metrics,

@@ -16,7 +16,6 @@ pub struct IngestMetrics {
     pub response_duration: HistogramVec,
     pub signature_failures: IntCounterVec,
     pub publish_failures: IntCounterVec,
-    pub stage_duration: HistogramVec,
     /// `stage_duration{stage="verify"}` and `{stage="publish"}`, resolved once: they are observed
     /// on every request.
     pub verify_duration: prometheus::Histogram,
@@ -28,21 +27,9 @@ pub struct IngestMetrics {
     pub inflight: IntGauge,
 }
 
-/// Why a request was shed; see [`IngestMetrics::shed`].
-pub const SHED_REASONS: [&str; 3] = ["overloaded", "rate_limited", "body_timeout"];
-
-const SIGNATURE_REASONS: [&str; 4] = [
-    "missing_header",
-    "malformed_header",
-    "stale_timestamp",
-    "mismatch",
-];
-const PUBLISH_REASONS: [&str; 4] = [
-    "broker_disconnected",
-    "stream_unavailable",
-    "publish_timeout",
-    "publish_refused",
-];
+pub use crate::error::SHED_REASONS;
+use hookline_core::SignatureError;
+use hookline_jetstream::PublishFailure;
 
 impl IngestMetrics {
     pub fn new(providers: &[&'static str]) -> Self {
@@ -117,11 +104,11 @@ impl IngestMetrics {
         );
         for p in providers {
             received.with_label_values(&[p]);
-            for r in SIGNATURE_REASONS {
+            for r in SignatureError::REASONS {
                 signature_failures.with_label_values(&[p, r]);
             }
-            for r in PUBLISH_REASONS {
-                publish_failures.with_label_values(&[p, r]);
+            for f in PublishFailure::ALL {
+                publish_failures.with_label_values(&[p, f.reason()]);
             }
             for r in SHED_REASONS {
                 shed.with_label_values(&[p, r]);
@@ -139,7 +126,6 @@ impl IngestMetrics {
             response_duration,
             signature_failures,
             publish_failures,
-            stage_duration,
             shed,
             inflight,
         }

@@ -14,13 +14,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hookline_core::{subject, Headers, Provider, Providers};
+use hookline_core::{Headers, Provider, Providers};
+use hookline_jetstream::{Outgoing, Publisher, Stored};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use tracing::{debug, error, warn, Instrument as _};
 
 use crate::error::IngestError;
 use crate::metrics::IngestMetrics;
-use crate::publish::Publisher;
 
 pub struct AppState {
     pub metrics: IngestMetrics,
@@ -126,6 +126,7 @@ fn request_id(headers: &HeaderMap) -> String {
         })
 }
 
+/// The webhook path, stage by stage; its outcome is logged and counted once, in [`record`].
 async fn handle(
     state: &AppState,
     provider: Option<&dyn Provider>,
@@ -134,143 +135,206 @@ async fn handle(
     body: Body,
     started: Instant,
 ) -> Result<impl IntoResponse, IngestError> {
-    let duration_ms = || started.elapsed().as_millis() as u64;
-    let provider = provider.ok_or_else(|| {
-        warn!(%request_id, provider = "unknown", stage = "route", failed_at_stage = "route", duration_ms = duration_ms(), "Unknown or unconfigured provider.");
-        IngestError::UnknownProvider
-    })?;
-    let provider_label = provider.name();
-    let shed = |reason: &'static str| {
-        state
-            .metrics
-            .shed
-            .with_label_values(&[provider_label, reason])
-            .inc();
-        warn!(%request_id, provider = provider_label, stage = "admit", failed_at_stage = "admit", reason, duration_ms = duration_ms(), "Request shed.");
+    let outcome = accept(state, provider, request_id, headers, body).await;
+    record(state, provider, request_id, started, &outcome);
+    let accepted = outcome.map_err(|r| r.error)?;
+    // Two possible answers, written once.
+    let body = if accepted.stored.duplicate {
+        r#"{"status":"accepted","duplicate":true}"#
+    } else {
+        r#"{"status":"accepted","duplicate":false}"#
     };
-    if !state.rate_limits.allow(provider_label) {
-        shed("rate_limited");
+    Ok(([(header::CONTENT_TYPE, "application/json")], body))
+}
+
+/// A webhook JetStream acknowledged.
+struct Accepted {
+    stored: Stored,
+    msg_id: String,
+    event_type_label: &'static str,
+}
+
+/// A webhook refused, and the stage that refused it.
+struct Refusal {
+    stage: &'static str,
+    error: IngestError,
+    /// The dedup id, once known (a publish failure).
+    msg_id: Option<String>,
+}
+
+fn at(stage: &'static str) -> impl FnOnce(IngestError) -> Refusal {
+    move |error| Refusal {
+        stage,
+        error,
+        msg_id: None,
+    }
+}
+
+async fn accept(
+    state: &AppState,
+    provider: Option<&dyn Provider>,
+    request_id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Accepted, Refusal> {
+    let provider = provider
+        .ok_or(IngestError::UnknownProvider)
+        .map_err(at("route"))?;
+    let _slot = admit(state, provider, headers).map_err(at("admit"))?;
+    let body = read_body(state, body).await.map_err(at("read_body"))?;
+    let headers = HttpHeaders(headers);
+    verify(state, provider, &headers, &body).map_err(at("verify"))?;
+    publish(state, provider, request_id, &headers, body).await
+}
+
+/// Rate limit, declared size and a slot under the in-flight cap, before the body is read.
+fn admit<'a>(
+    state: &'a AppState,
+    provider: &dyn Provider,
+    headers: &HeaderMap,
+) -> Result<InFlight<'a>, IngestError> {
+    if !state.rate_limits.allow(provider.name()) {
         return Err(IngestError::RateLimited {
             retry_after_secs: 1,
         });
     }
     // A declared oversize costs nothing to refuse, so it is refused before taking a slot.
     if declared_length(headers).is_some_and(|n| n > state.max_body_bytes as u64) {
-        warn!(%request_id, provider = provider_label, stage = "read_body", failed_at_stage = "read_body", duration_ms = duration_ms(), "Declared body too large.");
         return Err(IngestError::TooLarge {
             limit: state.max_body_bytes,
         });
     }
     // Bounded work and memory: past the cap, answer 503 now rather than queue without limit.
-    let Ok(_slot) = state.inflight.try_acquire() else {
-        shed("overloaded");
-        return Err(IngestError::Overloaded {
+    let permit = state
+        .inflight
+        .try_acquire()
+        .map_err(|_| IngestError::Overloaded {
             retry_after_secs: state.retry_after_secs,
-        });
-    };
+        })?;
     state.metrics.inflight.inc();
-    let _inflight = DecOnDrop(&state.metrics.inflight);
-    let body = read_body(state, body).await.map_err(|e| {
-        if let IngestError::BodyTimeout { .. } = e {
-            state.metrics.shed.with_label_values(&[provider_label, "body_timeout"]).inc();
-        }
-        warn!(%request_id, provider = provider_label, stage = "read_body", failed_at_stage = "read_body", error = %e, duration_ms = duration_ms(), "Request body refused.");
-        e
-    })?;
+    Ok(InFlight {
+        _permit: permit,
+        gauge: &state.metrics.inflight,
+    })
+}
 
-    let http_headers = HttpHeaders(headers);
-    let verify_started = Instant::now();
-    let verified = provider.verify(&http_headers, &body, unix_now());
+fn verify(
+    state: &AppState,
+    provider: &dyn Provider,
+    headers: &HttpHeaders<'_>,
+    body: &[u8],
+) -> Result<(), IngestError> {
+    let started = Instant::now();
+    let verified = provider.verify(headers, body, unix_now());
     state
         .metrics
         .verify_duration
-        .observe(verify_started.elapsed().as_secs_f64());
-    if let Err(e) = verified {
-        state
-            .metrics
-            .signature_failures
-            .with_label_values(&[provider_label, e.reason()])
-            .inc();
-        warn!(%request_id, provider = provider_label, stage = "verify", failed_at_stage = "verify", reason = e.reason(), duration_ms = duration_ms(), "Signature rejected.");
-        return Err(e.into());
-    }
+        .observe(started.elapsed().as_secs_f64());
+    Ok(verified?)
+}
 
-    // A correctly signed body that is not the documented shape is still stored: the worker
-    // dead-letters it, where an operator can see it. It is never refused for its content.
-    let envelope = provider.envelope(&http_headers, &body);
-    let event_type = envelope
-        .event_type
-        .as_deref()
-        .unwrap_or(subject::UNPARSED_EVENT_TYPE);
-    let subject = subject::subject(provider_label, event_type);
-    let message_id = subject::message_id(provider_label, envelope.event_id.as_deref(), &body);
-
+/// Publishes the verified event with its routing envelope and waits for the PubAck. A correctly
+/// signed body that is not the documented shape is still stored: the worker dead-letters it,
+/// where an operator can see it. It is never refused for its content.
+async fn publish(
+    state: &AppState,
+    provider: &dyn Provider,
+    request_id: &str,
+    headers: &HttpHeaders<'_>,
+    body: Bytes,
+) -> Result<Accepted, Refusal> {
+    let envelope = provider.envelope(headers, &body);
     let mut forward = async_nats::HeaderMap::new();
     for name in provider.forwarded_headers() {
-        if let Some(v) = http_headers.get(name) {
+        if let Some(v) = headers.get(name) {
             forward.insert(*name, v);
         }
     }
-    let received_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    forward.insert(
-        subject::RECEIVED_AT_HEADER,
-        received_ms.to_string().as_str(),
-    );
-
-    forward.insert("Hookline-Request-Id", request_id);
-    let publish_started = Instant::now();
-    let published = state
-        .publisher
-        .publish(subject, &message_id, forward, body)
-        .await;
+    forward.insert(hookline_jetstream::headers::REQUEST_ID, request_id);
+    let event = Outgoing {
+        provider: provider.name(),
+        event_type: envelope.event_type.as_deref(),
+        dedup_key: envelope.event_id.as_deref(),
+        headers: forward,
+        body,
+    };
+    let msg_id = event.msg_id();
+    let event_type_label =
+        provider.event_type_label(envelope.event_type.as_deref().unwrap_or_default());
+    let started = Instant::now();
+    let published = state.publisher.publish(event).await;
     state
         .metrics
         .publish_duration
-        .observe(publish_started.elapsed().as_secs_f64());
+        .observe(started.elapsed().as_secs_f64());
     match published {
-        Ok(stored) => {
-            state
-                .metrics
-                .queued
-                .with_label_values(&[
-                    provider_label,
-                    provider.event_type_label(event_type),
-                    if stored.duplicate { "true" } else { "false" },
-                ])
-                .inc();
-            debug!(%request_id, provider = provider_label, stage = "publish", event_id = %message_id, duplicate = stored.duplicate, duration_ms = duration_ms(), "Event stored.");
-            // Two possible answers, written once.
-            let body = if stored.duplicate {
-                r#"{"status":"accepted","duplicate":true}"#
-            } else {
-                r#"{"status":"accepted","duplicate":false}"#
-            };
-            Ok(([(header::CONTENT_TYPE, "application/json")], body))
-        }
-        Err(failure) => {
-            state
-                .metrics
-                .publish_failures
-                .with_label_values(&[provider_label, failure.reason()])
-                .inc();
-            error!(%request_id, provider = provider_label, stage = "publish", failed_at_stage = "publish", reason = failure.reason(), event_id = %message_id, duration_ms = duration_ms(), "Event not stored; answering 503.");
-            Err(IngestError::Unavailable {
-                reason: failure.reason(),
+        Ok(stored) => Ok(Accepted {
+            stored,
+            msg_id,
+            event_type_label,
+        }),
+        Err(failure) => Err(Refusal {
+            stage: "publish",
+            error: IngestError::Unavailable {
+                failure,
                 retry_after_secs: state.retry_after_secs,
-            })
-        }
+            },
+            msg_id: Some(msg_id),
+        }),
     }
 }
 
-/// Decrements the in-flight gauge however the request ends (including a client hanging up).
-struct DecOnDrop<'a>(&'a prometheus::IntGauge);
+/// The one place a webhook's outcome becomes metrics and a stage log line.
+fn record(
+    state: &AppState,
+    provider: Option<&dyn Provider>,
+    request_id: &str,
+    started: Instant,
+    outcome: &Result<Accepted, Refusal>,
+) {
+    let m = &state.metrics;
+    let provider = provider.map_or("unknown", |p| p.name());
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let refusal = match outcome {
+        Ok(a) => {
+            let duplicate = if a.stored.duplicate { "true" } else { "false" };
+            m.queued
+                .with_label_values(&[provider, a.event_type_label, duplicate])
+                .inc();
+            debug!(%request_id, provider, stage = "publish", event_id = %a.msg_id, duplicate = a.stored.duplicate, duration_ms, "Event stored.");
+            return;
+        }
+        Err(r) => r,
+    };
+    let (stage, reason) = (refusal.stage, refusal.error.reason());
+    let counter = match &refusal.error {
+        IngestError::Signature(_) => Some(&m.signature_failures),
+        IngestError::Unavailable { .. } => Some(&m.publish_failures),
+        e if e.is_shed() => Some(&m.shed),
+        _ => None,
+    };
+    if let Some(counter) = counter {
+        counter.with_label_values(&[provider, reason]).inc();
+    }
+    let message = refusal.error.log_message();
+    let event_id = refusal.msg_id.as_deref().unwrap_or_default();
+    if let IngestError::Unavailable { .. } = refusal.error {
+        error!(%request_id, provider, stage, failed_at_stage = stage, reason, event_id, duration_ms, "{message}");
+    } else {
+        warn!(%request_id, provider, stage, failed_at_stage = stage, reason, error = %refusal.error, duration_ms, "{message}");
+    }
+}
 
-impl Drop for DecOnDrop<'_> {
+/// A slot under the in-flight cap, with the gauge that shows it; both are released however the
+/// request ends (including a client hanging up).
+struct InFlight<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    gauge: &'a prometheus::IntGauge,
+}
+
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        self.gauge.dec();
     }
 }
 

@@ -1,8 +1,10 @@
 //! Process plumbing shared by hookline's binaries: log output, shutdown signals, the metrics
-//! text format and the shared stage histogram, and loading the generic sources file (`sources`).
+//! text format and the shared stage histogram, the providers' settings as flags
+//! (`provider_args`), and loading the generic sources file (`sources`).
 //! Kept out of the libraries so tests can run servers without global side effects.
 #![forbid(unsafe_code)]
 
+pub mod provider_args;
 pub mod sources;
 
 /// Structured logs to stdout: `json` (one object per line, for production) or `text` (for people).

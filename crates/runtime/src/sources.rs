@@ -1,10 +1,18 @@
 //! Loads generic signed sources (`HOOKLINE_SOURCES_FILE`) and resolves their secrets from the
 //! environment or files. Ingest needs the secrets; the worker only decodes and does not.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hookline_core::providers::{parse_sources, GenericSource, SourceConfig};
 use hookline_core::Providers;
+
+/// The sources file cannot be used; says which file, and which source and setting.
+#[derive(Debug, thiserror::Error)]
+#[error("HOOKLINE_SOURCES_FILE {}: {problem}", path.display())]
+pub struct SourcesError {
+    pub path: PathBuf,
+    pub problem: String,
+}
 
 /// Whether secrets are needed: ingest verifies, the worker and the CLI's replay only decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,26 +22,27 @@ pub enum Secrets {
 }
 
 /// Reads and checks the sources file. Errors name the file, the source and the setting.
-pub fn load(path: &Path, secrets: Secrets) -> Result<Vec<GenericSource>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("HOOKLINE_SOURCES_FILE {}: {e}", path.display()))?;
-    let configs = parse_sources(&text)
-        .map_err(|e| format!("HOOKLINE_SOURCES_FILE {}: {e}", path.display()))?;
+pub fn load(path: &Path, secrets: Secrets) -> Result<Vec<GenericSource>, SourcesError> {
+    let fail = |problem: String| SourcesError {
+        path: path.to_owned(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let configs = parse_sources(&text).map_err(|e| fail(e.to_string()))?;
     configs
         .iter()
         .map(|c| {
             let keys = match secrets {
-                Secrets::Required => resolve_secrets(c)?,
+                Secrets::Required => resolve_secrets(c).map_err(fail)?,
                 Secrets::NotNeeded => Vec::new(),
             };
-            GenericSource::new(c, keys)
-                .map_err(|e| format!("HOOKLINE_SOURCES_FILE {}: {e}", path.display()))
+            GenericSource::new(c, keys).map_err(fail)
         })
         .collect()
 }
 
 /// The built-in decoders plus every source in `path` (if any): what a worker decodes with.
-pub fn decoders(path: Option<&Path>) -> Result<Providers, String> {
+pub fn decoders(path: Option<&Path>) -> Result<Providers, SourcesError> {
     let mut providers = Providers::decoders();
     if let Some(path) = path {
         for source in load(path, Secrets::NotNeeded)? {
@@ -83,7 +92,7 @@ mod tests {
     fn examples_load_and_missing_secrets_are_named() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
         let github = root.join("github-style.toml");
-        let err = load(&github, Secrets::Required).err().unwrap();
+        let err = load(&github, Secrets::Required).err().unwrap().to_string();
         assert!(err.contains("GITHUB_WEBHOOK_SECRET is not set"), "{err}");
         let names = decoders(Some(&github)).unwrap().names();
         assert_eq!(names, vec!["telnyx", "resend", "github"]);
@@ -93,7 +102,8 @@ mod tests {
         assert_eq!(names, vec!["telnyx", "resend", "respondio"]);
         let missing = load(Path::new("/nonexistent.toml"), Secrets::NotNeeded)
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(
             missing.starts_with("HOOKLINE_SOURCES_FILE /nonexistent.toml"),
             "{missing}"

@@ -7,6 +7,7 @@ use clap::Parser;
 use hookline_jetstream::ConsumerArgs;
 
 use crate::consume::BatchSettings;
+use crate::store::RetrySettings;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -42,7 +43,7 @@ pub struct WorkerConfig {
     pub sources_file: Option<std::path::PathBuf>,
 
     #[command(flatten)]
-    pub dlq: crate::dead_letter::DlqArgs,
+    pub dlq: hookline_jetstream::DlqArgs,
 
     /// How often to look for events JetStream gave up on (past max deliveries) that neither the
     /// worker nor the advisory moved to the dead-letter stream, and to refresh the DLQ gauges,
@@ -129,10 +130,12 @@ impl WorkerConfig {
             batch_size: self.batch_size.into(),
             writers: self.writers.into(),
             flush_interval: Duration::from_millis(self.flush_interval_ms),
-            retry_base: Duration::from_millis(self.retry_base_ms),
-            retry_max: Duration::from_millis(self.retry_max_ms),
-            breaker_threshold: self.breaker_threshold,
-            breaker_open_for: Duration::from_millis(self.breaker_open_ms),
+            retry: RetrySettings {
+                retry_base: Duration::from_millis(self.retry_base_ms),
+                retry_max: Duration::from_millis(self.retry_max_ms),
+                breaker_threshold: self.breaker_threshold,
+                breaker_open_for: Duration::from_millis(self.breaker_open_ms),
+            },
         }
     }
 

@@ -19,12 +19,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::breaker::Breaker;
+use hookline_store::EventRecord;
+
 use crate::dead_letter::{self, Failure};
 use crate::decode::{decode, Decoded};
 use crate::metrics::WorkerMetrics;
-use crate::store::Interrupted;
-use crate::writer::{BatchWriter, EventRecord};
+pub use crate::store::Phase;
+use crate::store::{Interrupted, RetrySettings, Store};
 
 #[derive(Debug, Clone)]
 pub struct BatchSettings {
@@ -32,32 +33,16 @@ pub struct BatchSettings {
     /// Batches stored concurrently (see `HOOKLINE_WRITERS`).
     pub writers: usize,
     pub flush_interval: Duration,
-    pub retry_base: Duration,
-    pub retry_max: Duration,
-    pub breaker_threshold: u32,
-    pub breaker_open_for: Duration,
-}
-
-/// Whether the worker should keep fetching, or finish what it holds before `deadline`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Running,
-    Draining { deadline: Instant },
+    pub retry: RetrySettings,
 }
 
 pub struct Consumer {
     pub js: jetstream::Context,
     pub consumer: PullConsumer,
-    pub writer: BatchWriter,
+    pub store: Store,
     pub providers: Providers,
     pub settings: BatchSettings,
     pub metrics: Arc<WorkerMetrics>,
-    /// A plain mutex, held only between awaits: the batches being written are futures polled
-    /// by the fetch loop itself, so the loop must never wait on a lock one of them might hold
-    /// (tokio's mutex hands the lock to a queued waiter before that waiter is polled again).
-    pub(crate) breaker: std::sync::Mutex<Breaker>,
-    /// Wakes the batches waiting out an open breaker when a probe closes it.
-    pub(crate) breaker_closed: tokio::sync::Notify,
     /// Events fetched and not yet settled: what a shutdown that cannot reach NATS leaves behind.
     pub(crate) in_hand: AtomicUsize,
     /// Events handed back (nak) at the shutdown deadline: sent only if NATS is there to take them.
@@ -79,7 +64,7 @@ impl Consumer {
         while *phase.borrow() == Phase::Running {
             // A free writer, and a healthy database (else the batches in hand finish first).
             while writing.len() >= self.settings.writers.max(1)
-                || (!writing.is_empty() && self.breaker_failures() > 0)
+                || (!writing.is_empty() && self.store.breaker_failures() > 0)
             {
                 writing.next().await;
             }
@@ -110,7 +95,7 @@ impl Consumer {
                 }
                 Err(e) => {
                     fetch_failures += 1;
-                    let delay = crate::store::backoff(&self.settings, fetch_failures);
+                    let delay = crate::store::backoff(&self.settings.retry, fetch_failures);
                     warn!(stage = "fetch", error = %e, retry_in_ms = delay.as_millis() as u64, "Fetching from JetStream failed.");
                     tokio::select! {
                         _ = phase.changed() => break,
@@ -123,14 +108,6 @@ impl Consumer {
         while writing.next().await.is_some() {}
         info!("Worker stopped consuming.");
         Ok(())
-    }
-
-    pub(crate) fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
-        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn breaker_failures(&self) -> u32 {
-        self.breaker().consecutive_failures()
     }
 
     /// One pull request: up to `batch_size` events, waiting at most `flush_interval`.
@@ -214,7 +191,7 @@ impl Consumer {
                 let replay = batch[*i]
                     .headers
                     .as_ref()
-                    .is_some_and(|h| h.get(crate::decode::REPLAY_HEADER).is_some());
+                    .is_some_and(|h| h.get(hookline_jetstream::headers::REPLAY).is_some());
                 (
                     *i,
                     EventRecord {
@@ -225,7 +202,7 @@ impl Consumer {
                 )
             })
             .collect();
-        match self.store(&recs, phase).await {
+        match self.store.store(&recs, phase).await {
             Ok(poison) => {
                 for (i, err) in poison {
                     let failure = Failure::new("db_rejected", err.to_string(), "db_write");
@@ -348,18 +325,18 @@ impl Consumer {
                 // Never drop an event: leave it for redelivery.
                 warn!(stage = "dead_letter", error = %e, "Could not dead-letter an event; it will be redelivered.");
                 let _ = msg
-                    .ack_with(AckKind::Nak(Some(self.settings.retry_max)))
+                    .ack_with(AckKind::Nak(Some(self.settings.retry.retry_max)))
                     .await;
             }
         }
     }
 }
 
-/// When ingest received the event (its `RECEIVED_AT_HEADER`), in unix milliseconds.
+/// When ingest received the event (its `Hookline-Received-At-Ms`), in unix milliseconds.
 fn received_at_ms(msg: &jetstream::Message) -> Option<i64> {
     msg.headers
         .as_ref()?
-        .get(hookline_core::subject::RECEIVED_AT_HEADER)?
+        .get(hookline_jetstream::headers::RECEIVED_AT)?
         .as_str()
         .parse()
         .ok()

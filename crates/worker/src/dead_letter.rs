@@ -9,51 +9,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
 use tracing::{error, warn};
 
-/// DLQ subjects: `dlq.` + the original subject.
-pub const DLQ_SUBJECT_PREFIX: &str = "dlq.";
-
-pub mod header {
-    pub const REASON: &str = "Hookline-Dlq-Reason";
-    pub const DETAIL: &str = "Hookline-Dlq-Detail";
-    pub const STAGE: &str = "Hookline-Dlq-Stage";
-    pub const DELIVERIES: &str = "Hookline-Dlq-Deliveries";
-    pub const ORIGINAL_SUBJECT: &str = "Hookline-Dlq-Original-Subject";
-    pub const ORIGINAL_SEQUENCE: &str = "Hookline-Dlq-Original-Sequence";
-    pub const ORIGINAL_MSG_ID: &str = "Hookline-Dlq-Original-Msg-Id";
-    pub const FIRST_FAILURE: &str = "Hookline-Dlq-First-Failure";
-    pub const LAST_FAILURE: &str = "Hookline-Dlq-Last-Failure";
-    /// Every header hookline adds starts with this; replay strips them.
-    pub const PREFIX: &str = "Hookline-Dlq-";
-    /// On a re-published copy (`requeue`): the stream sequence of the event it replaces.
-    pub const REQUEUED_FROM: &str = "Hookline-Requeued-From";
-}
-
-/// The headers of an event published again (requeued, or replayed from the DLQ): the original
-/// ones but its `Nats-Msg-Id` and those `drop` names, under a new dedup id `msg_id` (the original
-/// one may still be inside the duplicate window).
-pub(crate) fn republished_headers(
-    original: Option<&HeaderMap>,
-    drop: impl Fn(&str) -> bool,
-    msg_id: &str,
-) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for (name, values) in original.iter().flat_map(|h| h.iter()) {
-        if *name == async_nats::header::NATS_MESSAGE_ID || drop(name.as_ref()) {
-            continue;
-        }
-        for v in values {
-            headers.append(name.clone(), v.clone());
-        }
-    }
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
-    headers
-}
+use hookline_jetstream::headers::{self as hdr, dlq as header};
+use hookline_jetstream::DLQ_SUBJECT_PREFIX;
 
 /// Re-publishes an event to the main stream as a fresh message, with a full delivery budget, and
 /// waits for the PubAck. The copy's dedup id comes from the original's place in the stream, so
@@ -63,64 +26,19 @@ pub async fn requeue(
     main_stream: &str,
     letter: &Letter<'_>,
 ) -> Result<(), async_nats::Error> {
-    let mut headers = republished_headers(
+    let mut headers = hdr::republished(
         letter.headers,
-        |name| name == header::REQUEUED_FROM,
+        |name| name == hdr::REQUEUED_FROM,
         &format!("requeue:{main_stream}:{}", letter.stream_sequence),
     );
     headers.insert(
-        header::REQUEUED_FROM,
+        hdr::REQUEUED_FROM,
         letter.stream_sequence.to_string().as_str(),
     );
     js.publish_with_headers(letter.subject.to_owned(), headers, letter.payload.clone())
         .await?
         .await?;
     Ok(())
-}
-
-/// The dead-letter stream's settings (worker and `hookline streams`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct DlqArgs {
-    /// The dead-letter stream (created if missing).
-    #[arg(long, env = "HOOKLINE_DLQ_STREAM", default_value = "WEBHOOKS_DLQ")]
-    pub dlq_stream: String,
-    /// Oldest a dead letter may get before JetStream deletes it, in seconds. 0 (the default)
-    /// keeps every dead letter until an operator replays or purges it.
-    #[arg(long, env = "HOOKLINE_DLQ_MAX_AGE_SECS", default_value_t = 0)]
-    pub dlq_max_age_secs: u64,
-    /// Size limit of the dead-letter stream in bytes (-1: none but the account's). When full, a
-    /// new dead letter is refused and its event stays in the main stream.
-    #[arg(long, env = "HOOKLINE_DLQ_MAX_BYTES", default_value_t = -1,
-          allow_negative_numbers = true)]
-    pub dlq_max_bytes: i64,
-}
-
-impl DlqArgs {
-    /// The DLQ stream: file storage, limits retention, discard new (a full DLQ refuses, it never
-    /// drops what it holds).
-    pub fn config(&self, replicas: usize) -> stream::Config {
-        stream::Config {
-            name: self.dlq_stream.clone(),
-            subjects: vec![format!("{DLQ_SUBJECT_PREFIX}webhook.>")],
-            retention: stream::RetentionPolicy::Limits,
-            storage: stream::StorageType::File,
-            discard: stream::DiscardPolicy::New,
-            max_age: Duration::from_secs(self.dlq_max_age_secs),
-            max_bytes: self.dlq_max_bytes,
-            duplicate_window: Duration::from_secs(120),
-            num_replicas: replicas,
-            ..Default::default()
-        }
-    }
-
-    /// The defaults, for tests and tools.
-    pub fn named(name: &str) -> Self {
-        Self {
-            dlq_stream: name.to_owned(),
-            dlq_max_age_secs: 0,
-            dlq_max_bytes: -1,
-        }
-    }
 }
 
 /// Why and where an event failed.
@@ -161,7 +79,7 @@ pub async fn publish(
     let now = chrono::Utc::now().to_rfc3339();
     let mut headers = HeaderMap::new();
     for (name, values) in letter.headers.iter().flat_map(|h| h.iter()) {
-        if *name == async_nats::header::NATS_MESSAGE_ID {
+        if *name == hdr::MSG_ID {
             for v in values {
                 headers.append(header::ORIGINAL_MSG_ID, v.clone());
             }
@@ -179,7 +97,7 @@ pub async fn publish(
         .take(500)
         .collect();
     headers.insert(
-        async_nats::header::NATS_MESSAGE_ID,
+        hdr::MSG_ID,
         format!("dlq:{main_stream}:{}", letter.stream_sequence).as_str(),
     );
     headers.insert(header::REASON, failure.reason);
@@ -191,9 +109,7 @@ pub async fn publish(
         header::ORIGINAL_SEQUENCE,
         letter.stream_sequence.to_string().as_str(),
     );
-    // hookline retries transient failures in place, so the first failure that counts is this one.
-    headers.insert(header::FIRST_FAILURE, now.as_str());
-    headers.insert(header::LAST_FAILURE, now.as_str());
+    headers.insert(header::FAILED_AT, now.as_str());
     js.publish_with_headers(
         format!("{DLQ_SUBJECT_PREFIX}{}", letter.subject),
         headers,

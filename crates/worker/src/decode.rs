@@ -4,9 +4,6 @@
 use async_nats::HeaderMap;
 use hookline_core::{DecodeError, DeliveryEvent, Headers, Providers};
 
-/// Marks an event published by `hookline replay` (its value: the replay run's id).
-pub const REPLAY_HEADER: &str = "Hookline-Replay";
-
 /// NATS headers seen through core's [`Headers`] trait.
 pub struct NatsHeaders<'a>(pub Option<&'a HeaderMap>);
 

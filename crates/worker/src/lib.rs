@@ -8,14 +8,9 @@ pub mod config;
 pub mod consume;
 pub mod dead_letter;
 pub mod decode;
-pub mod dlq;
-pub mod failure;
 pub mod http;
 pub mod metrics;
-pub mod reconcile;
-pub mod replay;
-mod store;
-pub mod writer;
+pub mod store;
 
 use std::future::Future;
 use std::str::FromStr;
@@ -29,10 +24,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use config::WorkerConfig;
-pub use writer::{BatchWriter, EventRecord, WriteOutcome};
-
-/// The schema, embedded at build time from `migrations/`.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+use hookline_store::writer::{self, BatchWriter};
 
 /// A pool with the worker's timeouts.
 pub async fn connect_db(config: &WorkerConfig) -> anyhow::Result<PgPool> {
@@ -72,55 +64,35 @@ impl Worker {
             .map(writer::CrashPlan::parse)
             .transpose()
             .map_err(|e| anyhow::anyhow!("HOOKLINE_FAULT_CRASH is invalid: {e}"))?;
-        let client = async_nats::ConnectOptions::new()
-            .name("hookline-worker")
-            .retry_on_initial_connect()
-            .connect(
-                hookline_jetstream::server_addrs(&config.nats_url).map_err(anyhow::Error::msg)?,
-            )
-            .await
-            .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
+        let client = hookline_jetstream::connect(
+            "hookline-worker",
+            &config.nats_url,
+            hookline_jetstream::Reconnect::Always,
+        )
+        .await?;
         let js = async_nats::jetstream::new(client.clone());
-        let consumer = loop {
-            let ready = async {
-                // Created if missing, never rewritten: `hookline streams` applies changed settings.
-                js.get_or_create_stream(config.dlq.config(config.stream_replicas))
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("dead-letter stream {}: {e}", config.dlq.dlq_stream)
-                    })?;
-                hookline_jetstream::ensure_consumer(&js, &config.stream, &config.consumer)
-                    .await
-                    .map_err(anyhow::Error::from)
-            };
-            match ready.await {
-                Ok(c) => break c,
-                Err(e) => {
-                    info!(error = %e, "Waiting for NATS and the stream.");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        };
-        let providers = hookline_runtime::sources::decoders(config.sources_file.as_deref())
-            .map_err(anyhow::Error::msg)?;
+        let consumer =
+            hookline_jetstream::connect::wait_until_ready("NATS and the stream", || async {
+                hookline_jetstream::ensure_dlq_stream(&js, &config.dlq, config.stream_replicas)
+                    .await?;
+                hookline_jetstream::ensure_consumer(&js, &config.stream, &config.consumer).await
+            })
+            .await;
+        let providers = hookline_runtime::sources::decoders(config.sources_file.as_deref())?;
         let pool = connect_db(config).await?;
         let mut writer = BatchWriter::new(pool.clone());
         if let Some(plan) = crash {
             writer = writer.with_crash_plan(plan);
         }
         let settings = config.batch_settings();
+        let metrics = Arc::new(metrics::WorkerMetrics::new(&providers.names()));
         Ok(Self {
             consumer: consume::Consumer {
                 js,
                 consumer,
-                writer,
-                metrics: Arc::new(metrics::WorkerMetrics::new(&providers.names())),
+                store: store::Store::new(writer, settings.retry.clone(), metrics.clone()),
+                metrics,
                 providers,
-                breaker: std::sync::Mutex::new(breaker::Breaker::new(
-                    settings.breaker_threshold,
-                    settings.breaker_open_for,
-                )),
-                breaker_closed: Default::default(),
                 in_hand: Default::default(),
                 handed_back: Default::default(),
                 settings,

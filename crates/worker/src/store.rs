@@ -4,24 +4,80 @@
 //! narrowed down by bisection, and an event that fails alone is dead-lettered only if a canary
 //! write succeeds right after, i.e. the database accepts writes and rejects just this event.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_store::failure::Cause;
+use hookline_store::{BatchWriter, EventRecord, WriteError};
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::breaker::Transition;
-use crate::consume::{BatchSettings, Consumer, Phase};
-use crate::failure::Cause;
-use crate::writer::{EventRecord, WriteError};
+use crate::breaker::{Breaker, Transition};
+use crate::metrics::WorkerMetrics;
 
 /// The shutdown deadline passed while the database was still failing.
 pub struct Interrupted;
 
-impl Consumer {
+/// Whether the worker should keep fetching, or finish what it holds before `deadline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    Draining { deadline: Instant },
+}
+
+/// How failed writes are retried.
+#[derive(Debug, Clone)]
+pub struct RetrySettings {
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub breaker_threshold: u32,
+    pub breaker_open_for: Duration,
+}
+
+/// The database side of a worker: the writer, and the circuit breaker every batch shares.
+pub struct Store {
+    writer: BatchWriter,
+    settings: RetrySettings,
+    metrics: Arc<WorkerMetrics>,
+    /// A plain mutex, held only between awaits: the batches being written are futures polled
+    /// by the fetch loop itself, so the loop must never wait on a lock one of them might hold
+    /// (tokio's mutex hands the lock to a queued waiter before that waiter is polled again).
+    breaker: std::sync::Mutex<Breaker>,
+    /// Wakes the batches waiting out an open breaker when a probe closes it.
+    breaker_closed: tokio::sync::Notify,
+}
+
+impl Store {
+    pub fn new(writer: BatchWriter, settings: RetrySettings, metrics: Arc<WorkerMetrics>) -> Self {
+        Self {
+            writer,
+            breaker: std::sync::Mutex::new(Breaker::new(
+                settings.breaker_threshold,
+                settings.breaker_open_for,
+            )),
+            breaker_closed: Default::default(),
+            settings,
+            metrics,
+        }
+    }
+
+    pub fn settings(&self) -> &RetrySettings {
+        &self.settings
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Consecutive failed writes (0 while the database is healthy).
+    pub fn breaker_failures(&self) -> u32 {
+        self.breaker().consecutive_failures()
+    }
+
     /// Stores `recs`; returns the batch indexes of events the database rejects on their own.
-    pub(crate) async fn store(
+    pub async fn store(
         &self,
         recs: &[(usize, EventRecord<'_>)],
         phase: &watch::Receiver<Phase>,
@@ -176,7 +232,7 @@ impl Consumer {
 }
 
 /// `base * 2^(attempt-1)`, capped at `max`, with jitter down to half.
-pub fn backoff(s: &BatchSettings, attempt: u32) -> Duration {
+pub fn backoff(s: &RetrySettings, attempt: u32) -> Duration {
     let exp = s
         .retry_base
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
@@ -190,10 +246,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        let s = BatchSettings {
-            batch_size: 1,
-            writers: 1,
-            flush_interval: Duration::ZERO,
+        let s = RetrySettings {
             retry_base: Duration::from_millis(100),
             retry_max: Duration::from_secs(2),
             breaker_threshold: 1,

@@ -279,9 +279,6 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
-/// Names the built-in providers own.
-const RESERVED: [&str; 2] = ["telnyx", "resend"];
-
 impl GenericSource {
     /// Builds a source from its configuration and its secrets (raw bytes; empty in the worker,
     /// which only decodes). Every problem is reported with the source's name and the setting.
@@ -297,7 +294,7 @@ impl GenericSource {
                 "source name {name:?} must be 1-32 characters of a-z, 0-9, _ and -"
             ));
         }
-        if RESERVED.contains(&name) {
+        if super::built_in(name).is_some() {
             return Err(format!("source name {name:?} is a built-in provider"));
         }
         let sig = &config.signature;
@@ -398,29 +395,6 @@ impl GenericSource {
         })
     }
 
-    /// Headers a replay must rebuild for the decoder, from an archived event's columns: the
-    /// fields this source reads from headers among event id, event type and message id. (Status,
-    /// time and error fields read from headers are not archived, so such sources cannot be
-    /// replayed from the archive; none of the examples does that.)
-    pub fn replay_headers(
-        &self,
-        event_id: &str,
-        event_type: &str,
-        message_id: &str,
-    ) -> Vec<(String, String)> {
-        [
-            (&self.event_id, event_id),
-            (&self.event_type, event_type),
-            (&self.message_id, message_id),
-        ]
-        .into_iter()
-        .filter_map(|(field, value)| match field {
-            Field::Header(h) => Some(((*h).to_owned(), value.to_owned())),
-            Field::Pointer(_) => None,
-        })
-        .collect()
-    }
-
     /// The bytes the signature covers, per the template; `None` if a templated header is absent.
     fn signed_content(
         &self,
@@ -509,6 +483,29 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 }
 
 impl Provider for GenericSource {
+    /// Headers a replay must rebuild for the decoder, from an archived event's columns: the
+    /// fields this source reads from headers among event id, event type and message id. (Status,
+    /// time and error fields read from headers are not archived, so such sources cannot be
+    /// replayed from the archive; none of the examples does that.)
+    fn replay_headers(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        message_id: Option<&str>,
+    ) -> Vec<(String, String)> {
+        [
+            (&self.event_id, Some(event_id)),
+            (&self.event_type, Some(event_type)),
+            (&self.message_id, message_id),
+        ]
+        .into_iter()
+        .filter_map(|(field, value)| match (field, value) {
+            (Field::Header(h), Some(v)) => Some(((*h).to_owned(), v.to_owned())),
+            _ => None,
+        })
+        .collect()
+    }
+
     fn name(&self) -> &'static str {
         self.name
     }

@@ -1,15 +1,31 @@
-//! Provider adapters behind one trait: verify a request's signature, read its routing envelope
-//! (event id and type) cheaply for ingest, and decode its payload into a [`DeliveryEvent`] in the
-//! worker. Adding a provider is one file here and one folder of signed fixtures in `testdata/`.
+//! Everything hookline knows about a provider lives in that provider's file here, behind two
+//! traits: [`Provider`] (a configured instance: verify a request, read its routing envelope, decode
+//! it, say which headers a replay must carry) and [`BuiltIn`] (the provider as a kind: its settings
+//! and how they build a [`Provider`], how to sign test requests, sample bodies, and optionally the
+//! API reconcile asks). Every other crate iterates over [`BUILT_IN`] and never names a provider.
+//!
+//! Adding a built-in provider: one file here implementing both traits, one line in [`BUILT_IN`],
+//! and one folder of signed fixtures in `testdata/`. Generic HMAC sources (`generic`) are
+//! configured from a TOML file instead and need no code.
 
 pub mod generic;
 mod resend;
 pub mod samples;
+pub mod settings;
 mod telnyx;
 
 pub use generic::{parse_sources, GenericSource, SourceConfig};
-pub use resend::{kind_status as resend_kind_status, Resend};
-pub use telnyx::{status as telnyx_status, Telnyx};
+pub use resend::Resend;
+pub use settings::{ConfigError, Setting, Values};
+pub use telnyx::Telnyx;
+
+/// Every built-in provider, in the order they are listed in help and metrics.
+pub static BUILT_IN: &[&dyn BuiltIn] = &[&telnyx::TELNYX, &resend::RESEND];
+
+/// The built-in provider named `name`.
+pub fn built_in(name: &str) -> Option<&'static dyn BuiltIn> {
+    BUILT_IN.iter().copied().find(|b| b.name() == name)
+}
 
 use std::sync::Arc;
 
@@ -102,6 +118,18 @@ pub trait Provider: Send + Sync {
     /// Reads the event id and type without decoding the whole payload.
     fn envelope(&self, headers: &dyn Headers, body: &[u8]) -> Envelope;
 
+    /// Headers a stored event must carry again when it is re-published (replay) for
+    /// [`decode`](Self::decode) to read it: whatever the decoder takes from headers rather than
+    /// from the body.
+    fn replay_headers(
+        &self,
+        _event_id: &str,
+        _event_type: &str,
+        _message_id: Option<&str>,
+    ) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Decodes the payload. Every well-formed event decodes, whether or not it carries delivery
     /// information and whether or not hookline knows its type or status (`DeliveryEvent::unmapped`):
     /// whatever a provider signed is stored. An error means the body cannot be read as this
@@ -125,11 +153,27 @@ impl Providers {
         self
     }
 
+    pub fn with_arc(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.list.push(provider);
+        self
+    }
+
     /// Every built-in provider, without verification keys: enough for decoding in the worker.
     pub fn decoders() -> Self {
-        Self::new()
-            .with(Telnyx::new(None, 0))
-            .with(Resend::new(Vec::new(), 0))
+        BUILT_IN
+            .iter()
+            .fold(Self::new(), |p, b| p.with_arc(b.decoder()))
+    }
+
+    /// The built-in providers whose verification settings are in `values`.
+    pub fn configured(values: &Values, tolerance_secs: u64) -> Result<Self, ConfigError> {
+        let mut providers = Self::new();
+        for b in BUILT_IN {
+            if let Some(p) = b.configure(values, tolerance_secs)? {
+                providers = providers.with_arc(p);
+            }
+        }
+        Ok(providers)
     }
 
     pub fn get(&self, name: &str) -> Option<&dyn Provider> {
@@ -154,6 +198,78 @@ impl Providers {
             .ok_or_else(|| DecodeError::UnknownProvider(provider.to_owned()))?
             .decode(headers, body)
     }
+}
+
+/// A provider as a kind: what configures it, signs for it and speaks its API. One static value per
+/// built-in provider, listed in [`BUILT_IN`].
+pub trait BuiltIn: Sync {
+    /// The route and subject token, as [`Provider::name`].
+    fn name(&self) -> &'static str;
+
+    /// Ingest's settings: the keys that verify this provider's signatures.
+    fn verify_settings(&self) -> &'static [Setting];
+
+    /// A verifying provider from `values`; `None` when none of its settings is set (its route
+    /// answers 404).
+    fn configure(
+        &self,
+        values: &Values,
+        tolerance_secs: u64,
+    ) -> Result<Option<Arc<dyn Provider>>, ConfigError>;
+
+    /// A provider without keys (it rejects every signature): enough for decoding.
+    fn decoder(&self) -> Arc<dyn Provider>;
+
+    /// Settings of the signing side (`hookline sign`/`send`/`demo`): the provider's private key
+    /// or shared secret, for testing a deployment as the provider would call it.
+    fn sign_settings(&self) -> &'static [Setting];
+
+    /// A signer from `values`.
+    fn signer(&self, values: &Values) -> Result<Box<dyn Signer>, ConfigError>;
+
+    /// Fresh test keys: values for both [`sign_settings`](Self::sign_settings) and
+    /// [`verify_settings`](Self::verify_settings), matching each other.
+    fn keygen(&self) -> Values;
+
+    /// A body in the provider's documented shape for `sample`, or `None` if it has no such event.
+    fn sample(&self, sample: &Sample<'_>) -> Option<String>;
+
+    /// The `n`th sample recipient address (a phone number, an email address).
+    fn sample_address(&self, n: usize) -> String;
+
+    /// The API reconcile asks about a message's status, if the provider has one.
+    fn api(&self) -> Option<&'static dyn crate::reconcile::ProviderApi> {
+        None
+    }
+}
+
+/// Signs request bodies as the provider does.
+pub trait Signer: Send + Sync {
+    /// The headers of a request carrying `body`, signed at `ts` (unix seconds). `event_id` is
+    /// used where the provider sends the event id in a header rather than in the body.
+    fn sign(&self, event_id: &str, body: &[u8], ts: i64) -> Vec<(String, String)>;
+}
+
+/// The outcomes a sample body can say (see [`BuiltIn::sample`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleStatus {
+    /// Handed on by the provider.
+    Sent,
+    Delivered,
+    /// The provider's usual failure (an SMS not delivered, an email bounced).
+    Undelivered,
+    /// The recipient opened it (email only).
+    Opened,
+}
+
+/// What a sample body is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    pub event_id: &'a str,
+    pub message_id: &'a str,
+    pub status: SampleStatus,
+    /// RFC 3339.
+    pub at: &'a str,
 }
 
 /// Serde helper: the first error's code may be a string or a number in providers' JSON.

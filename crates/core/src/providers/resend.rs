@@ -3,12 +3,165 @@
 //! inbound mail, contact and domain events carry no delivery information and are stored as they
 //! are, like any type Resend adds later.
 
+use std::sync::Arc;
+
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::{json, Value};
 
-use super::{DecodeError, Envelope, Headers, Provider};
+use super::{
+    BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Sample, SampleStatus, Setting,
+    Signer, Values,
+};
 use crate::event::{DeliveryEvent, DeliveryStatus, Engagement};
+use crate::reconcile::{rfc3339, ApiSettings, LearnError, Learned, ProviderApi};
 use crate::signature::{svix, SignatureError};
+
+/// Resend as a built-in provider.
+pub static RESEND: ResendKind = ResendKind;
+
+pub struct ResendKind;
+
+/// The same secret verifies (ingest) and signs (`hookline sign`): Resend shares it with you.
+const SECRET: Setting = Setting::new(
+    "resend-webhook-secret",
+    "RESEND_WEBHOOK_SECRET",
+    "Resend signing secret(s) `whsec_…`, comma-separated during rotation (ingest accepts each; \
+     `hookline sign` signs with the first). Without one, /webhooks/resend answers 404.",
+)
+.secret()
+.list();
+
+static API: ApiSettings = ApiSettings {
+    url: Setting::new("resend-api-url", "RESEND_API_URL", "Resend API base URL.")
+        .default("https://api.resend.com"),
+    key: Setting::new(
+        "resend-api-key",
+        "RESEND_API_KEY",
+        "Resend API key; without it Resend recipients are not swept.",
+    )
+    .secret(),
+    rate: Setting::new(
+        "reconcile-resend-rate",
+        "HOOKLINE_RECONCILE_RESEND_RATE",
+        "Resend API requests per second. Resend's documented limit is a few requests per second \
+         per team; a 429 is waited out (Retry-After / ratelimit-reset).",
+    )
+    .default("1"),
+};
+
+impl ResendKind {
+    fn secrets(values: &Values) -> Result<Vec<svix::SvixSecret>, ConfigError> {
+        values
+            .list(&SECRET)
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                svix::SvixSecret::parse(s).map_err(|problem| ConfigError::InvalidEntry {
+                    variable: SECRET.env,
+                    entry: i + 1,
+                    problem,
+                })
+            })
+            .collect()
+    }
+}
+
+impl BuiltIn for ResendKind {
+    fn name(&self) -> &'static str {
+        "resend"
+    }
+
+    fn verify_settings(&self) -> &'static [Setting] {
+        std::slice::from_ref(&SECRET)
+    }
+
+    fn configure(
+        &self,
+        values: &Values,
+        tolerance_secs: u64,
+    ) -> Result<Option<Arc<dyn Provider>>, ConfigError> {
+        let secrets = Self::secrets(values)?;
+        if secrets.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Resend::new(secrets, tolerance_secs))))
+    }
+
+    fn decoder(&self) -> Arc<dyn Provider> {
+        Arc::new(Resend::new(Vec::new(), 0))
+    }
+
+    fn sign_settings(&self) -> &'static [Setting] {
+        std::slice::from_ref(&SECRET)
+    }
+
+    fn signer(&self, values: &Values) -> Result<Box<dyn Signer>, ConfigError> {
+        let secret = Self::secrets(values)?
+            .into_iter()
+            .next()
+            .ok_or(ConfigError::Missing {
+                variable: SECRET.env,
+                hint: "",
+            })?;
+        Ok(Box::new(ResendSigner(secret)))
+    }
+
+    fn keygen(&self) -> Values {
+        let secret: [u8; 24] = rand::random();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Values::new().with(&SECRET, format!("whsec_{}", b64.encode(secret)))
+    }
+
+    fn sample(&self, s: &Sample<'_>) -> Option<String> {
+        let kind = match s.status {
+            SampleStatus::Sent => "email.sent",
+            SampleStatus::Delivered => "email.delivered",
+            SampleStatus::Undelivered => "email.bounced",
+            SampleStatus::Opened => "email.opened",
+        };
+        Some(super::samples::resend_body(kind, s.message_id, s.at))
+    }
+
+    fn sample_address(&self, n: usize) -> String {
+        let names = ["ada", "bob", "cyd", "dee"];
+        format!("{}@example.com", names[n % names.len()])
+    }
+
+    fn api(&self) -> Option<&'static dyn ProviderApi> {
+        Some(&RESEND)
+    }
+}
+
+struct ResendSigner(svix::SvixSecret);
+
+impl Signer for ResendSigner {
+    fn sign(&self, event_id: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
+        vec![
+            (svix::ID_HEADER.into(), event_id.into()),
+            (svix::TIMESTAMP_HEADER.into(), ts.to_string()),
+            (
+                svix::SIGNATURE_HEADER.into(),
+                self.0.sign(event_id, ts, body),
+            ),
+        ]
+    }
+}
+
+impl ProviderApi for ResendKind {
+    fn settings(&self) -> &'static ApiSettings {
+        &API
+    }
+
+    fn lookup_path(&self, escaped_id: &str) -> String {
+        format!("/emails/{escaped_id}")
+    }
+
+    fn learn(&self, response: &[u8], now: DateTime<Utc>) -> Result<Option<Learned>, LearnError> {
+        from_api(response, now)
+    }
+}
 
 pub struct Resend {
     secrets: Vec<svix::SvixSecret>,
@@ -68,7 +221,7 @@ enum Kind {
 }
 
 /// A Resend webhook type's delivery status (`None` for engagement and other types).
-pub fn kind_status(event_type: &str) -> Option<DeliveryStatus> {
+fn kind_status(event_type: &str) -> Option<DeliveryStatus> {
     match kind(event_type)? {
         Kind::Status(s) => Some(s),
         Kind::Engagement(_) | Kind::NoDelivery => None,
@@ -142,6 +295,16 @@ impl Provider for Resend {
         )
     }
 
+    /// The event id travels in `svix-id`, not in the body.
+    fn replay_headers(
+        &self,
+        event_id: &str,
+        _event_type: &str,
+        _message_id: Option<&str>,
+    ) -> Vec<(String, String)> {
+        vec![(svix::ID_HEADER.to_owned(), event_id.to_owned())]
+    }
+
     fn envelope(&self, headers: &dyn Headers, body: &[u8]) -> Envelope {
         Envelope {
             event_id: headers
@@ -197,6 +360,57 @@ impl Provider for Resend {
             error_description,
         })
     }
+}
+
+/// Resend's API writes times as `2026-11-23 10:00:00.000000+00` (PostgreSQL style); webhooks use
+/// RFC 3339. Accepts both.
+fn parse_api_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z")
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Resend `GET /emails/{id}` → an `email.{last_event}` webhook. `opened` and `clicked` imply the
+/// email was delivered, so they are reported as `email.delivered`. `Ok(None)`: a last event
+/// hookline does not map (e.g. `scheduled`, `canceled`).
+fn from_api(response: &[u8], now: DateTime<Utc>) -> Result<Option<Learned>, LearnError> {
+    let v: Value =
+        serde_json::from_slice(response).map_err(|e| LearnError(format!("not JSON: {e}")))?;
+    let id = v["id"].as_str().filter(|s| !s.is_empty()).ok_or("no id")?;
+    let last = v["last_event"].as_str().ok_or("no last_event")?;
+    let last = match last {
+        "opened" | "clicked" => "delivered",
+        other => other,
+    };
+    let event_type = format!("email.{last}");
+    let status = match kind_status(&event_type) {
+        Some(s) => s,
+        None => return Ok(None),
+    };
+    let event_id = format!("reconcile-{id}-{last}");
+    let mut data = json!({ "email_id": id });
+    for k in ["created_at", "from", "to", "subject"] {
+        if let Some(x) = v.get(k) {
+            data[k] = x.clone();
+        }
+    }
+    // The API gives no time for the last event; the email's own creation time is the provider's
+    // timestamp closest to it (never later than the real event, unlike the time of the sweep).
+    let occurred_at = v["created_at"]
+        .as_str()
+        .and_then(parse_api_time)
+        .unwrap_or(now);
+    let body = json!({ "type": event_type, "created_at": rfc3339(occurred_at), "data": data });
+    Ok(Some(Learned {
+        status,
+        headers: vec![(svix::ID_HEADER.to_owned(), event_id.clone())],
+        event_id,
+        event_type,
+        body: body.to_string(),
+    }))
 }
 
 #[cfg(test)]
@@ -314,5 +528,46 @@ mod tests {
                 .decode(&super::super::NO_HEADERS, body("email.sent", "").as_bytes()),
             Err(DecodeError::MissingHeader("svix-id"))
         );
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn resend_answer_becomes_a_decodable_webhook() {
+        let api = br#"{"object":"email","id":"4ef9a417","to":["a@example.com"],"from":"x@y.z",
+            "created_at":"2026-11-23 10:00:00.000000+00","subject":"Hi","last_event":"clicked"}"#;
+        let l = from_api(api, now()).unwrap().unwrap();
+        assert_eq!(
+            l.status,
+            DeliveryStatus::Delivered,
+            "clicked implies delivered"
+        );
+        let ev = Resend::new(Vec::new(), 0)
+            .decode(&l.headers, l.body.as_bytes())
+            .unwrap();
+        assert_eq!(
+            (ev.message_id.as_str(), ev.event_id.as_str()),
+            ("4ef9a417", "reconcile-4ef9a417-delivered")
+        );
+        assert_eq!(ev.status, Some(DeliveryStatus::Delivered));
+        assert_eq!(
+            ev.occurred_at.to_rfc3339(),
+            "2026-11-23T10:00:00+00:00",
+            "the email's own time, not the sweep's"
+        );
+        let bounced = br#"{"id":"e2","last_event":"bounced"}"#;
+        assert_eq!(
+            from_api(bounced, now()).unwrap().unwrap().status,
+            DeliveryStatus::Bounced
+        );
+        assert_eq!(
+            from_api(br#"{"id":"e3","last_event":"canceled"}"#, now()),
+            Ok(None)
+        );
+        assert!(from_api(b"<html>", now()).is_err());
     }
 }

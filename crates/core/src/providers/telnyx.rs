@@ -6,13 +6,162 @@
 //! each is kept as an [`AddressOutcome`], and the message's own status (what its recipient row and
 //! batch counters show) is the highest-ranked of them, e.g. `failed` if any address failed.
 
-use chrono::{DateTime, Utc};
-use ed25519_dalek::VerifyingKey;
-use serde::Deserialize;
+use std::sync::Arc;
 
-use super::{code_to_string, DecodeError, Envelope, Headers, Provider};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    code_to_string, BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Sample,
+    SampleStatus, Setting, Signer, Values,
+};
 use crate::event::{AddressOutcome, DeliveryEvent, DeliveryStatus};
+use crate::reconcile::{rfc3339, ApiSettings, LearnError, Learned, ProviderApi};
 use crate::signature::{ed25519, SignatureError};
+
+/// Telnyx's signature headers.
+pub const HEADERS: ed25519::HeaderNames = ed25519::HeaderNames {
+    signature: "telnyx-signature-ed25519",
+    timestamp: "telnyx-timestamp",
+};
+
+/// Telnyx as a built-in provider.
+pub static TELNYX: TelnyxKind = TelnyxKind;
+
+pub struct TelnyxKind;
+
+const PUBLIC_KEY: Setting = Setting::new(
+    "telnyx-public-key",
+    "TELNYX_PUBLIC_KEY",
+    "Telnyx account public key (base64 Ed25519). Without it, /webhooks/telnyx answers 404.",
+)
+.secret();
+
+const SIGNING_KEY: Setting = Setting::new(
+    "telnyx-signing-key",
+    "TELNYX_SIGNING_KEY",
+    "Telnyx test private key: base64 Ed25519 seed (from `hookline keygen`).",
+)
+.secret();
+
+static API: ApiSettings = ApiSettings {
+    url: Setting::new("telnyx-api-url", "TELNYX_API_URL", "Telnyx API base URL.")
+        .default("https://api.telnyx.com"),
+    key: Setting::new(
+        "telnyx-api-key",
+        "TELNYX_API_KEY",
+        "Telnyx API key; without it Telnyx recipients are not swept.",
+    )
+    .secret(),
+    rate: Setting::new(
+        "reconcile-telnyx-rate",
+        "HOOKLINE_RECONCILE_TELNYX_RATE",
+        "Telnyx API requests per second. Telnyx publishes its limits per endpoint in \
+         x-ratelimit-* headers; a 429 is waited out (Retry-After / x-ratelimit-reset).",
+    )
+    .default("10"),
+};
+
+impl BuiltIn for TelnyxKind {
+    fn name(&self) -> &'static str {
+        "telnyx"
+    }
+
+    fn verify_settings(&self) -> &'static [Setting] {
+        std::slice::from_ref(&PUBLIC_KEY)
+    }
+
+    fn configure(
+        &self,
+        values: &Values,
+        tolerance_secs: u64,
+    ) -> Result<Option<Arc<dyn Provider>>, ConfigError> {
+        let Some(key) = values.one(&PUBLIC_KEY) else {
+            return Ok(None);
+        };
+        let key =
+            ed25519::parse_public_key(key).map_err(|e| ConfigError::invalid(&PUBLIC_KEY, e))?;
+        Ok(Some(Arc::new(Telnyx::new(Some(key), tolerance_secs))))
+    }
+
+    fn decoder(&self) -> Arc<dyn Provider> {
+        Arc::new(Telnyx::new(None, 0))
+    }
+
+    fn sign_settings(&self) -> &'static [Setting] {
+        std::slice::from_ref(&SIGNING_KEY)
+    }
+
+    fn signer(&self, values: &Values) -> Result<Box<dyn Signer>, ConfigError> {
+        let seed = values.one(&SIGNING_KEY).ok_or(ConfigError::Missing {
+            variable: SIGNING_KEY.env,
+            hint: " (make one with `hookline keygen`)",
+        })?;
+        let key =
+            ed25519::parse_signing_key(seed).map_err(|e| ConfigError::invalid(&SIGNING_KEY, e))?;
+        Ok(Box::new(TelnyxSigner(key)))
+    }
+
+    fn keygen(&self) -> Values {
+        let seed: [u8; 32] = rand::random();
+        let key = SigningKey::from_bytes(&seed);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Values::new()
+            .with(&SIGNING_KEY, b64.encode(seed))
+            .with(&PUBLIC_KEY, b64.encode(key.verifying_key().to_bytes()))
+    }
+
+    fn sample(&self, s: &Sample<'_>) -> Option<String> {
+        let status = match s.status {
+            SampleStatus::Sent => "sent",
+            SampleStatus::Delivered => "delivered",
+            SampleStatus::Undelivered => "delivery_failed",
+            SampleStatus::Opened => return None,
+        };
+        Some(super::samples::telnyx_body(
+            s.event_id,
+            s.message_id,
+            status,
+            s.at,
+        ))
+    }
+
+    fn sample_address(&self, n: usize) -> String {
+        format!("+1312555{:04}", 123 + n)
+    }
+
+    fn api(&self) -> Option<&'static dyn ProviderApi> {
+        Some(&TELNYX)
+    }
+}
+
+struct TelnyxSigner(SigningKey);
+
+impl Signer for TelnyxSigner {
+    fn sign(&self, _event_id: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
+        vec![
+            (HEADERS.signature.into(), ed25519::sign(&self.0, ts, body)),
+            (HEADERS.timestamp.into(), ts.to_string()),
+        ]
+    }
+}
+
+impl ProviderApi for TelnyxKind {
+    fn settings(&self) -> &'static ApiSettings {
+        &API
+    }
+
+    fn lookup_path(&self, escaped_id: &str) -> String {
+        format!("/v2/messages/{escaped_id}")
+    }
+
+    fn learn(&self, response: &[u8], now: DateTime<Utc>) -> Result<Option<Learned>, LearnError> {
+        from_api(response, now)
+    }
+}
 
 pub struct Telnyx {
     key: Option<VerifyingKey>,
@@ -77,7 +226,7 @@ struct ApiError {
 /// delivery_unconfirmed, delivered, delivery_failed). `expired` (no receipt within the validity
 /// period: a phone that stayed off) and `cancelled` (a scheduled message called off) are final
 /// failures; the raw value stays on the event and the recipient as `provider_status`.
-pub fn status(s: &str) -> Option<DeliveryStatus> {
+fn status(s: &str) -> Option<DeliveryStatus> {
     Some(match s {
         "scheduled" | "queued" => DeliveryStatus::Queued,
         "sending" => DeliveryStatus::Sending,
@@ -98,7 +247,7 @@ impl Provider for Telnyx {
     }
 
     fn forwarded_headers(&self) -> &'static [&'static str] {
-        &[ed25519::SIGNATURE_HEADER, ed25519::TIMESTAMP_HEADER]
+        &[HEADERS.signature, HEADERS.timestamp]
     }
 
     fn known_event_types(&self) -> &'static [&'static str] {
@@ -108,9 +257,10 @@ impl Provider for Telnyx {
     fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError> {
         let key = self.key.as_ref().ok_or(SignatureError::Mismatch)?;
         ed25519::verify(
+            &HEADERS,
             key,
-            headers.get(ed25519::SIGNATURE_HEADER),
-            headers.get(ed25519::TIMESTAMP_HEADER),
+            headers.get(HEADERS.signature),
+            headers.get(HEADERS.timestamp),
             body,
             now,
             self.tolerance_secs,
@@ -184,6 +334,65 @@ impl Provider for Telnyx {
         }
         Ok(event)
     }
+}
+
+/// Telnyx `GET /v2/messages/{id}` → a `message.sent`/`message.finalized` webhook whose payload is
+/// the message object itself (a Telnyx webhook's payload has the same shape). `Ok(None)`: the
+/// API knows the message but not in a status hookline maps.
+fn from_api(response: &[u8], now: DateTime<Utc>) -> Result<Option<Learned>, LearnError> {
+    let v: Value =
+        serde_json::from_slice(response).map_err(|e| LearnError(format!("not JSON: {e}")))?;
+    let data = v
+        .get("data")
+        .filter(|d| d.is_object())
+        .ok_or("no data object")?;
+    let id = data["id"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or("no data.id")?;
+    let raws: Vec<&str> = data["to"]
+        .as_array()
+        .map(|to| to.iter().filter_map(|t| t["status"].as_str()).collect())
+        .unwrap_or_default();
+    if raws.is_empty() {
+        return Err("no data.to[].status".into());
+    }
+    // As the webhook decoder does: the message's status is the highest-ranked of its addresses.
+    let Some((status, raw)) = raws
+        .iter()
+        .filter_map(|r| status(r).map(|s| (s, *r)))
+        .max_by_key(|(s, _)| *s)
+    else {
+        return Ok(None);
+    };
+    let event_type = if status.is_final() || status == DeliveryStatus::Delivered {
+        "message.finalized"
+    } else {
+        "message.sent"
+    };
+    let occurred_at = ["completed_at", "sent_at"]
+        .iter()
+        .find_map(|k| data[*k].as_str())
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map_or(now, |t| t.with_timezone(&Utc));
+    let event_id = format!("reconcile-{id}-{raw}");
+    let body = json!({
+        "data": {
+            "event_type": event_type,
+            "id": event_id,
+            "occurred_at": rfc3339(occurred_at),
+            "payload": data,
+            "record_type": "event",
+        },
+        "meta": {"source": "hookline-reconcile"},
+    });
+    Ok(Some(Learned {
+        status,
+        event_id,
+        event_type: event_type.to_owned(),
+        body: body.to_string(),
+        headers: Vec::new(),
+    }))
 }
 
 #[cfg(test)]
@@ -318,5 +527,37 @@ mod tests {
         );
         assert_eq!(env.event_id.as_deref(), Some("ev-1"));
         assert_eq!(env.event_type.as_deref(), Some("message.finalized"));
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn telnyx_answer_becomes_a_decodable_webhook() {
+        let api = br#"{"data":{"record_type":"message","id":"40317f0e-aaaa","direction":"outbound",
+            "to":[{"phone_number":"+13125550123","status":"delivery_failed"}],
+            "errors":[{"code":"40008","title":"Undeliverable"}],"completed_at":"2026-11-23T10:00:05.000+00:00"}}"#;
+        let l = from_api(api, now()).unwrap().unwrap();
+        assert_eq!(l.status, DeliveryStatus::Failed);
+        assert_eq!(l.event_id, "reconcile-40317f0e-aaaa-delivery_failed");
+        let ev = Telnyx::new(None, 0)
+            .decode(&crate::providers::NO_HEADERS, l.body.as_bytes())
+            .unwrap();
+        assert_eq!(ev.status, Some(DeliveryStatus::Failed));
+        assert_eq!(ev.message_id, "40317f0e-aaaa");
+        assert_eq!(ev.event_id, l.event_id);
+        assert_eq!(ev.error_code.as_deref(), Some("40008"));
+        assert_eq!(ev.occurred_at.to_rfc3339(), "2026-11-23T10:00:05+00:00");
+        let env = Telnyx::new(None, 0).envelope(&crate::providers::NO_HEADERS, l.body.as_bytes());
+        assert_eq!(env.event_type.as_deref(), Some("message.finalized"));
+        assert_eq!(
+            from_api(api, now()).unwrap().unwrap().body,
+            l.body,
+            "deterministic"
+        );
+        assert!(from_api(br#"{"errors":[]}"#, now()).is_err());
     }
 }

@@ -1,5 +1,6 @@
-//! Telnyx's scheme: `telnyx-signature-ed25519` is a base64 Ed25519 signature over
-//! `"{telnyx-timestamp}|{body}"`, checked against the account's base64 public key.
+//! The Ed25519 scheme: a signature header holds a base64 Ed25519 signature over
+//! `"{timestamp}|{body}"`, where the timestamp (unix seconds) comes from a second header; checked
+//! against the account's base64 public key. The provider names the two headers.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -7,10 +8,14 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 use super::{check_timestamp, SignatureError};
 
-pub const SIGNATURE_HEADER: &str = "telnyx-signature-ed25519";
-pub const TIMESTAMP_HEADER: &str = "telnyx-timestamp";
+/// The headers a provider sends this scheme's signature and timestamp in.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderNames {
+    pub signature: &'static str,
+    pub timestamp: &'static str,
+}
 
-/// Parses the base64 public key Telnyx shows in its portal.
+/// Parses a base64 Ed25519 public key, as providers show it in their portals.
 pub fn parse_public_key(b64: &str) -> Result<VerifyingKey, String> {
     let bytes = B64
         .decode(b64.trim())
@@ -40,13 +45,14 @@ fn signed_bytes(timestamp: &str, body: &[u8]) -> Vec<u8> {
     msg
 }
 
-/// The `telnyx-signature-ed25519` value for these inputs.
+/// The signature header's value for these inputs.
 pub fn sign(key: &SigningKey, timestamp: i64, body: &[u8]) -> String {
     let sig = key.sign(&signed_bytes(&timestamp.to_string(), body));
     B64.encode(sig.to_bytes())
 }
 
 pub fn verify(
+    names: &HeaderNames,
     key: &VerifyingKey,
     signature: Option<&str>,
     timestamp: Option<&str>,
@@ -54,15 +60,15 @@ pub fn verify(
     now: i64,
     tolerance_secs: u64,
 ) -> Result<(), SignatureError> {
-    let signature = signature.ok_or(SignatureError::MissingHeader(SIGNATURE_HEADER))?;
-    let timestamp = timestamp.ok_or(SignatureError::MissingHeader(TIMESTAMP_HEADER))?;
-    check_timestamp(TIMESTAMP_HEADER, timestamp, now, tolerance_secs)?;
+    let signature = signature.ok_or(SignatureError::MissingHeader(names.signature))?;
+    let timestamp = timestamp.ok_or(SignatureError::MissingHeader(names.timestamp))?;
+    check_timestamp(names.timestamp, timestamp, now, tolerance_secs)?;
     let raw = B64
         .decode(signature.trim())
-        .map_err(|_| SignatureError::MalformedHeader(SIGNATURE_HEADER))?;
+        .map_err(|_| SignatureError::MalformedHeader(names.signature))?;
     let raw: [u8; 64] = raw
         .try_into()
-        .map_err(|_| SignatureError::MalformedHeader(SIGNATURE_HEADER))?;
+        .map_err(|_| SignatureError::MalformedHeader(names.signature))?;
     key.verify(
         &signed_bytes(timestamp.trim(), body),
         &Signature::from_bytes(&raw),
@@ -74,6 +80,11 @@ pub fn verify(
 mod tests {
     use super::*;
 
+    const NAMES: HeaderNames = HeaderNames {
+        signature: "x-signature",
+        timestamp: "x-timestamp",
+    };
+
     fn key() -> SigningKey {
         SigningKey::from_bytes(&[7u8; 32])
     }
@@ -83,28 +94,52 @@ mod tests {
         let sig = sign(&key(), 1000, b"{\"a\":1}");
         let pk = key().verifying_key();
         assert_eq!(
-            verify(&pk, Some(&sig), Some("1000"), b"{\"a\":1}", 1000, 300),
+            verify(
+                &NAMES,
+                &pk,
+                Some(&sig),
+                Some("1000"),
+                b"{\"a\":1}",
+                1000,
+                300
+            ),
             Ok(())
         );
         assert_eq!(
-            verify(&pk, Some(&sig), Some("1000"), b"{\"a\":2}", 1000, 300),
+            verify(
+                &NAMES,
+                &pk,
+                Some(&sig),
+                Some("1000"),
+                b"{\"a\":2}",
+                1000,
+                300
+            ),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(&pk, Some(&sig), Some("1001"), b"{\"a\":1}", 1000, 300),
+            verify(
+                &NAMES,
+                &pk,
+                Some(&sig),
+                Some("1001"),
+                b"{\"a\":1}",
+                1000,
+                300
+            ),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(&pk, Some(&sig), Some("1"), b"{\"a\":1}", 1000, 300),
+            verify(&NAMES, &pk, Some(&sig), Some("1"), b"{\"a\":1}", 1000, 300),
             Err(SignatureError::StaleTimestamp)
         );
         assert_eq!(
-            verify(&pk, Some("AAAA"), Some("1000"), b"", 1000, 300),
-            Err(SignatureError::MalformedHeader(SIGNATURE_HEADER))
+            verify(&NAMES, &pk, Some("AAAA"), Some("1000"), b"", 1000, 300),
+            Err(SignatureError::MalformedHeader(NAMES.signature))
         );
         assert_eq!(
-            verify(&pk, None, Some("1000"), b"", 1000, 300),
-            Err(SignatureError::MissingHeader(SIGNATURE_HEADER))
+            verify(&NAMES, &pk, None, Some("1000"), b"", 1000, 300),
+            Err(SignatureError::MissingHeader(NAMES.signature))
         );
     }
 

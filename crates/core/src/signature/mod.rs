@@ -21,8 +21,16 @@ pub enum SignatureError {
 }
 
 impl SignatureError {
+    /// Every [`reason`](Self::reason), for metrics created at zero.
+    pub const REASONS: [&'static str; 4] = [
+        Self::MissingHeader("").reason(),
+        Self::MalformedHeader("").reason(),
+        Self::StaleTimestamp.reason(),
+        Self::Mismatch.reason(),
+    ];
+
     /// A short, bounded name for metrics and logs.
-    pub fn reason(&self) -> &'static str {
+    pub const fn reason(&self) -> &'static str {
         match self {
             Self::MissingHeader(_) => "missing_header",
             Self::MalformedHeader(_) => "malformed_header",

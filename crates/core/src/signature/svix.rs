@@ -1,4 +1,4 @@
-//! The Svix scheme (used by Resend): `svix-signature` holds space-separated `v1,<base64>` entries,
+//! The Svix scheme (used by providers that send their webhooks through Svix): `svix-signature` holds space-separated `v1,<base64>` entries,
 //! each an HMAC-SHA256 of `"{svix-id}.{svix-timestamp}.{body}"` keyed with the base64 part of a
 //! `whsec_...` secret. Any entry matching any configured secret is enough, which is what makes
 //! secret rotation possible.
@@ -27,7 +27,7 @@ impl std::fmt::Debug for SvixSecret {
 }
 
 impl SvixSecret {
-    /// Accepts `whsec_<base64>` (the form Resend shows) or the bare base64 part.
+    /// Accepts `whsec_<base64>` (the form providers show) or the bare base64 part.
     pub fn parse(s: &str) -> Result<Self, String> {
         let b64 = s.trim().strip_prefix("whsec_").unwrap_or(s.trim());
         let key = B64

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use hookline_ingest::IngestConfig;
-use hookline_testkit::signing::{self, RESEND_OLD_SECRET, RESEND_SECRET};
+use hookline_testkit::signing;
 use hookline_testkit::{NatsServer, WebhookClient};
 use tokio::sync::oneshot;
 
@@ -20,8 +20,7 @@ pub struct Ingest {
 
 pub fn config(nats: &NatsServer) -> IngestConfig {
     let mut c = IngestConfig::for_nats(&nats.url());
-    c.telnyx_public_key = Some(signing::telnyx_public_key_b64());
-    c.resend_webhook_secret = vec![RESEND_SECRET.into(), RESEND_OLD_SECRET.into()];
+    c.provider_keys.values = signing::provider_keys();
     c.max_body_bytes = 64 * 1024;
     c.publish_timeout_ms = 1_000;
     c.retry_after_secs = 7;

@@ -121,7 +121,8 @@ async fn old_vectors_are_refused_as_stale_over_http() {
 
 #[tokio::test]
 async fn unknown_or_unconfigured_provider_is_404() {
-    let ingest = Ingest::start_with(|c| c.telnyx_public_key = None).await;
+    let ingest =
+        Ingest::start_with(|c| c.provider_keys.values.set_var("TELNYX_PUBLIC_KEY", vec![])).await;
     let body = signing::telnyx_body("ev", "msg", "delivered", "2026-11-23T10:00:00Z");
     let h = signing::telnyx_headers(&body, signing::now());
     assert_eq!(

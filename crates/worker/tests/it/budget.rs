@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use hookline_ops::dlq::{self, Selection};
 use hookline_testkit::wait_until;
-use hookline_worker::dlq::{self, Selection};
 
 use crate::outages::set_read_only;
 use crate::stack::Stack;

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use hookline_core::DeliveryStatus;
-use hookline_worker::failure::Cause;
-use hookline_worker::writer::WriteError;
-use hookline_worker::{BatchWriter, EventRecord};
+use hookline_store::failure::Cause;
+use hookline_store::writer::WriteError;
+use hookline_store::{BatchWriter, EventRecord};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use hookline_ingest::IngestConfig;
-use hookline_testkit::signing::{self, RESEND_SECRET};
+use hookline_testkit::signing;
 use hookline_testkit::{wait_until, NatsCluster, WebhookClient};
 use hookline_worker::{Worker, WorkerConfig};
 
@@ -26,8 +26,7 @@ async fn losing_the_stream_leader_loses_no_acknowledged_event() {
     let urls = cluster.urls();
 
     let mut cfg = IngestConfig::for_nats(&urls);
-    cfg.telnyx_public_key = Some(signing::telnyx_public_key_b64());
-    cfg.resend_webhook_secret = vec![RESEND_SECRET.into()];
+    cfg.provider_keys.values = signing::provider_keys();
     cfg.stream.stream_replicas = 3;
     cfg.publish_timeout_ms = 2_000;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

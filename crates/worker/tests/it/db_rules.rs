@@ -2,7 +2,7 @@
 //! `BatchWriter` — the same two statements a batch runs in production.
 
 use hookline_core::{DeliveryStatus as S, Engagement};
-use hookline_worker::BatchWriter;
+use hookline_store::BatchWriter;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 

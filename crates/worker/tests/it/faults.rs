@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use hookline_ops::dlq::{self, Selection};
 use hookline_testkit::wait_until;
-use hookline_worker::dlq::{self, Selection};
 
 use crate::stack::Stack;
 use crate::support::count;
@@ -346,7 +346,7 @@ async fn poison_is_isolated_dead_lettered_and_replayable() {
             .starts_with("resend:r-poison-"));
         assert!(
             d.header("Hookline-Dlq-Deliveries").is_some()
-                && d.header("Hookline-Dlq-Last-Failure").is_some()
+                && d.header("Hookline-Dlq-Failed-At").is_some()
         );
     }
     assert_eq!(

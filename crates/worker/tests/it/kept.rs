@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use hookline_ops::replay::{parse_since, replay, ReplayArgs};
 use hookline_testkit::signing::{self, RESEND_SECRET};
 use hookline_testkit::{wait_until, workspace_root};
-use hookline_worker::replay::{parse_since, replay, ReplayArgs};
 
 use crate::sources::{signed, signer, GITHUB_SECRET};
 use crate::stack::Stack;
@@ -115,6 +115,36 @@ async fn expired_cancelled_and_suppressed_land_and_informational_events_are_kept
         stack.total(|m| m.unmapped.with_label_values(&["telnyx"]).get()),
         0
     );
+
+    // Replaying the window, the events about no message included, re-derives and changes nothing.
+    let mut args = ReplayArgs {
+        from: parse_since("1h").unwrap(),
+        to: None,
+        provider: None,
+        sources_file: None,
+        dry_run: false,
+        page_size: 3,
+    };
+    let report = replay(&args, pool, &stack.js, |_, _| {}).await.unwrap();
+    assert_eq!(report.published, 7, "{report:?}");
+    stack.wait_drained(Duration::from_secs(20)).await;
+    assert_eq!(stack.stored_events().await, 7);
+    assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0);
+    assert_eq!(status(pool, "resend", "em-suppressed").await, "suppressed");
+    assert_counters_match_recount(pool).await;
+
+    // An event whose decoder's headers the replay cannot rebuild stops it, naming its source,
+    // before anything of it is published.
+    sqlx::query(
+        "INSERT INTO delivery_events (provider, event_id, event_type, occurred_at, payload) \
+         VALUES ('retired-source', 'x-1', 'x', now(), '{}')",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    args.provider = Some("retired-source".into());
+    let err = replay(&args, pool, &stack.js, |_, _| {}).await.unwrap_err();
+    assert!(err.to_string().contains("\"retired-source\""), "{err}");
 }
 
 /// A generic source with a status hookline was not told about: stored, recipient unchanged,

@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hookline_ops::reconcile::{ReconcileArgs, Reconciler};
 use hookline_testkit::wait_until;
-use hookline_worker::reconcile::{ReconcileArgs, Reconciler};
 
 use crate::stack::Stack;
 use crate::support::*;
@@ -192,11 +192,11 @@ async fn the_sweep_corrects_lost_final_webhooks_through_the_pipeline() {
         .unwrap();
 
     let mut args = ReconcileArgs::for_api(&base);
-    args.telnyx_api_key = Some("test-api-key".into());
-    args.resend_api_key = Some("test-api-key".into());
+    args.set("TELNYX_API_KEY", "test-api-key");
+    args.set("RESEND_API_KEY", "test-api-key");
     args.concurrency = 3;
-    args.telnyx_rate = 1000.0;
-    args.resend_rate = 1000.0;
+    args.set("HOOKLINE_RECONCILE_TELNYX_RATE", "1000");
+    args.set("HOOKLINE_RECONCILE_RESEND_RATE", "1000");
     args.timeout_ms = 400;
     args.attempts = 2;
     let reconciler = Reconciler::new(args, pool.clone(), stack.js.clone()).unwrap();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_core::DeliveryStatus;
-use hookline_worker::{BatchWriter, EventRecord};
+use hookline_store::{BatchWriter, EventRecord};
 use rand::seq::SliceRandom;
 use sqlx::PgPool;
 

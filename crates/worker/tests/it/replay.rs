@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use hookline_ops::replay::{parse_since, replay, ReplayArgs};
 use hookline_testkit::{wait_until, workspace_root};
-use hookline_worker::replay::{parse_since, replay, ReplayArgs};
 
 use crate::sources::{signed, signer, GITHUB_SECRET};
 use crate::stack::Stack;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use hookline_ingest::IngestConfig;
-use hookline_testkit::signing::{self, RESEND_OLD_SECRET, RESEND_SECRET};
+use hookline_testkit::signing;
 use hookline_testkit::{wait_until, NatsServer, Postgres, Service, WebhookClient};
 use hookline_worker::metrics::WorkerMetrics;
 use hookline_worker::{Worker, WorkerConfig};
@@ -46,8 +46,7 @@ impl Stack {
         let nats = NatsServer::start();
         let (pg, pool) = crate::support::migrated_db().await;
         let mut cfg = IngestConfig::for_nats(&nats.url());
-        cfg.telnyx_public_key = Some(signing::telnyx_public_key_b64());
-        cfg.resend_webhook_secret = vec![RESEND_SECRET.into(), RESEND_OLD_SECRET.into()];
+        cfg.provider_keys.values = signing::provider_keys();
         tweak_ingest(&mut cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = WebhookClient::new(format!("http://{}", listener.local_addr().unwrap()));

@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
+use hookline_ops::reconcile::{ReconcileArgs, Reconciler};
 use hookline_testkit::wait_until;
-use hookline_worker::reconcile::{ReconcileArgs, Reconciler};
 
 use crate::stack::Stack;
 use crate::support::*;
@@ -64,11 +64,11 @@ async fn unresolvable_recipients_never_starve_resolvable_ones() {
     tokio::spawn(async move { axum::serve(listener, api).await });
 
     let mut args = ReconcileArgs::for_api(&base);
-    args.resend_api_key = Some("test-api-key".into());
+    args.set("RESEND_API_KEY", "test-api-key");
     args.older_than_secs = 3600;
     args.limit = 10_000;
     args.concurrency = 32;
-    args.resend_rate = 100_000.0;
+    args.set("HOOKLINE_RECONCILE_RESEND_RATE", "100000");
     args.max_attempts = 2;
     let reconciler = Reconciler::new(args, pool.clone(), stack.js.clone()).unwrap();
 

@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use hookline_core::{DeliveryEvent, DeliveryStatus, Engagement};
+use hookline_store::writer::COUNTER_MISMATCHES;
+use hookline_store::{BatchWriter, EventRecord, MIGRATOR};
 use hookline_testkit::Postgres;
-use hookline_worker::writer::COUNTER_MISMATCHES;
-use hookline_worker::{BatchWriter, EventRecord, MIGRATOR};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
@@ -68,10 +68,7 @@ pub fn engagement_event(
     }
 }
 
-pub async fn write(
-    writer: &BatchWriter,
-    events: &[DeliveryEvent],
-) -> hookline_worker::WriteOutcome {
+pub async fn write(writer: &BatchWriter, events: &[DeliveryEvent]) -> hookline_store::WriteOutcome {
     let recs: Vec<EventRecord<'_>> = events
         .iter()
         .map(|event| EventRecord {

@@ -3,19 +3,15 @@
 //! An event already stored is re-derived rather than skipped (see `writer::REDERIVE_EVENTS`):
 //! after a decoder fix, a replay rebuilds state; without one, it changes nothing.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use async_nats::jetstream;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures::StreamExt as _;
-use hookline_core::providers::GenericSource;
-use hookline_core::signature::svix;
-use hookline_core::subject;
+use hookline_jetstream::{headers, publish_event, Outgoing};
+use hookline_store::queries::{self, EventWindow};
 use sqlx::PgPool;
-
-use crate::decode::REPLAY_HEADER;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ReplayArgs {
@@ -32,7 +28,8 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub provider: Option<String>,
 
-    /// Generic sources file, to rebuild the headers their decoders read.
+    /// Generic sources file, to rebuild the headers their decoders read (an event of a source
+    /// that is in neither the built-in providers nor this file stops the replay).
     #[arg(long, env = "HOOKLINE_SOURCES_FILE")]
     pub sources_file: Option<PathBuf>,
 
@@ -72,8 +69,6 @@ pub struct ReplayReport {
     pub duplicates: u64,
 }
 
-type Row = (i64, String, String, String, String, String);
-
 /// Re-publishes the selected events; `progress` is called after each page.
 pub async fn replay(
     args: &ReplayArgs,
@@ -81,26 +76,13 @@ pub async fn replay(
     js: &jetstream::Context,
     mut progress: impl FnMut(&ReplayReport, i64),
 ) -> anyhow::Result<ReplayReport> {
-    let sources: HashMap<String, GenericSource> = match &args.sources_file {
-        Some(path) => {
-            hookline_runtime::sources::load(path, hookline_runtime::sources::Secrets::NotNeeded)
-                .map_err(anyhow::Error::msg)?
-                .into_iter()
-                .map(|s| (hookline_core::Provider::name(&s).to_owned(), s))
-                .collect()
-        }
-        None => HashMap::new(),
+    let providers = hookline_runtime::sources::decoders(args.sources_file.as_deref())?;
+    let window = EventWindow {
+        from: args.from,
+        to: args.to.unwrap_or_else(Utc::now),
+        provider: args.provider.as_deref(),
     };
-    let to = args.to.unwrap_or_else(Utc::now);
-    let total: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM delivery_events WHERE received_at >= $1 AND received_at < $2 \
-         AND ($3::text IS NULL OR provider = $3)",
-    )
-    .bind(args.from)
-    .bind(to)
-    .bind(&args.provider)
-    .fetch_one(pool)
-    .await?;
+    let total = queries::count_events(pool, &window).await?;
     let mut report = ReplayReport {
         run_id: format!("{:x}", Utc::now().timestamp_millis()),
         ..Default::default()
@@ -111,56 +93,39 @@ pub async fn replay(
     }
     let mut after = 0i64;
     loop {
-        let page: Vec<Row> = sqlx::query_as(
-            "SELECT id, provider, event_id, event_type, provider_message_id, payload::text \
-             FROM delivery_events \
-             WHERE id > $1 AND received_at >= $2 AND received_at < $3 \
-               AND ($4::text IS NULL OR provider = $4) \
-             ORDER BY id LIMIT $5",
-        )
-        .bind(after)
-        .bind(args.from)
-        .bind(to)
-        .bind(&args.provider)
-        .bind(args.page_size.max(1))
-        .fetch_all(pool)
-        .await?;
+        let page = queries::events_page(pool, &window, after, args.page_size).await?;
         let Some(last) = page.last() else { break };
-        after = last.0;
+        after = last.id;
         // Publish the page with its PubAcks in flight together, then await them all.
         let mut acks = Vec::with_capacity(page.len());
-        for (_, provider, event_id, event_type, message_id, payload) in &page {
+        for e in &page {
+            let Some(provider) = providers.get(&e.provider) else {
+                anyhow::bail!(
+                    "event {} is from {:?}, which is neither a built-in provider nor a source in \
+                     HOOKLINE_SOURCES_FILE: its decoder's headers cannot be rebuilt",
+                    e.id,
+                    e.provider
+                );
+            };
             let mut headers = async_nats::HeaderMap::new();
-            match provider.as_str() {
-                "resend" => headers.insert(svix::ID_HEADER, event_id.as_str()),
-                "telnyx" => {}
-                other => {
-                    if let Some(source) = sources.get(other) {
-                        for (k, v) in source.replay_headers(event_id, event_type, message_id) {
-                            headers.insert(k.as_str(), v.as_str());
-                        }
-                    }
-                }
+            let rebuilt = provider.replay_headers(
+                &e.event_id,
+                &e.event_type,
+                e.provider_message_id.as_deref(),
+            );
+            for (k, v) in rebuilt {
+                headers.insert(k.as_str(), v.as_str());
             }
-            headers.insert(REPLAY_HEADER, report.run_id.as_str());
-            headers.insert(
-                subject::RECEIVED_AT_HEADER,
-                Utc::now().timestamp_millis().to_string().as_str(),
-            );
-            let dedup = subject::message_id(
-                provider,
-                Some(&format!("replay-{}-{event_id}", report.run_id)),
-                payload.as_bytes(),
-            );
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, dedup.as_str());
-            acks.push(
-                js.publish_with_headers(
-                    subject::subject(provider, event_type),
-                    headers,
-                    payload.clone().into(),
-                )
-                .await?,
-            );
+            headers.insert(headers::REPLAY, report.run_id.as_str());
+            let dedup = format!("replay-{}-{}", report.run_id, e.event_id);
+            let event = Outgoing {
+                provider: &e.provider,
+                event_type: Some(&e.event_type),
+                dedup_key: Some(&dedup),
+                headers,
+                body: e.payload.clone().into(),
+            };
+            acks.push(publish_event(js, event).await?);
         }
         let mut acks = futures::stream::iter(acks.into_iter().map(|a| async move { a.await }))
             .buffer_unordered(1024);

@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, stream::LastRawMessageErrorKind};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 
-use crate::dead_letter::header;
+use hookline_jetstream::headers::{self, dlq as header};
 
 /// One dead letter, as stored.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ impl DeadLetter {
     pub fn original_subject(&self) -> &str {
         self.header(header::ORIGINAL_SUBJECT).unwrap_or_else(|| {
             self.subject
-                .trim_start_matches(crate::dead_letter::DLQ_SUBJECT_PREFIX)
+                .trim_start_matches(hookline_jetstream::DLQ_SUBJECT_PREFIX)
         })
     }
 }
@@ -111,7 +111,7 @@ pub async fn replay(
     let stream = js.get_stream(dlq_stream).await?;
     let mut report = ReplayReport::default();
     for d in list(js, dlq_stream, selection).await? {
-        let headers = crate::dead_letter::republished_headers(
+        let headers = headers::republished(
             Some(&d.headers),
             |name| name.starts_with(header::PREFIX),
             &format!("replay:{dlq_stream}:{}", d.sequence),

@@ -1,8 +1,9 @@
 //! The reconciliation sweep, hookline's safety net behind webhooks: recipients stuck in a
-//! non-final status longer than a threshold are looked up in the provider's API (Telnyx
-//! `GET /v2/messages/{id}`, Resend `GET /emails/{id}`), with bounded concurrency and a rate limit
-//! per provider, and whatever is newer is published as a synthetic webhook to the same JetStream
-//! stream — so dedup, the ordering rules and the counters apply unchanged.
+//! non-final status longer than a threshold are looked up in their provider's API (each
+//! provider's file says which endpoint and how to read it: `hookline_core::reconcile::ProviderApi`),
+//! with bounded concurrency and a rate limit per provider, and whatever is newer is published as a
+//! synthetic webhook to the same JetStream stream — so dedup, the ordering rules and the counters
+//! apply unchanged.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,8 +17,12 @@ use async_nats::jetstream;
 use chrono::Utc;
 use clap::Args;
 use futures::StreamExt as _;
-use hookline_core::reconcile::{resend_from_api, telnyx_from_api, Learned};
-use hookline_core::{subject, DeliveryStatus};
+use hookline_core::providers::{ConfigError, BUILT_IN};
+use hookline_core::reconcile::{Learned, ProviderApi};
+use hookline_core::DeliveryStatus;
+use hookline_jetstream::{headers, publish_event, Outgoing};
+use hookline_runtime::provider_args::{self, ProviderArgs};
+use hookline_store::queries::{self, GiveUp};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use sqlx::PgPool;
 use tracing::{info, warn};
@@ -36,22 +41,12 @@ pub struct ReconcileArgs {
     #[arg(long, env = "HOOKLINE_RECONCILE_CONCURRENCY", default_value_t = 8)]
     pub concurrency: usize,
 
-    /// Telnyx API requests per second. Telnyx publishes its limits per endpoint in
-    /// `x-ratelimit-*` headers; 10/s leaves the sender's own API use most of the room.
-    #[arg(long, env = "HOOKLINE_RECONCILE_TELNYX_RATE", default_value_t = 10.0)]
-    pub telnyx_rate: f64,
-
-    /// Resend API requests per second. Resend's documented limit is a few requests per second per
-    /// team (2 by default, raised to 5), shared with the sender's own sending: 1/s by default.
-    #[arg(long, env = "HOOKLINE_RECONCILE_RESEND_RATE", default_value_t = 1.0)]
-    pub resend_rate: f64,
-
     /// Lookups of one recipient before it is given up on (not found or never final).
     #[arg(long, env = "HOOKLINE_RECONCILE_MAX_ATTEMPTS", default_value_t = 10)]
     pub max_attempts: i32,
 
     /// Age of a recipient's last status change after which it is given up on, in seconds
-    /// (default 7 days; Telnyx and Resend keep message records longer).
+    /// (default 7 days; the providers keep message records longer).
     #[arg(long, env = "HOOKLINE_RECONCILE_GIVE_UP_AFTER_SECS", default_value_t = 7 * 24 * 3600)]
     pub give_up_after_secs: u64,
 
@@ -63,25 +58,13 @@ pub struct ReconcileArgs {
     #[arg(long, env = "HOOKLINE_RECONCILE_ATTEMPTS", default_value_t = 3)]
     pub attempts: u32,
 
-    /// Telnyx API base URL.
-    #[arg(long, env = "TELNYX_API_URL", default_value = "https://api.telnyx.com")]
-    pub telnyx_api_url: String,
-
-    /// Telnyx API key; without it Telnyx recipients are not swept.
-    #[arg(long, env = "TELNYX_API_KEY", hide_env_values = true)]
-    pub telnyx_api_key: Option<String>,
-
-    /// Resend API base URL.
-    #[arg(long, env = "RESEND_API_URL", default_value = "https://api.resend.com")]
-    pub resend_api_url: String,
-
-    /// Resend API key; without it Resend recipients are not swept.
-    #[arg(long, env = "RESEND_API_KEY", hide_env_values = true)]
-    pub resend_api_key: Option<String>,
+    /// Each provider's API: base URL, key (without it, that provider is not swept) and rate.
+    #[command(flatten)]
+    pub apis: ProviderArgs<provider_args::Api>,
 }
 
 impl ReconcileArgs {
-    /// Defaults, with both providers pointed at `api_base` (tests' fake API).
+    /// Defaults, with every provider's API pointed at `api_base` (tests' fake API).
     pub fn for_api(api_base: &str) -> Self {
         #[derive(clap::Parser)]
         struct Wrap {
@@ -89,36 +72,62 @@ impl ReconcileArgs {
             args: ReconcileArgs,
         }
         let mut a = <Wrap as clap::Parser>::parse_from(["x"]).args;
-        a.telnyx_api_url = api_base.to_owned();
-        a.resend_api_url = api_base.to_owned();
+        for api in BUILT_IN.iter().filter_map(|b| b.api()) {
+            a.apis
+                .values
+                .set(&api.settings().url, vec![api_base.to_owned()]);
+        }
         a
     }
 
-    fn apis(&self) -> Vec<Api> {
+    /// Sets the provider API setting whose variable is `env` (e.g. an API key in a test).
+    pub fn set(&mut self, env: &'static str, value: &str) {
+        self.apis.values.set_var(env, vec![value.to_owned()]);
+    }
+
+    /// The APIs with a key; a rate that is not a positive number is refused, naming its variable.
+    fn apis(&self) -> Result<Vec<Api>, ConfigError> {
         let mut apis = Vec::new();
-        if let Some(key) = self.telnyx_api_key.clone().filter(|k| !k.is_empty()) {
+        for b in BUILT_IN {
+            let Some(spec) = b.api() else { continue };
+            let s = spec.settings();
+            let Some(key) = self.apis.values.one(&s.key) else {
+                continue;
+            };
+            let rate = self
+                .apis
+                .values
+                .one(&s.rate)
+                .or(s.rate.default)
+                .and_then(|r| r.parse::<f64>().ok())
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .ok_or_else(|| ConfigError::invalid(&s.rate, "expected a positive number"))?;
             apis.push(Api {
-                provider: "telnyx",
-                base: self.telnyx_api_url.trim_end_matches('/').to_owned(),
-                key,
-                rate: self.telnyx_rate,
+                provider: b.name(),
+                spec,
+                base: self
+                    .apis
+                    .values
+                    .one(&s.url)
+                    .or(s.url.default)
+                    .ok_or(ConfigError::Missing {
+                        variable: s.url.env,
+                        hint: "",
+                    })?
+                    .trim_end_matches('/')
+                    .to_owned(),
+                key: key.to_owned(),
+                rate,
             });
         }
-        if let Some(key) = self.resend_api_key.clone().filter(|k| !k.is_empty()) {
-            apis.push(Api {
-                provider: "resend",
-                base: self.resend_api_url.trim_end_matches('/').to_owned(),
-                key,
-                rate: self.resend_rate,
-            });
-        }
-        apis
+        Ok(apis)
     }
 }
 
 #[derive(Clone)]
 struct Api {
     provider: &'static str,
+    spec: &'static dyn ProviderApi,
     base: String,
     key: String,
     /// Requests per second.
@@ -137,17 +146,7 @@ impl Api {
                 }
             })
             .collect();
-        match self.provider {
-            "telnyx" => format!("{}/v2/messages/{id}", self.base),
-            _ => format!("{}/emails/{id}", self.base),
-        }
-    }
-
-    fn learn(&self, body: &[u8]) -> Result<Option<Learned>, String> {
-        match self.provider {
-            "telnyx" => telnyx_from_api(body, Utc::now()),
-            _ => resend_from_api(body, Utc::now()),
-        }
+        format!("{}{}", self.base, self.spec.lookup_path(&id))
     }
 }
 
@@ -167,16 +166,44 @@ pub struct ReconcileMetrics {
 /// How often a running sweep logs its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Why a lookup did not correct anything.
-pub const UNKNOWN_REASONS: [&str; 7] = [
-    "not_final",
-    "not_found",
-    "rate_limited",
-    "timeout",
-    "http_error",
-    "bad_response",
-    "publish_failed",
-];
+/// Why a lookup did not correct anything; [`Unknown::reason`] is the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// The API's status is not newer than the recipient's.
+    NotFinal,
+    NotFound,
+    RateLimited,
+    Timeout,
+    HttpError,
+    /// The API answered something the provider does not document.
+    BadResponse,
+    /// JetStream did not store the correction.
+    PublishFailed,
+}
+
+impl Unknown {
+    pub const ALL: [Self; 7] = [
+        Self::NotFinal,
+        Self::NotFound,
+        Self::RateLimited,
+        Self::Timeout,
+        Self::HttpError,
+        Self::BadResponse,
+        Self::PublishFailed,
+    ];
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NotFinal => "not_final",
+            Self::NotFound => "not_found",
+            Self::RateLimited => "rate_limited",
+            Self::Timeout => "timeout",
+            Self::HttpError => "http_error",
+            Self::BadResponse => "bad_response",
+            Self::PublishFailed => "publish_failed",
+        }
+    }
+}
 
 impl ReconcileMetrics {
     pub fn new() -> Self {
@@ -231,12 +258,16 @@ impl ReconcileMetrics {
                 Box::new(remaining.clone()),
             ],
         );
-        for p in ["telnyx", "resend"] {
+        for p in BUILT_IN
+            .iter()
+            .filter(|b| b.api().is_some())
+            .map(|b| b.name())
+        {
             swept.with_label_values(&[p]);
             gave_up.with_label_values(&[p]);
             remaining.with_label_values(&[p]);
-            for r in UNKNOWN_REASONS {
-                unknown.with_label_values(&[p, r]);
+            for r in Unknown::ALL {
+                unknown.with_label_values(&[p, r.reason()]);
             }
         }
         Self {
@@ -263,13 +294,13 @@ pub struct SweepReport {
     pub corrected: u64,
     /// Recipients given up on by this sweep.
     pub gave_up: u64,
-    /// By reason (see [`UNKNOWN_REASONS`]).
+    /// By reason (see [`Unknown`]).
     pub still_unknown: BTreeMap<String, u64>,
 }
 
 enum Outcome {
     Corrected(DeliveryStatus),
-    Unknown(&'static str),
+    Unknown(Unknown),
 }
 
 /// Spaces requests to one provider at `rate` per second (shared by all in-flight lookups).
@@ -290,6 +321,7 @@ impl Pacer {
 
 pub struct Reconciler {
     args: ReconcileArgs,
+    apis: Vec<Api>,
     pool: PgPool,
     js: jetstream::Context,
     http: reqwest::Client,
@@ -302,10 +334,20 @@ impl Reconciler {
             .timeout(Duration::from_millis(args.timeout_ms))
             .user_agent(concat!("hookline-reconcile/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        if args.apis().is_empty() {
-            warn!("Neither TELNYX_API_KEY nor RESEND_API_KEY is set: nothing can be reconciled.");
+        let apis = args.apis()?;
+        if apis.is_empty() {
+            let keys: Vec<&str> = BUILT_IN
+                .iter()
+                .filter_map(|b| b.api())
+                .map(|a| a.settings().key.env)
+                .collect();
+            warn!(
+                "None of {} is set: nothing can be reconciled.",
+                keys.join(", ")
+            );
         }
         Ok(Self {
+            apis,
             args,
             pool,
             js,
@@ -314,11 +356,16 @@ impl Reconciler {
         })
     }
 
+    /// Each provider swept (it has an API key) and its requests per second.
+    pub fn paces(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+        self.apis.iter().map(|a| (a.provider, a.rate))
+    }
+
     /// One sweep over every provider with an API key.
     pub async fn sweep(&self) -> anyhow::Result<SweepReport> {
         let mut report = SweepReport::default();
-        for api in self.args.apis() {
-            self.sweep_provider(&api, &mut report).await?;
+        for api in &self.apis {
+            self.sweep_provider(api, &mut report).await?;
         }
         info!(swept = report.swept, corrected = report.corrected, gave_up = report.gave_up, still_unknown = ?report.still_unknown, "Sweep done.");
         Ok(report)
@@ -328,18 +375,12 @@ impl Reconciler {
     /// up at the provider's pace; each lookup is recorded on the row, so the next sweep starts
     /// with others and unresolvable rows cannot crowd out resolvable ones.
     async fn sweep_provider(&self, api: &Api, report: &mut SweepReport) -> anyhow::Result<()> {
-        let stuck: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT id, provider_message_id, status FROM recipients \
-             WHERE status IN ('queued', 'sending', 'sent', 'delayed') \
-               AND reconcile_gave_up_at IS NULL \
-               AND updated_at < now() - make_interval(secs => $1) \
-               AND provider = $2 AND provider_message_id IS NOT NULL \
-             ORDER BY reconcile_checked_at NULLS FIRST, updated_at LIMIT $3",
+        let stuck = queries::stuck_recipients(
+            &self.pool,
+            api.provider,
+            self.args.older_than_secs,
+            self.args.limit,
         )
-        .bind(self.args.older_than_secs as f64)
-        .bind(api.provider)
-        .bind(self.args.limit)
-        .fetch_all(&self.pool)
         .await?;
         let total = stuck.len() as u64;
         info!(
@@ -352,11 +393,13 @@ impl Reconciler {
         remaining.set(total as i64);
         let pacer = Arc::new(Pacer::new(api.rate));
         let mut lookups = futures::stream::iter(stuck)
-            .map(|(id, message_id, current)| {
+            .map(|r| {
                 let pacer = pacer.clone();
                 async move {
-                    let outcome = self.reconcile_one(api, &pacer, &message_id, &current).await;
-                    (id, outcome)
+                    let outcome = self
+                        .reconcile_one(api, &pacer, &r.provider_message_id, &r.status)
+                        .await;
+                    (r.id, outcome)
                 }
             })
             .buffer_unordered(self.args.concurrency.max(1));
@@ -376,7 +419,8 @@ impl Reconciler {
                         .inc();
                     true
                 }
-                Outcome::Unknown(reason) => {
+                Outcome::Unknown(why) => {
+                    let reason = why.reason();
                     *report.still_unknown.entry(reason.to_owned()).or_default() += 1;
                     self.metrics
                         .unknown
@@ -414,32 +458,11 @@ impl Reconciler {
     /// Stamps looked-up rows, and gives up on the unresolved ones looked up `max_attempts`
     /// times or unchanged for `give_up_after_secs`. Returns how many were given up on.
     async fn record_lookups(&self, api: &Api, done: &[(i64, bool)]) -> anyhow::Result<u64> {
-        if done.is_empty() {
-            return Ok(0);
-        }
-        let (ids, resolved): (Vec<i64>, Vec<bool>) = done.iter().copied().unzip();
-        let gave_up: Vec<String> = sqlx::query_scalar::<_, Option<String>>(
-            "UPDATE recipients r \
-             SET reconcile_checked_at = now(), \
-                 reconcile_attempts = r.reconcile_attempts + 1, \
-                 reconcile_gave_up_at = CASE \
-                     WHEN NOT u.resolved \
-                      AND (r.reconcile_attempts + 1 >= $3 \
-                           OR r.updated_at < now() - make_interval(secs => $4)) \
-                     THEN now() END \
-             FROM unnest($1::bigint[], $2::boolean[]) AS u (id, resolved) \
-             WHERE r.id = u.id \
-             RETURNING CASE WHEN r.reconcile_gave_up_at IS NOT NULL THEN r.provider_message_id END",
-        )
-        .bind(&ids)
-        .bind(&resolved)
-        .bind(self.args.max_attempts)
-        .bind(self.args.give_up_after_secs as f64)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+        let give_up = GiveUp {
+            max_attempts: self.args.max_attempts,
+            after_secs: self.args.give_up_after_secs,
+        };
+        let gave_up = queries::record_lookups(&self.pool, done, give_up).await?;
         if !gave_up.is_empty() {
             self.metrics
                 .gave_up
@@ -459,25 +482,27 @@ impl Reconciler {
     ) -> Outcome {
         let body = match self.lookup(api, pacer, message_id).await {
             Ok(body) => body,
-            Err(reason) => {
+            Err(why) => {
                 warn!(
                     provider = api.provider,
-                    message_id, reason, "Lookup failed; still unknown."
+                    message_id,
+                    reason = why.reason(),
+                    "Lookup failed; still unknown."
                 );
-                return Outcome::Unknown(reason);
+                return Outcome::Unknown(why);
             }
         };
-        let learned = match api.learn(&body) {
+        let learned = match api.spec.learn(&body, Utc::now()) {
             Ok(Some(l)) => l,
-            Ok(None) => return Outcome::Unknown("not_final"),
+            Ok(None) => return Outcome::Unknown(Unknown::NotFinal),
             Err(e) => {
                 warn!(provider = api.provider, message_id, error = %e, "Unexpected API answer.");
-                return Outcome::Unknown("bad_response");
+                return Outcome::Unknown(Unknown::BadResponse);
             }
         };
         let current_rank = DeliveryStatus::parse(current).map_or(0, |s| s.rank());
         if learned.status.rank() <= current_rank {
-            return Outcome::Unknown("not_final");
+            return Outcome::Unknown(Unknown::NotFinal);
         }
         match self.publish(api.provider, &learned).await {
             Ok(()) => {
@@ -486,19 +511,14 @@ impl Reconciler {
             }
             Err(e) => {
                 warn!(provider = api.provider, message_id, error = %e, "Could not publish the correction to JetStream.");
-                Outcome::Unknown("publish_failed")
+                Outcome::Unknown(Unknown::PublishFailed)
             }
         }
     }
 
     /// GET with retries: 429 waits for Retry-After, 5xx and timeouts back off exponentially.
-    async fn lookup(
-        &self,
-        api: &Api,
-        pacer: &Pacer,
-        message_id: &str,
-    ) -> Result<Vec<u8>, &'static str> {
-        let mut last = "http_error";
+    async fn lookup(&self, api: &Api, pacer: &Pacer, message_id: &str) -> Result<Vec<u8>, Unknown> {
+        let mut last = Unknown::HttpError;
         for attempt in 0..self.args.attempts.max(1) {
             pacer.wait().await;
             let sent = self
@@ -513,11 +533,11 @@ impl Reconciler {
                 Duration::from_millis(200 << attempt).mul_f64(rand::rng().random_range(0.5..=1.0));
             let wait = match sent {
                 Err(e) if e.is_timeout() => {
-                    last = "timeout";
+                    last = Unknown::Timeout;
                     backoff
                 }
                 Err(_) => {
-                    last = "http_error";
+                    last = Unknown::HttpError;
                     backoff
                 }
                 Ok(r) if r.status().is_success() => {
@@ -525,13 +545,15 @@ impl Reconciler {
                         .bytes()
                         .await
                         .map(|b| b.to_vec())
-                        .map_err(|_| "http_error");
+                        .map_err(|_| Unknown::HttpError);
                 }
-                Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return Err("not_found"),
+                Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+                    return Err(Unknown::NotFound)
+                }
                 Ok(r) if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
-                    last = "rate_limited";
-                    // Retry-After, else the rate-limit window's reset (Resend `ratelimit-reset`,
-                    // Telnyx `x-ratelimit-reset`), else a second.
+                    last = Unknown::RateLimited;
+                    // Retry-After, else the rate-limit window's reset (the IETF draft's
+                    // `ratelimit-reset`, or the older `x-ratelimit-reset`), else a second.
                     let secs = [
                         reqwest::header::RETRY_AFTER.as_str(),
                         "ratelimit-reset",
@@ -548,10 +570,10 @@ impl Reconciler {
                     Duration::from_secs(secs.min(60))
                 }
                 Ok(r) if r.status().is_server_error() => {
-                    last = "http_error";
+                    last = Unknown::HttpError;
                     backoff
                 }
-                Ok(_) => return Err("http_error"), // 401, 403, 400: retrying will not help
+                Ok(_) => return Err(Unknown::HttpError), // 401, 403, 400: retrying will not help
             };
             if attempt + 1 < self.args.attempts {
                 tokio::time::sleep(wait).await;
@@ -565,24 +587,15 @@ impl Reconciler {
         for (k, v) in &learned.headers {
             headers.insert(k.as_str(), v.as_str());
         }
-        headers.insert("Hookline-Synthetic", "reconcile");
-        headers.insert(
-            subject::RECEIVED_AT_HEADER,
-            Utc::now().timestamp_millis().to_string().as_str(),
-        );
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            subject::message_id(provider, Some(&learned.event_id), learned.body.as_bytes())
-                .as_str(),
-        );
-        self.js
-            .publish_with_headers(
-                subject::subject(provider, &learned.event_type),
-                headers,
-                learned.body.clone().into(),
-            )
-            .await?
-            .await?;
+        headers.insert(headers::SYNTHETIC, "reconcile");
+        let event = Outgoing {
+            provider,
+            event_type: Some(&learned.event_type),
+            dedup_key: Some(&learned.event_id),
+            headers,
+            body: learned.body.clone().into(),
+        };
+        publish_event(&self.js, event).await?.await?;
         Ok(())
     }
 

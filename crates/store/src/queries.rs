@@ -1,0 +1,141 @@
+//! The reads and bookkeeping writes of the operator tools: which stored events a replay window
+//! holds, which recipients reconcile should look up and what it learned about them, and the
+//! counter recount `hookline check` and the tests run.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+/// Stored events selected by a replay: received in `[from, to)`, of one provider or all.
+#[derive(Debug, Clone)]
+pub struct EventWindow<'a> {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub provider: Option<&'a str>,
+}
+
+/// A stored event as replay re-publishes it: the provider's body exactly as received.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub provider: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub provider_message_id: Option<String>,
+    pub payload: String,
+}
+
+/// How many events the window holds.
+pub async fn count_events(pool: &PgPool, w: &EventWindow<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM delivery_events WHERE received_at >= $1 AND received_at < $2 \
+         AND ($3::text IS NULL OR provider = $3)",
+    )
+    .bind(w.from)
+    .bind(w.to)
+    .bind(w.provider)
+    .fetch_one(pool)
+    .await
+}
+
+/// The window's events with `id > after`, in id order, at most `limit`.
+pub async fn events_page(
+    pool: &PgPool,
+    w: &EventWindow<'_>,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredEvent>> {
+    sqlx::query_as(
+        "SELECT id, provider, event_id, event_type, provider_message_id, payload::text AS payload \
+         FROM delivery_events \
+         WHERE id > $1 AND received_at >= $2 AND received_at < $3 \
+           AND ($4::text IS NULL OR provider = $4) \
+         ORDER BY id LIMIT $5",
+    )
+    .bind(after)
+    .bind(w.from)
+    .bind(w.to)
+    .bind(w.provider)
+    .bind(limit.max(1))
+    .fetch_all(pool)
+    .await
+}
+
+/// A recipient whose status has not reached a final one.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StuckRecipient {
+    pub id: i64,
+    pub provider_message_id: String,
+    pub status: String,
+}
+
+/// One provider's recipients in a non-final status, unchanged for `older_than_secs` and not
+/// given up on: the least recently checked first (never checked before all), at most `limit`.
+pub async fn stuck_recipients(
+    pool: &PgPool,
+    provider: &str,
+    older_than_secs: u64,
+    limit: i64,
+) -> sqlx::Result<Vec<StuckRecipient>> {
+    sqlx::query_as(
+        "SELECT id, provider_message_id, status FROM recipients \
+         WHERE status IN ('queued', 'sending', 'sent', 'delayed') \
+           AND reconcile_gave_up_at IS NULL \
+           AND updated_at < now() - make_interval(secs => $1) \
+           AND provider = $2 AND provider_message_id IS NOT NULL \
+         ORDER BY reconcile_checked_at NULLS FIRST, updated_at LIMIT $3",
+    )
+    .bind(older_than_secs as f64)
+    .bind(provider)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// When reconcile gives up on a recipient its lookups cannot resolve.
+#[derive(Debug, Clone, Copy)]
+pub struct GiveUp {
+    pub max_attempts: i32,
+    pub after_secs: u64,
+}
+
+/// Stamps looked-up recipients (`(id, resolved)`), and gives up on the unresolved ones looked up
+/// `max_attempts` times or unchanged for `after_secs`. Returns the message ids given up on.
+pub async fn record_lookups(
+    pool: &PgPool,
+    done: &[(i64, bool)],
+    give_up: GiveUp,
+) -> sqlx::Result<Vec<String>> {
+    if done.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, resolved): (Vec<i64>, Vec<bool>) = done.iter().copied().unzip();
+    Ok(sqlx::query_scalar::<_, Option<String>>(
+        "UPDATE recipients r \
+         SET reconcile_checked_at = now(), \
+             reconcile_attempts = r.reconcile_attempts + 1, \
+             reconcile_gave_up_at = CASE \
+                 WHEN NOT u.resolved \
+                  AND (r.reconcile_attempts + 1 >= $3 \
+                       OR r.updated_at < now() - make_interval(secs => $4)) \
+                 THEN now() END \
+         FROM unnest($1::bigint[], $2::boolean[]) AS u (id, resolved) \
+         WHERE r.id = u.id \
+         RETURNING CASE WHEN r.reconcile_gave_up_at IS NOT NULL THEN r.provider_message_id END",
+    )
+    .bind(&ids)
+    .bind(&resolved)
+    .bind(give_up.max_attempts)
+    .bind(give_up.after_secs as f64)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .flatten()
+    .collect())
+}
+
+/// Batches whose counters differ from a recount of their recipients: always empty (rule 4).
+pub async fn counter_mismatches(pool: &PgPool) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(crate::writer::COUNTER_MISMATCHES)
+        .fetch_all(pool)
+        .await
+}
