@@ -276,139 +276,190 @@ impl BatchWriter {
     /// breaks (read-only, privileges, credentials, schema, locks) and nothing an event carries,
     /// so an event is dead-lettered only when this succeeds right after the event alone failed.
     pub async fn canary(&self) -> Result<(), WriteError> {
+        let canary = Columns {
+            provider: vec![Some(CANARY_PROVIDER.to_owned())],
+            event_id: vec![Some("canary".to_owned())],
+            message_id: vec![Some("canary".to_owned())],
+            event_type: vec![Some("hookline.canary".to_owned())],
+            status: vec![Some("sent".to_owned())],
+            engagement: vec![None],
+            occurred_at: vec![chrono::Utc::now()],
+            error_code: vec![None],
+            error_description: vec![None],
+            payload: vec![Some("{}".to_owned())],
+            provider_status: vec![Some("canary".to_owned())],
+        };
         let mut tx = self.pool.begin().await?;
-        let inserted: Vec<(String, String)> = sqlx::query_as(INSERT_EVENTS)
-            .bind(vec![CANARY_PROVIDER])
-            .bind(vec!["canary"])
-            .bind(vec!["canary"])
-            .bind(vec!["hookline.canary"])
-            .bind(vec![Some("sent")])
-            .bind(vec![None::<String>])
-            .bind(vec![chrono::Utc::now()])
-            .bind(vec![None::<String>])
-            .bind(vec![None::<String>])
-            .bind(vec!["{}"])
-            .bind(vec![Some("canary")])
-            .fetch_all(&mut *tx)
-            .await?;
-        let (providers, messages): (Vec<String>, Vec<String>) = inserted.into_iter().unzip();
-        sqlx::query_scalar::<_, i32>(REFRESH)
-            .bind(providers)
-            .bind(messages)
-            .fetch_one(&mut *tx)
-            .await?;
+        let inserted = insert_events(&mut tx, &canary).await?;
+        refresh(&mut tx, keys_of(inserted)).await?;
         tx.rollback().await?;
         Ok(())
     }
 
-    /// Stores `records` and updates state in one transaction.
+    /// Stores `records` and updates state in one transaction: append the events, re-derive the
+    /// replayed ones already stored, keep group addresses, refresh the touched recipients, commit.
     pub async fn write(&self, records: &[EventRecord<'_>]) -> Result<WriteOutcome, WriteError> {
         if records.is_empty() {
             return Ok(WriteOutcome::default());
         }
-        let n = records.len();
-        let mut cols: [Vec<Option<String>>; 10] = Default::default();
-        let mut occurred = Vec::with_capacity(n);
-        for r in records {
-            let e = r.event;
-            let values = [
-                Some(e.provider.to_owned()),
-                Some(clean(&e.event_id)),
-                (!e.message_id.is_empty()).then(|| clean(&e.message_id)),
-                Some(clean(&e.event_type)),
-                e.status.map(|s| s.as_str().to_owned()),
-                e.engagement.map(|g| g.as_str().to_owned()),
-                e.error_code.as_deref().map(clean),
-                e.error_description.as_deref().map(clean),
-                Some(clean(r.payload)),
-                e.provider_status.as_deref().map(clean),
-            ];
-            for (col, v) in cols.iter_mut().zip(values) {
-                col.push(v);
-            }
-            occurred.push(e.occurred_at);
-        }
-        let [provider, event_id, message_id, event_type, status, engagement, code, desc, payload, provider_status] =
-            cols;
-
         let mut tx = self.pool.begin().await?;
-        let inserted: Vec<(String, Option<String>)> = sqlx::query_as(INSERT_EVENTS)
-            .bind(&provider)
-            .bind(&event_id)
-            .bind(&message_id)
-            .bind(&event_type)
-            .bind(&status)
-            .bind(&engagement)
-            .bind(occurred)
-            .bind(&code)
-            .bind(&desc)
-            .bind(payload)
-            .bind(&provider_status)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut keys: HashSet<(String, String)> = inserted
-            .iter()
-            .filter_map(|(p, m)| Some((p.clone(), m.clone()?)))
-            .collect();
-        let mut rederived = 0;
-        if records.iter().any(|r| r.replay) {
-            let pick = |col: &[Option<String>]| -> Vec<Option<String>> {
-                col.iter()
-                    .zip(records)
-                    .filter(|(_, r)| r.replay)
-                    .map(|(v, _)| v.clone())
-                    .collect()
-            };
-            let replay_occurred: Vec<_> = records
-                .iter()
-                .filter(|r| r.replay)
-                .map(|r| r.event.occurred_at)
-                .collect();
-            let changed: Vec<(String, String)> = sqlx::query_as(REDERIVE_EVENTS)
-                .bind(pick(&provider))
-                .bind(pick(&event_id))
-                .bind(pick(&message_id))
-                .bind(pick(&event_type))
-                .bind(pick(&status))
-                .bind(pick(&engagement))
-                .bind(replay_occurred)
-                .bind(pick(&code))
-                .bind(pick(&desc))
-                .bind(pick(&provider_status))
-                .fetch_all(&mut *tx)
-                .await?;
-            rederived = changed.len();
-            keys.extend(changed);
-        }
+        let inserted = insert_events(&mut tx, &Columns::of(records.iter())).await?;
+        let inserted_count = inserted.len();
+        let mut keys = keys_of(inserted);
+        let rederived = rederive(&mut tx, records).await?;
+        let rederived_count = rederived.len();
+        keys.extend(rederived);
         if records.iter().any(|r| !r.event.addresses.is_empty()) {
             upsert_addresses(&mut tx, records).await?;
         }
-        let (providers, messages): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
-        let changed: i32 = if providers.is_empty() {
-            0
-        } else {
-            sqlx::query_scalar(REFRESH)
-                .bind(providers)
-                .bind(messages)
-                .fetch_one(&mut *tx)
-                .await?
-        };
-        let write_no = self
-            .crash
-            .as_ref()
-            .map(|c| c.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
-        if let (Some(plan), Some(n)) = (&self.crash, write_no) {
-            plan.check(false, n, records);
-        }
-        tx.commit().await?;
-        if let (Some(plan), Some(n)) = (&self.crash, write_no) {
-            plan.check(true, n, records);
-        }
+        let changed = refresh(&mut tx, keys).await?;
+        self.commit(tx, records).await?;
         Ok(WriteOutcome {
-            inserted: inserted.len(),
-            duplicates: n - inserted.len(),
+            inserted: inserted_count,
+            duplicates: records.len() - inserted_count,
             recipients_changed: changed.into(),
-            rederived,
+            rederived: rederived_count,
         })
     }
+
+    /// Commits, with the crash test hook (`HOOKLINE_FAULT_CRASH`) on either side when set.
+    async fn commit(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        records: &[EventRecord<'_>],
+    ) -> Result<(), sqlx::Error> {
+        let Some(plan) = &self.crash else {
+            return tx.commit().await;
+        };
+        let n = plan
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        plan.check(false, n, records);
+        tx.commit().await?;
+        plan.check(true, n, records);
+        Ok(())
+    }
+}
+
+/// Events as parallel arrays, one per column: what `UNNEST` takes.
+struct Columns {
+    provider: Vec<Option<String>>,
+    event_id: Vec<Option<String>>,
+    message_id: Vec<Option<String>>,
+    event_type: Vec<Option<String>>,
+    status: Vec<Option<String>>,
+    engagement: Vec<Option<String>>,
+    occurred_at: Vec<chrono::DateTime<chrono::Utc>>,
+    error_code: Vec<Option<String>>,
+    error_description: Vec<Option<String>>,
+    payload: Vec<Option<String>>,
+    provider_status: Vec<Option<String>>,
+}
+
+impl Columns {
+    fn of<'a, 'r: 'a>(records: impl Iterator<Item = &'a EventRecord<'r>>) -> Self {
+        let mut c = Self {
+            provider: Vec::new(),
+            event_id: Vec::new(),
+            message_id: Vec::new(),
+            event_type: Vec::new(),
+            status: Vec::new(),
+            engagement: Vec::new(),
+            occurred_at: Vec::new(),
+            error_code: Vec::new(),
+            error_description: Vec::new(),
+            payload: Vec::new(),
+            provider_status: Vec::new(),
+        };
+        for r in records {
+            let e = r.event;
+            c.provider.push(Some(e.provider.to_owned()));
+            c.event_id.push(Some(clean(&e.event_id)));
+            c.message_id
+                .push((!e.message_id.is_empty()).then(|| clean(&e.message_id)));
+            c.event_type.push(Some(clean(&e.event_type)));
+            c.status.push(e.status.map(|s| s.as_str().to_owned()));
+            c.engagement
+                .push(e.engagement.map(|g| g.as_str().to_owned()));
+            c.occurred_at.push(e.occurred_at);
+            c.error_code.push(e.error_code.as_deref().map(clean));
+            c.error_description
+                .push(e.error_description.as_deref().map(clean));
+            c.payload.push(Some(clean(r.payload)));
+            c.provider_status
+                .push(e.provider_status.as_deref().map(clean));
+        }
+        c
+    }
+}
+
+/// Appends the events; returns `(provider, message)` of those not already stored.
+async fn insert_events(
+    tx: &mut sqlx::PgConnection,
+    c: &Columns,
+) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(INSERT_EVENTS)
+        .bind(&c.provider)
+        .bind(&c.event_id)
+        .bind(&c.message_id)
+        .bind(&c.event_type)
+        .bind(&c.status)
+        .bind(&c.engagement)
+        .bind(&c.occurred_at)
+        .bind(&c.error_code)
+        .bind(&c.error_description)
+        .bind(&c.payload)
+        .bind(&c.provider_status)
+        .fetch_all(&mut *tx)
+        .await
+}
+
+/// The messages to refresh: those of inserted events that are about a message.
+fn keys_of(inserted: Vec<(String, Option<String>)>) -> HashSet<(String, String)> {
+    inserted
+        .into_iter()
+        .filter_map(|(p, m)| Some((p, m?)))
+        .collect()
+}
+
+/// Replayed events already stored get their derived columns recomputed; returns the (old and
+/// new) messages of those that changed.
+async fn rederive(
+    tx: &mut sqlx::PgConnection,
+    records: &[EventRecord<'_>],
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    if !records.iter().any(|r| r.replay) {
+        return Ok(Vec::new());
+    }
+    let c = Columns::of(records.iter().filter(|r| r.replay));
+    sqlx::query_as(REDERIVE_EVENTS)
+        .bind(&c.provider)
+        .bind(&c.event_id)
+        .bind(&c.message_id)
+        .bind(&c.event_type)
+        .bind(&c.status)
+        .bind(&c.engagement)
+        .bind(&c.occurred_at)
+        .bind(&c.error_code)
+        .bind(&c.error_description)
+        .bind(&c.provider_status)
+        .fetch_all(&mut *tx)
+        .await
+}
+
+/// Recomputes the recipients of `keys`; returns how many rows changed.
+async fn refresh(
+    tx: &mut sqlx::PgConnection,
+    keys: HashSet<(String, String)>,
+) -> Result<i32, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let (providers, messages): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+    sqlx::query_scalar(REFRESH)
+        .bind(providers)
+        .bind(messages)
+        .fetch_one(&mut *tx)
+        .await
 }

@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use hookline_store::EventRecord;
 
-use crate::dead_letter::{self, Failure};
+use crate::dead_letter::{self, Failure, Reason};
 use crate::decode::{decode, Decoded};
 use crate::metrics::WorkerMetrics;
 pub use crate::store::Phase;
@@ -175,7 +175,7 @@ impl Consumer {
                     records.push((i, event, payload));
                 }
                 Err(e) => {
-                    let failure = Failure::new(e.reason(), e.to_string(), "decode");
+                    let failure = Failure::new(Reason::Undecodable(e.reason()), e.to_string());
                     self.dead_letter(msg, &failure).await;
                     settled[i] = true;
                 }
@@ -205,7 +205,7 @@ impl Consumer {
         match self.store.store(&recs, phase).await {
             Ok(poison) => {
                 for (i, err) in poison {
-                    let failure = Failure::new("db_rejected", err.to_string(), "db_write");
+                    let failure = Failure::new(Reason::DbRejected, err.to_string());
                     self.dead_letter(&batch[i], &failure).await;
                     settled[i] = true;
                 }
@@ -314,9 +314,9 @@ impl Consumer {
             Ok(()) => {
                 self.metrics
                     .dead_lettered
-                    .with_label_values(&[failure.reason])
+                    .with_label_values(&[failure.reason.label()])
                     .inc();
-                warn!(stage = failure.stage, failed_at_stage = failure.stage, reason = failure.reason, subject = %msg.subject, "Event dead-lettered.");
+                warn!(stage = failure.reason.stage(), failed_at_stage = failure.reason.stage(), reason = failure.reason.label(), subject = %msg.subject, "Event dead-lettered.");
                 if let Err(e) = msg.ack_with(AckKind::Term).await {
                     warn!(error = %e, "Terminating a dead-lettered event failed; its dead letter is deduplicated.");
                 }

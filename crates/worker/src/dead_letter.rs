@@ -13,6 +13,7 @@ use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
+use hookline_core::DecodeError;
 use tracing::{error, warn};
 
 use hookline_jetstream::headers::{self as hdr, dlq as header};
@@ -41,20 +42,54 @@ pub async fn requeue(
     Ok(())
 }
 
-/// Why and where an event failed.
+/// Why an event was dead-lettered: the `reason` label of `webhook_dead_lettered_total` and the
+/// `Hookline-Dlq-Reason` header; each reason has one stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The body cannot be read as its provider's event (a [`DecodeError::reason`]).
+    Undecodable(&'static str),
+    /// The database rejects the event itself (confirmed by a canary write).
+    DbRejected,
+    /// JetStream delivered it `max_deliver` times without an ack.
+    MaxDeliveries,
+}
+
+impl Reason {
+    /// Every reason, for metrics created at zero.
+    pub fn all() -> impl Iterator<Item = Self> {
+        DecodeError::REASONS
+            .into_iter()
+            .map(Self::Undecodable)
+            .chain([Self::DbRejected, Self::MaxDeliveries])
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Undecodable(reason) => reason,
+            Self::DbRejected => "db_rejected",
+            Self::MaxDeliveries => "max_deliveries",
+        }
+    }
+
+    /// Where the event failed: the `Hookline-Dlq-Stage` header and the log's stage.
+    pub fn stage(self) -> &'static str {
+        match self {
+            Self::Undecodable(_) => "decode",
+            Self::DbRejected => "db_write",
+            Self::MaxDeliveries => "consume",
+        }
+    }
+}
+
+/// Why an event failed, and the error.
 pub struct Failure {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub detail: String,
-    pub stage: &'static str,
 }
 
 impl Failure {
-    pub fn new(reason: &'static str, detail: String, stage: &'static str) -> Self {
-        Self {
-            reason,
-            detail,
-            stage,
-        }
+    pub fn new(reason: Reason, detail: String) -> Self {
+        Self { reason, detail }
     }
 }
 
@@ -100,9 +135,9 @@ pub async fn publish(
         hdr::MSG_ID,
         format!("dlq:{main_stream}:{}", letter.stream_sequence).as_str(),
     );
-    headers.insert(header::REASON, failure.reason);
+    headers.insert(header::REASON, failure.reason.label());
     headers.insert(header::DETAIL, detail.as_str());
-    headers.insert(header::STAGE, failure.stage);
+    headers.insert(header::STAGE, failure.reason.stage());
     headers.insert(header::DELIVERIES, letter.deliveries.to_string().as_str());
     headers.insert(header::ORIGINAL_SUBJECT, letter.subject);
     headers.insert(
@@ -195,9 +230,8 @@ async fn dead_letter_sequence(
         deliveries,
     };
     let failure = Failure::new(
-        "max_deliveries",
+        Reason::MaxDeliveries,
         format!("delivered {deliveries} times without an acknowledgement"),
-        "consume",
     );
     publish(js, main_stream, &letter, &failure).await?;
     stream.delete_message(seq).await?;

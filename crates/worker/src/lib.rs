@@ -154,7 +154,7 @@ impl Worker {
             move || {
                 metrics
                     .dead_lettered
-                    .with_label_values(&["max_deliveries"])
+                    .with_label_values(&[dead_letter::Reason::MaxDeliveries.label()])
                     .inc()
             },
         ));
@@ -168,7 +168,7 @@ impl Worker {
             move |n| {
                 moved
                     .dead_lettered
-                    .with_label_values(&["max_deliveries"])
+                    .with_label_values(&[dead_letter::Reason::MaxDeliveries.label()])
                     .inc_by(n)
             },
             move |messages, bytes| {

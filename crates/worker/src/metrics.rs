@@ -42,14 +42,6 @@ pub struct WorkerMetrics {
     pub last_batch: Gauge,
 }
 
-pub const DEAD_LETTER_REASONS: [&str; 5] = [
-    "bad_shape",
-    "missing_header",
-    "unknown_provider",
-    "db_rejected",
-    "max_deliveries",
-];
-
 impl WorkerMetrics {
     pub fn new(providers: &[&'static str]) -> Self {
         let registry = Registry::new();
@@ -190,8 +182,8 @@ impl WorkerMetrics {
             m.processed.with_label_values(&[p]);
             m.unmapped.with_label_values(&[p]);
         }
-        for r in DEAD_LETTER_REASONS {
-            m.dead_lettered.with_label_values(&[r]);
+        for r in crate::dead_letter::Reason::all() {
+            m.dead_lettered.with_label_values(&[r.label()]);
         }
         for s in ["fetch", "decode", "db_write", "ack"] {
             m.stage_duration.with_label_values(&[s]);

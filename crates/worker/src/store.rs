@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_store::failure::Cause;
-use hookline_store::{BatchWriter, EventRecord, WriteError};
+use hookline_store::{BatchWriter, EventRecord, WriteError, WriteOutcome};
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -126,74 +126,99 @@ impl Store {
                 continue;
             }
             let started = Instant::now();
-            let e = match self.writer.write(recs).await {
+            let outage = match self.writer.write(recs).await {
                 Ok(outcome) => {
-                    let state = {
-                        let mut breaker = self.breaker();
-                        if breaker.on_success() == Some(Transition::Closed) {
-                            self.breaker_closed.notify_waiters();
-                            info!(
-                                stage = "db_write",
-                                breaker = "closed",
-                                "Circuit breaker closed; the database is back."
-                            );
-                        }
-                        breaker.state()
-                    };
-                    self.metrics.breaker_open.set(state.as_gauge().into());
-                    self.metrics.stored.inc_by(outcome.inserted as u64);
-                    self.metrics.duplicates.inc_by(outcome.duplicates as u64);
-                    self.metrics.rederived.inc_by(outcome.rederived as u64);
-                    self.metrics
-                        .stage_duration
-                        .with_label_values(&["db_write"])
-                        .observe(started.elapsed().as_secs_f64());
-                    debug!(
-                        stage = "db_write",
-                        events = recs.len(),
-                        inserted = outcome.inserted,
-                        duplicates = outcome.duplicates,
-                        recipients_changed = outcome.recipients_changed,
-                        duration_ms = started.elapsed().as_millis() as u64,
-                        "Batch committed."
-                    );
+                    self.on_committed(&outcome, recs.len(), started);
                     return Ok(Ok(()));
                 }
-                Err(e) if e.cause == Cause::Event && recs.len() > 1 => return Ok(Err(e)),
-                // One event refused alone: its fault only if the database accepts other writes.
-                Err(e) if e.cause == Cause::Event => match self.writer.canary().await {
-                    Ok(()) => return Ok(Err(e)),
-                    Err(canary) => {
-                        warn!(stage = "db_write", error = %e, canary_error = %canary, "An event was refused alone and so was a canary write: an outage, not the event.");
-                        canary
-                    }
+                Err(e) => match self.confirm_rejection(e, recs.len()).await {
+                    Ok(rejected) => return Ok(Err(rejected)),
+                    Err(outage) => outage,
                 },
-                Err(e) => e,
             };
             attempt += 1;
-            self.metrics.db_retries.inc();
-            let now = Instant::now();
-            let wait = {
-                let mut breaker = self.breaker();
-                match breaker.on_failure(now.into_std()) {
-                    Some(Transition::Opened) => {
-                        self.metrics.breaker_opened.inc();
-                        error!(stage = "db_write", breaker = "open", consecutive_failures = breaker.consecutive_failures(), probe_in_ms = self.settings.breaker_open_for.as_millis() as u64, error = %e, "Circuit breaker opened: fetching stops until a probe succeeds.");
-                    }
-                    Some(Transition::StillOpen) => {
-                        warn!(stage = "db_write", breaker = "open", error = %e, "Probe failed; the database is still unavailable.");
-                    }
-                    _ => {
-                        warn!(stage = "db_write", attempt, error = %e, "Database write failed; will retry.");
-                    }
-                }
-                self.metrics
-                    .breaker_open
-                    .set(breaker.state().as_gauge().into());
-                breaker.wait_before_retry(now.into_std(), backoff(&self.settings, attempt))
-            };
+            let wait = self.on_outage(&outage, attempt);
             self.sleep_or_close(wait, phase).await?;
         }
+    }
+
+    /// A failed write as a rejection of the data (`Ok`) or an outage (`Err`). One event refused
+    /// alone is its own fault only if the database accepts a canary write right after.
+    async fn confirm_rejection(
+        &self,
+        e: WriteError,
+        events: usize,
+    ) -> Result<WriteError, WriteError> {
+        if e.cause != Cause::Event {
+            return Err(e);
+        }
+        if events > 1 {
+            return Ok(e);
+        }
+        match self.writer.canary().await {
+            Ok(()) => Ok(e),
+            Err(canary) => {
+                warn!(stage = "db_write", error = %e, canary_error = %canary, "An event was refused alone and so was a canary write: an outage, not the event.");
+                Err(canary)
+            }
+        }
+    }
+
+    /// A committed batch: the breaker, the metrics and the stage log, in one place.
+    fn on_committed(&self, outcome: &WriteOutcome, events: usize, started: Instant) {
+        let state = {
+            let mut breaker = self.breaker();
+            if breaker.on_success() == Some(Transition::Closed) {
+                self.breaker_closed.notify_waiters();
+                info!(
+                    stage = "db_write",
+                    breaker = "closed",
+                    "Circuit breaker closed; the database is back."
+                );
+            }
+            breaker.state()
+        };
+        let m = &self.metrics;
+        m.breaker_open.set(state.as_gauge().into());
+        m.stored.inc_by(outcome.inserted as u64);
+        m.duplicates.inc_by(outcome.duplicates as u64);
+        m.rederived.inc_by(outcome.rederived as u64);
+        m.stage_duration
+            .with_label_values(&["db_write"])
+            .observe(started.elapsed().as_secs_f64());
+        debug!(
+            stage = "db_write",
+            events,
+            inserted = outcome.inserted,
+            duplicates = outcome.duplicates,
+            recipients_changed = outcome.recipients_changed,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "Batch committed."
+        );
+    }
+
+    /// A write the database could not take: the breaker, the metrics and the stage log, in one
+    /// place; returns how long to wait before the next attempt.
+    fn on_outage(&self, e: &WriteError, attempt: u32) -> Duration {
+        self.metrics.db_retries.inc();
+        let now = Instant::now();
+        let mut breaker = self.breaker();
+        match breaker.on_failure(now.into_std()) {
+            Some(Transition::Opened) => {
+                self.metrics.breaker_opened.inc();
+                error!(stage = "db_write", breaker = "open", consecutive_failures = breaker.consecutive_failures(), probe_in_ms = self.settings.breaker_open_for.as_millis() as u64, error = %e, "Circuit breaker opened: fetching stops until a probe succeeds.");
+            }
+            Some(Transition::StillOpen) => {
+                warn!(stage = "db_write", breaker = "open", error = %e, "Probe failed; the database is still unavailable.");
+            }
+            _ => {
+                warn!(stage = "db_write", attempt, error = %e, "Database write failed; will retry.");
+            }
+        }
+        self.metrics
+            .breaker_open
+            .set(breaker.state().as_gauge().into());
+        breaker.wait_before_retry(now.into_std(), backoff(&self.settings, attempt))
     }
 
     /// Sleeps `wait` (the caller keeps its events alive meanwhile with in-progress acks), or

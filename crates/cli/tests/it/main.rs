@@ -7,7 +7,7 @@ mod deploy;
 use async_nats::jetstream;
 use hookline_core::Headers as _;
 use hookline_testkit::NatsServer;
-use hookline_worker::dead_letter::{self, Failure, Letter};
+use hookline_worker::dead_letter::{self, Failure, Letter, Reason};
 
 fn hookline(nats: &NatsServer, args: &[&str]) -> (bool, String) {
     hookline_with(nats, &[], args)
@@ -30,7 +30,7 @@ fn hookline_with(nats: &NatsServer, env: &[(&str, &str)], args: &[&str]) -> (boo
     (out.status.success(), text)
 }
 
-async fn dead_letter(js: &jetstream::Context, seq: u64, reason: &'static str) {
+async fn dead_letter(js: &jetstream::Context, seq: u64, reason: Reason) {
     let mut h = async_nats::HeaderMap::new();
     h.insert("svix-id", format!("msg_{seq}").as_str());
     h.insert("Nats-Msg-Id", format!("resend:msg_{seq}").as_str());
@@ -45,7 +45,7 @@ async fn dead_letter(js: &jetstream::Context, seq: u64, reason: &'static str) {
         js,
         "WEBHOOKS",
         &letter,
-        &Failure::new(reason, "test".into(), "decode"),
+        &Failure::new(reason, "test".into()),
     )
     .await
     .unwrap();
@@ -58,10 +58,10 @@ async fn dlq_list_show_replay_purge() {
     assert!(ok, "{out}");
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     for seq in 1..=3 {
-        dead_letter(&js, seq, "bad_shape").await;
+        dead_letter(&js, seq, Reason::Undecodable("bad_shape")).await;
     }
-    dead_letter(&js, 4, "db_rejected").await;
-    dead_letter(&js, 4, "db_rejected").await; // the same event twice: deduplicated
+    dead_letter(&js, 4, Reason::DbRejected).await;
+    dead_letter(&js, 4, Reason::DbRejected).await; // the same event twice: deduplicated
 
     let (ok, out) = hookline(&nats, &["dlq", "list"]);
     assert!(ok, "{out}");

@@ -81,12 +81,15 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// Every [`reason`](Self::reason), for metrics created at zero.
+    pub const REASONS: [&'static str; 3] = ["bad_shape", "missing_header", "unknown_provider"];
+
     /// A short, bounded name for metrics and dead-letter headers.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Shape(_) => "bad_shape",
-            Self::MissingHeader(_) => "missing_header",
-            Self::UnknownProvider(_) => "unknown_provider",
+            Self::Shape(_) => Self::REASONS[0],
+            Self::MissingHeader(_) => Self::REASONS[1],
+            Self::UnknownProvider(_) => Self::REASONS[2],
         }
     }
 }

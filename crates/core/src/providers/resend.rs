@@ -58,10 +58,10 @@ impl ResendKind {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                svix::SvixSecret::parse(s).map_err(|problem| ConfigError::InvalidEntry {
+                svix::SvixSecret::parse(s).map_err(|e| ConfigError::InvalidEntry {
                     variable: SECRET.env,
                     entry: i + 1,
-                    problem,
+                    problem: e.to_string(),
                 })
             })
             .collect()

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
-use super::{check_timestamp, SignatureError};
+use super::{check_timestamp, KeyError, SignatureError};
 
 /// The headers a provider sends this scheme's signature and timestamp in.
 #[derive(Debug, Clone, Copy)]
@@ -16,24 +16,26 @@ pub struct HeaderNames {
 }
 
 /// Parses a base64 Ed25519 public key, as providers show it in their portals.
-pub fn parse_public_key(b64: &str) -> Result<VerifyingKey, String> {
+pub fn parse_public_key(b64: &str) -> Result<VerifyingKey, KeyError> {
     let bytes = B64
         .decode(b64.trim())
-        .map_err(|_| "expected a base64 Ed25519 public key, it does not decode".to_owned())?;
-    let bytes: [u8; 32] = bytes
-        .try_into()
-        .map_err(|v: Vec<u8>| format!("expected 32 bytes, got {}", v.len()))?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| "not a valid Ed25519 public key".to_owned())
+        .map_err(|_| KeyError::NotBase64("a base64 Ed25519 public key"))?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|v: Vec<u8>| KeyError::Length {
+        expected: 32,
+        got: v.len(),
+    })?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::NotAPoint)
 }
 
 /// Parses a base64 32-byte Ed25519 seed (used by `hookline sign` and the tests).
-pub fn parse_signing_key(b64: &str) -> Result<SigningKey, String> {
+pub fn parse_signing_key(b64: &str) -> Result<SigningKey, KeyError> {
     let bytes = B64
         .decode(b64.trim())
-        .map_err(|_| "expected a base64 Ed25519 private key seed".to_owned())?;
-    let seed: [u8; 32] = bytes
-        .try_into()
-        .map_err(|v: Vec<u8>| format!("expected a 32-byte seed, got {} bytes", v.len()))?;
+        .map_err(|_| KeyError::NotBase64("a base64 Ed25519 private key seed"))?;
+    let seed: [u8; 32] = bytes.try_into().map_err(|v: Vec<u8>| KeyError::Length {
+        expected: 32,
+        got: v.len(),
+    })?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -147,7 +149,16 @@ mod tests {
     fn key_parsing_explains_itself() {
         let pk = B64.encode(key().verifying_key().to_bytes());
         assert!(parse_public_key(&pk).is_ok());
-        assert!(parse_public_key("!!").unwrap_err().contains("base64"));
-        assert!(parse_public_key("AAAA").unwrap_err().contains("32 bytes"));
+        assert!(parse_public_key("!!")
+            .unwrap_err()
+            .to_string()
+            .contains("base64"));
+        assert_eq!(
+            parse_public_key("AAAA").unwrap_err(),
+            KeyError::Length {
+                expected: 32,
+                got: 3
+            }
+        );
     }
 }

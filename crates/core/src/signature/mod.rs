@@ -40,6 +40,19 @@ impl SignatureError {
     }
 }
 
+/// Why a configured key or secret cannot be used. Fixed texts: never (part of) the key.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("expected {0}, it does not decode as base64")]
+    NotBase64(&'static str),
+    #[error("expected {expected} bytes, got {got}")]
+    Length { expected: usize, got: usize },
+    #[error("not a valid Ed25519 public key")]
+    NotAPoint,
+    #[error("the secret is empty")]
+    Empty,
+}
+
 /// Parses a unix-seconds timestamp header and checks it is within `tolerance_secs` of `now`
 /// (either side: a clock ahead of ours is as suspicious as a replayed old request).
 pub fn check_timestamp(

@@ -28,13 +28,13 @@ impl std::fmt::Debug for SvixSecret {
 
 impl SvixSecret {
     /// Accepts `whsec_<base64>` (the form providers show) or the bare base64 part.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, super::KeyError> {
         let b64 = s.trim().strip_prefix("whsec_").unwrap_or(s.trim());
         let key = B64
             .decode(b64)
-            .map_err(|_| "expected whsec_<base64>, the base64 part does not decode".to_owned())?;
+            .map_err(|_| super::KeyError::NotBase64("whsec_<base64>"))?;
         if key.is_empty() {
-            return Err("the secret is empty".to_owned());
+            return Err(super::KeyError::Empty);
         }
         Ok(Self(key))
     }
