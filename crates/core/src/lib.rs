@@ -8,7 +8,6 @@ pub mod event;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod providers;
-pub mod reconcile;
 pub mod signature;
 pub mod subject;
 

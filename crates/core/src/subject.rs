@@ -8,10 +8,6 @@ use sha2::{Digest, Sha256};
 /// Subject prefix of the main stream (`webhook.>`).
 pub const SUBJECT_PREFIX: &str = "webhook";
 
-/// Header ingest adds to every stored event: when it received it, in unix milliseconds. The
-/// worker measures end-to-end latency from it.
-pub const RECEIVED_AT_HEADER: &str = "Hookline-Received-At-Ms";
-
 /// The event type used when a signed payload cannot be parsed; the worker dead-letters it.
 pub const UNPARSED_EVENT_TYPE: &str = "unparsed";
 

@@ -1,6 +1,6 @@
 //! The reconciliation sweep, hookline's safety net behind webhooks: recipients stuck in a
 //! non-final status longer than a threshold are looked up in their provider's API (each
-//! provider's file says which endpoint and how to read it: `hookline_core::reconcile::ProviderApi`),
+//! provider's file says which endpoint and how to read it: `hookline_core::providers::api::ProviderApi`),
 //! with bounded concurrency and a rate limit per provider, and whatever is newer is published as a
 //! synthetic webhook to the same JetStream stream — so dedup, the ordering rules and the counters
 //! apply unchanged.
@@ -17,8 +17,8 @@ use async_nats::jetstream;
 use chrono::Utc;
 use clap::Args;
 use futures::StreamExt as _;
+use hookline_core::providers::api::{Learned, ProviderApi};
 use hookline_core::providers::{ConfigError, BUILT_IN};
-use hookline_core::reconcile::{Learned, ProviderApi};
 use hookline_core::DeliveryStatus;
 use hookline_jetstream::{headers, publish_event, Outgoing};
 use hookline_runtime::provider_args::{self, ProviderArgs};

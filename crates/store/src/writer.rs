@@ -30,13 +30,14 @@ RETURNING provider, provider_message_id
 /// Replayed events (`hookline replay`) that are already stored: their derived columns are
 /// re-derived from the payload by today's decoder. Rows that change return both their old and
 /// new message, so both recipients are recomputed. Unchanged rows are left alone, so a replay
-/// of correct events changes nothing.
+/// of correct events changes nothing. Parameters as for `INSERT_EVENTS` (the payload is not
+/// compared: it is the one stored).
 const REDERIVE_EVENTS: &str = r#"
 WITH u AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::timestamptz[], $8::text[], $9::text[], $10::text[])
+                         $7::timestamptz[], $8::text[], $9::text[], $11::text[], $10::text[])
          AS u (provider, event_id, message_id, event_type, status, engagement,
-               occurred_at, error_code, error_description, provider_status)
+               occurred_at, error_code, error_description, provider_status, payload)
 ), changed AS (
     SELECT DISTINCT ON (d.id) d.id, d.provider, d.provider_message_id AS old_message_id,
            u.message_id, u.event_type, u.status, u.engagement, u.occurred_at, u.error_code,
@@ -394,12 +395,16 @@ impl Columns {
     }
 }
 
-/// Appends the events; returns `(provider, message)` of those not already stored.
-async fn insert_events(
+/// Runs `sql` (`INSERT_EVENTS` or `REDERIVE_EVENTS`: the same eleven parameters) over `c`.
+async fn with_columns<T>(
     tx: &mut sqlx::PgConnection,
+    sql: &'static str,
     c: &Columns,
-) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
-    sqlx::query_as(INSERT_EVENTS)
+) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    sqlx::query_as(sql)
         .bind(&c.provider)
         .bind(&c.event_id)
         .bind(&c.message_id)
@@ -413,6 +418,14 @@ async fn insert_events(
         .bind(&c.provider_status)
         .fetch_all(&mut *tx)
         .await
+}
+
+/// Appends the events; returns `(provider, message)` of those not already stored.
+async fn insert_events(
+    tx: &mut sqlx::PgConnection,
+    c: &Columns,
+) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
+    with_columns(tx, INSERT_EVENTS, c).await
 }
 
 /// The messages to refresh: those of inserted events that are about a message.
@@ -433,19 +446,7 @@ async fn rederive(
         return Ok(Vec::new());
     }
     let c = Columns::of(records.iter().filter(|r| r.replay));
-    sqlx::query_as(REDERIVE_EVENTS)
-        .bind(&c.provider)
-        .bind(&c.event_id)
-        .bind(&c.message_id)
-        .bind(&c.event_type)
-        .bind(&c.status)
-        .bind(&c.engagement)
-        .bind(&c.occurred_at)
-        .bind(&c.error_code)
-        .bind(&c.error_description)
-        .bind(&c.provider_status)
-        .fetch_all(&mut *tx)
-        .await
+    with_columns(tx, REDERIVE_EVENTS, &c).await
 }
 
 /// Recomputes the recipients of `keys`; returns how many rows changed.

@@ -8,6 +8,7 @@
 //! and one folder of signed fixtures in `testdata/`. Generic HMAC sources (`generic`) are
 //! configured from a TOML file instead and need no code.
 
+pub mod api;
 pub mod generic;
 mod resend;
 pub mod samples;
@@ -241,7 +242,7 @@ pub trait BuiltIn: Sync {
     fn sample_address(&self, n: usize) -> String;
 
     /// The API reconcile asks about a message's status, if the provider has one.
-    fn api(&self) -> Option<&'static dyn crate::reconcile::ProviderApi> {
+    fn api(&self) -> Option<&'static dyn api::ProviderApi> {
         None
     }
 }

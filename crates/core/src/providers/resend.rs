@@ -10,12 +10,12 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::api::{rfc3339, ApiSettings, LearnError, Learned, ProviderApi};
 use super::{
     BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Sample, SampleStatus, Setting,
     Signer, Values,
 };
 use crate::event::{DeliveryEvent, DeliveryStatus, Engagement};
-use crate::reconcile::{rfc3339, ApiSettings, LearnError, Learned, ProviderApi};
 use crate::signature::{svix, SignatureError};
 
 /// Resend as a built-in provider.

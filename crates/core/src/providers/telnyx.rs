@@ -14,12 +14,12 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::api::{rfc3339, ApiSettings, LearnError, Learned, ProviderApi};
 use super::{
     code_to_string, BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Sample,
     SampleStatus, Setting, Signer, Values,
 };
 use crate::event::{AddressOutcome, DeliveryEvent, DeliveryStatus};
-use crate::reconcile::{rfc3339, ApiSettings, LearnError, Learned, ProviderApi};
 use crate::signature::{ed25519, SignatureError};
 
 /// Telnyx's signature headers.

@@ -1,7 +1,7 @@
-//! The reconciliation sweep's pure half: a provider's API, asked about one message, answers with
-//! something each provider turns into a synthetic webhook in its own webhook shape
-//! ([`ProviderApi::learn`]), so it travels the same path as real ones (JetStream dedup, the
-//! decoder, the database's ordering rules and counters).
+//! A provider's message-status API, as the reconciliation sweep uses it (`hookline_ops::reconcile`):
+//! asked about one message, it answers with something the provider turns into a synthetic webhook
+//! in its own webhook shape ([`ProviderApi::learn`]), so it travels the same path as real ones
+//! (JetStream dedup, the decoder, the database's ordering rules and counters).
 //!
 //! Synthetic event ids are `reconcile-{message}-{status}`: sweeping the same answer twice gives
 //! the same id, so it is stored once however often the sweep runs.
@@ -9,8 +9,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use thiserror::Error;
 
+use super::Setting;
 use crate::event::DeliveryStatus;
-use crate::providers::Setting;
 
 /// What a provider's API said, as a webhook ready to publish.
 #[derive(Debug, Clone, PartialEq)]
