@@ -35,6 +35,11 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKLINE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Address for `/healthz`, `/readyz` and `/metrics`. When set, they are served only there and
+    /// the public port answers 404 for them; unset, the public port serves them.
+    #[arg(long, env = "HOOKLINE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
@@ -61,8 +66,17 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
 
     /// Longest wait for JetStream's PubAck before answering 503, in milliseconds.
-    #[arg(long, env = "HOOKLINE_PUBLISH_TIMEOUT_MS", default_value_t = 2_000)]
+    #[arg(long, env = "HOOKLINE_PUBLISH_TIMEOUT_MS", default_value_t = 1_000)]
     pub publish_timeout_ms: u64,
+
+    /// Every webhook request is answered within this many milliseconds: past it, 503 with
+    /// Retry-After, whatever stage it is in. Below the strictest provider's own timeout (Telnyx
+    /// waits 2 s), so a slow broker gives the provider a quick retry instead of a timeout. A
+    /// PubAck arriving after the 503 is harmless: the provider's retry carries the same event id
+    /// and JetStream's duplicate window (or the database) absorbs it.
+    #[arg(long, env = "HOOKLINE_ANSWER_DEADLINE_MS", default_value_t = 1_500,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub answer_deadline_ms: u64,
 
     /// Most publishes awaiting their PubAck at once; beyond it requests wait for a slot.
     #[arg(long, env = "HOOKLINE_MAX_ACK_INFLIGHT", default_value_t = 4_096)]
@@ -74,8 +88,9 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKLINE_MAX_INFLIGHT_REQUESTS", default_value_t = 1_024)]
     pub max_inflight_requests: usize,
 
-    /// Longest time a client may take to send a request body, in milliseconds (then 408).
-    #[arg(long, env = "HOOKLINE_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    /// Longest time a client may take to send a request body, in milliseconds (then 408). A
+    /// provider sends its body at once; only a stalling client needs long.
+    #[arg(long, env = "HOOKLINE_BODY_TIMEOUT_MS", default_value_t = 1_000)]
     pub body_timeout_ms: u64,
 
     /// Longest time a client may take to send a request's headers, in milliseconds (then the

@@ -20,6 +20,9 @@ use tracing::{info, warn};
 
 pub use config::IngestConfig;
 
+/// How often the stream's reachability is checked for `/readyz`.
+const READINESS_EVERY: Duration = Duration::from_secs(1);
+
 /// Longest wait at exit for the NATS client's buffer to drain.
 const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);
 
@@ -73,10 +76,28 @@ pub async fn run(
         stream: config.stream.stream.clone(),
         max_body_bytes: config.max_body_bytes,
         body_timeout: config.body_timeout(),
+        answer_deadline: Duration::from_millis(config.answer_deadline_ms),
         inflight: tokio::sync::Semaphore::new(config.max_inflight_requests),
         rate_limits: limits::RateLimits::new(&rate_limits),
         retry_after_secs: config.retry_after_secs,
+        // The stream answered just now (the wait above).
+        stream_reachable: true.into(),
     });
+    let readiness = tokio::spawn(routes::watch_readiness(state.clone(), READINESS_EVERY));
+    let admin = match config.admin_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await?;
+            info!(addr = %listener.local_addr()?, "Admin port (health, readiness, metrics) listening.");
+            let app = routes::admin(state.clone());
+            let stop = shutdown.clone();
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.signalled())
+                    .await;
+            }))
+        }
+        None => None,
+    };
     info!(addr = %listener.local_addr()?, providers = ?state.providers.names(), "Ingest listening.");
     let limits = serve::ConnectionLimits {
         max_connections: config.max_connections,
@@ -87,11 +108,15 @@ pub async fn run(
     };
     serve::serve(
         listener,
-        routes::router(state),
+        routes::router(state, config.admin_listen.is_none()),
         limits,
         shutdown.signalled(),
     )
     .await;
+    readiness.abort();
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     // Every request has been answered (a 2xx only after its PubAck, so nothing accepted waits in
     // the client's buffer); never wait for a NATS server that is not there.
     match tokio::time::timeout(FLUSH_AT_EXIT, client.flush()).await {

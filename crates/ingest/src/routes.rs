@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hookline_core::{Headers, Provider, Providers};
-use hookline_jetstream::{Outgoing, Publisher, Stored};
+use hookline_jetstream::{Outgoing, PublishFailure, Publisher, Stored};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use tracing::{debug, error, warn, Instrument as _};
 
@@ -29,19 +29,55 @@ pub struct AppState {
     pub stream: String,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
+    /// Every webhook is answered within this (503 past it).
+    pub answer_deadline: Duration,
     /// One permit per webhook request being handled; none left means 503.
     pub inflight: tokio::sync::Semaphore,
     pub rate_limits: crate::limits::RateLimits,
     pub retry_after_secs: u64,
+    /// Whether the stream answered the last background check (see [`watch_readiness`]).
+    pub stream_reachable: std::sync::atomic::AtomicBool,
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// The public port: webhooks, plus health and metrics when `serve_health` (no admin port set).
+pub fn router(state: Arc<AppState>, serve_health: bool) -> Router {
+    let public = Router::new().route("/webhooks/{provider}", post(receive));
+    let public = if serve_health {
+        public.merge(admin_router())
+    } else {
+        public
+    };
+    public.with_state(state)
+}
+
+/// `/healthz`, `/readyz` and `/metrics`: on the admin port when one is set.
+pub fn admin(state: Arc<AppState>) -> Router {
+    admin_router().with_state(state)
+}
+
+fn admin_router() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/webhooks/{provider}", post(receive))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+}
+
+/// Refreshes [`AppState::stream_reachable`] every `every`, so `/readyz` answers from memory and
+/// a flood of probes costs the broker nothing. Runs until the task is dropped.
+pub async fn watch_readiness(state: Arc<AppState>, every: Duration) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let reachable = state.publisher.is_connected()
+            && tokio::time::timeout(
+                Duration::from_secs(2),
+                state.publisher.context().get_stream(&state.stream),
+            )
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false);
+        state.stream_reachable.store(reachable, Ordering::Relaxed);
+        tokio::time::sleep(every).await;
+    }
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -135,7 +171,19 @@ async fn handle(
     body: Body,
     started: Instant,
 ) -> Result<impl IntoResponse, IngestError> {
-    let outcome = accept(state, provider, request_id, headers, body).await;
+    let outcome = tokio::time::timeout(
+        state.answer_deadline,
+        accept(state, provider, request_id, headers, body),
+    )
+    .await
+    .unwrap_or(Err(Refusal {
+        stage: "deadline",
+        error: IngestError::Unavailable {
+            failure: PublishFailure::Timeout,
+            retry_after_secs: state.retry_after_secs,
+        },
+        msg_id: None,
+    }));
     record(state, provider, request_id, started, &outcome);
     let accepted = outcome.map_err(|r| r.error)?;
     // Two possible answers, written once.
@@ -352,17 +400,13 @@ async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "alive" }))
 }
 
-/// Ready when NATS is connected and the stream answers.
+/// Ready when NATS is connected and the stream answered the last background check.
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let connected = state.publisher.is_connected();
     let stream_ok = connected
-        && tokio::time::timeout(
-            Duration::from_secs(2),
-            state.publisher.context().get_stream(&state.stream),
-        )
-        .await
-        .map(|r| r.is_ok())
-        .unwrap_or(false);
+        && state
+            .stream_reachable
+            .load(std::sync::atomic::Ordering::Relaxed);
     let code = if stream_ok {
         StatusCode::OK
     } else {

@@ -89,6 +89,7 @@ async fn a_flood_of_slow_and_huge_requests_keeps_rss_bounded() {
             std::env::var("FLOOD_TEST_INFLIGHT_CAP").unwrap_or(INFLIGHT_CAP.to_string()),
         )
         .env("HOOKLINE_BODY_TIMEOUT_MS", "1500")
+        .env("HOOKLINE_ANSWER_DEADLINE_MS", "5000")
         .env("HOOKLINE_HEADER_TIMEOUT_MS", "1500")
         .env("RUST_LOG", "error");
     let log = std::env::temp_dir().join(format!("hookline-ingest-flood-{port}.log"));

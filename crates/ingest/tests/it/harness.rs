@@ -36,6 +36,7 @@ impl Ingest {
         let nats = NatsServer::start();
         let mut cfg = config(&nats);
         tweak(&mut cfg);
+        let admin = cfg.admin_listen;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -53,7 +54,12 @@ impl Ingest {
             stop: Some(stop),
             done: Some(done),
         };
-        let c = &ingest.client;
+        // Readiness is on the admin port when one is set.
+        let health = WebhookClient::new(match admin {
+            Some(a) => format!("http://{a}"),
+            None => ingest.base.clone(),
+        });
+        let c = &health;
         hookline_testkit::wait_until("ingest ready", Duration::from_secs(20), || async move {
             c.get_status("/readyz").await == 200
         })

@@ -29,6 +29,7 @@ async fn losing_the_stream_leader_loses_no_acknowledged_event() {
     cfg.provider_keys.values = signing::provider_keys();
     cfg.stream.stream_replicas = 3;
     cfg.publish_timeout_ms = 2_000;
+    cfg.answer_deadline_ms = 2_500;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let client = WebhookClient::new(format!("http://{}", listener.local_addr().unwrap()));
     let (_stop_ingest, stopped) = tokio::sync::oneshot::channel::<()>();
