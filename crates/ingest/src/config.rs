@@ -22,6 +22,8 @@ pub enum ConfigError {
         entry: String,
         problem: &'static str,
     },
+    #[error("HOOKLINE_SOURCE_ALLOWLIST {0}")]
+    Allowlist(String),
 }
 
 #[derive(Parser, Clone)]
@@ -70,8 +72,8 @@ pub struct IngestConfig {
     pub publish_timeout_ms: u64,
 
     /// Every webhook request is answered within this many milliseconds: past it, 503 with
-    /// Retry-After, whatever stage it is in. Below the strictest provider's own timeout (Telnyx
-    /// waits 2 s), so a slow broker gives the provider a quick retry instead of a timeout. A
+    /// Retry-After, whatever stage it is in. Below the strictest provider's own timeout (2 s),
+    /// so a slow broker gives the provider a quick retry instead of a timeout. A
     /// PubAck arriving after the 503 is harmless: the provider's retry carries the same event id
     /// and JetStream's duplicate window (or the database) absorbs it.
     #[arg(long, env = "HOOKLINE_ANSWER_DEADLINE_MS", default_value_t = 1_500,
@@ -83,10 +85,47 @@ pub struct IngestConfig {
     pub max_ack_inflight: usize,
 
     /// Most webhook requests handled at once (reading the body, verifying, publishing); beyond it
-    /// ingest answers 503 with Retry-After at once. With the body limit this bounds body memory:
-    /// at most max_inflight_requests × max_body_bytes.
+    /// ingest answers 503 with Retry-After at once. Sources without a recently verified request
+    /// share half of them.
     #[arg(long, env = "HOOKLINE_MAX_INFLIGHT_REQUESTS", default_value_t = 1_024)]
     pub max_inflight_requests: usize,
+
+    /// Most request body bytes held at once (a request reserves its declared length, or the body
+    /// limit if chunked, before its body is read; beyond it 503). Sources without a recently
+    /// verified request share half of it. Size the pod's memory limit from it: see README,
+    /// "Hardening".
+    #[arg(long, env = "HOOKLINE_MAX_INFLIGHT_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_inflight_body_bytes: usize,
+
+    /// Requests one source address without a recently verified request may have in flight.
+    #[arg(long, env = "HOOKLINE_MAX_INFLIGHT_PER_SOURCE", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_inflight_per_source: u32,
+
+    /// Failed requests (bad signature, stalled or oversized body) an unverified source may
+    /// make in a burst before it is answered 429 until its budget refills.
+    #[arg(long, env = "HOOKLINE_SOURCE_FAILURE_BURST", default_value_t = 100.0)]
+    pub source_failure_burst: f64,
+
+    /// How fast an unverified source's failure budget refills, per second.
+    #[arg(long, env = "HOOKLINE_SOURCE_FAILURE_RATE", default_value_t = 10.0)]
+    pub source_failure_rate: f64,
+
+    /// How long a source address stays trusted after its last correctly signed request, in
+    /// seconds: it then uses the whole request and memory budget.
+    #[arg(long, env = "HOOKLINE_TRUSTED_FOR_SECS", default_value_t = 600)]
+    pub trusted_for_secs: u64,
+
+    /// Proxies (CIDR ranges, comma-separated) whose `X-Forwarded-For` names the client; from any
+    /// other peer the header is ignored. Set it when ingest runs behind a load balancer, or every
+    /// request counts as coming from the balancer.
+    #[arg(long, env = "HOOKLINE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::network::Cidr>,
+
+    /// Optional sending ranges per provider, comma-separated `name=cidr` (several per name);
+    /// a listed provider's webhooks from anywhere else get 403. The providers publish theirs.
+    #[arg(long, env = "HOOKLINE_SOURCE_ALLOWLIST", value_delimiter = ',')]
+    pub source_allowlist: Vec<String>,
 
     /// Longest time a client may take to send a request body, in milliseconds (then 408). A
     /// provider sends its body at once; only a stalling client needs long.
@@ -180,6 +219,34 @@ impl IngestConfig {
                 Ok((name.to_owned(), rate))
             })
             .collect()
+    }
+
+    /// `HOOKLINE_SOURCE_ALLOWLIST` parsed, checked against the configured providers.
+    pub fn allowlist(
+        &self,
+        providers: &Providers,
+    ) -> Result<crate::network::Allowlist, ConfigError> {
+        let list = crate::network::Allowlist::parse(&self.source_allowlist)
+            .map_err(ConfigError::Allowlist)?;
+        if let Some(name) = list.providers().find(|n| providers.get(n).is_none()) {
+            return Err(ConfigError::Allowlist(format!(
+                "names {name:?}, which is not a configured provider"
+            )));
+        }
+        Ok(list)
+    }
+
+    /// The admission budget from the settings.
+    pub fn budget(&self) -> crate::admission::Budget {
+        crate::admission::Budget {
+            max_requests: self.max_inflight_requests,
+            max_body_bytes_total: self.max_inflight_body_bytes,
+            per_source: self.max_inflight_per_source,
+            failure_burst: self.source_failure_burst.max(1.0),
+            failure_rate: self.source_failure_rate.max(0.0),
+            trusted_for: Duration::from_secs(self.trusted_for_secs),
+            retry_after_secs: self.retry_after_secs,
+        }
     }
 
     pub fn publish_timeout(&self) -> Duration {

@@ -23,6 +23,14 @@ pub enum IngestError {
     RateLimited { retry_after_secs: u64 },
     #[error("ingest is at its in-flight request limit; retry later")]
     Overloaded { retry_after_secs: u64 },
+    #[error("ingest is at its in-flight body memory limit; retry later")]
+    MemoryBudget { retry_after_secs: u64 },
+    #[error("too many requests in flight from this address; retry later")]
+    SourceBusy { retry_after_secs: u64 },
+    #[error("too many failed requests from this address; retry later")]
+    SourceRejected { retry_after_secs: u64 },
+    #[error("this address may not send webhooks for this provider")]
+    NotAllowed,
     #[error("signature rejected: {0}")]
     Signature(#[from] SignatureError),
     #[error("event could not be stored right now: {failure}")]
@@ -33,7 +41,15 @@ pub enum IngestError {
 }
 
 /// Why a request was shed to protect the process; the metric's `reason` label values.
-pub const SHED_REASONS: [&str; 3] = ["overloaded", "rate_limited", "body_timeout"];
+pub const SHED_REASONS: [&str; 7] = [
+    "overloaded",
+    "rate_limited",
+    "body_timeout",
+    "memory",
+    "source_busy",
+    "source_rejected",
+    "source_not_allowed",
+];
 
 impl IngestError {
     /// A bounded name for the metric's `reason` label and the log's `reason` field.
@@ -45,6 +61,10 @@ impl IngestError {
             Self::BodyTimeout { .. } => SHED_REASONS[2],
             Self::RateLimited { .. } => SHED_REASONS[1],
             Self::Overloaded { .. } => SHED_REASONS[0],
+            Self::MemoryBudget { .. } => SHED_REASONS[3],
+            Self::SourceBusy { .. } => SHED_REASONS[4],
+            Self::SourceRejected { .. } => SHED_REASONS[5],
+            Self::NotAllowed => SHED_REASONS[6],
             Self::Signature(e) => e.reason(),
             Self::Unavailable { failure, .. } => failure.reason(),
         }
@@ -54,7 +74,13 @@ impl IngestError {
     pub fn is_shed(&self) -> bool {
         matches!(
             self,
-            Self::BodyTimeout { .. } | Self::RateLimited { .. } | Self::Overloaded { .. }
+            Self::BodyTimeout { .. }
+                | Self::RateLimited { .. }
+                | Self::Overloaded { .. }
+                | Self::MemoryBudget { .. }
+                | Self::SourceBusy { .. }
+                | Self::SourceRejected { .. }
+                | Self::NotAllowed
         )
     }
 
@@ -65,7 +91,12 @@ impl IngestError {
             Self::TooLarge { .. } | Self::BadBody | Self::BodyTimeout { .. } => {
                 "Request body refused."
             }
-            Self::RateLimited { .. } | Self::Overloaded { .. } => "Request shed.",
+            Self::RateLimited { .. }
+            | Self::Overloaded { .. }
+            | Self::MemoryBudget { .. }
+            | Self::SourceBusy { .. }
+            | Self::SourceRejected { .. } => "Request shed.",
+            Self::NotAllowed => "Source address not allowed for this provider.",
             Self::Signature(_) => "Signature rejected.",
             Self::Unavailable { .. } => "Event not stored; answering 503.",
         }
@@ -79,6 +110,10 @@ impl IngestError {
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MemoryBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::SourceBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::SourceRejected { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotAllowed => StatusCode::FORBIDDEN,
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -94,7 +129,10 @@ impl IntoResponse for IngestError {
             retry_after_secs, ..
         }
         | Self::RateLimited { retry_after_secs }
-        | Self::Overloaded { retry_after_secs } = self
+        | Self::Overloaded { retry_after_secs }
+        | Self::MemoryBudget { retry_after_secs }
+        | Self::SourceBusy { retry_after_secs }
+        | Self::SourceRejected { retry_after_secs } = self
         {
             response
                 .headers_mut()

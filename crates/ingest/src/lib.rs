@@ -3,10 +3,12 @@
 //! in the request path; the workers do that.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod config;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod network;
 pub mod routes;
 pub mod serve;
 
@@ -68,6 +70,7 @@ pub async fn run(
         }
     }
     let rate_limits = config.rate_limits(&providers)?;
+    let allowlist = config.allowlist(&providers)?;
     let metrics = metrics::IngestMetrics::new(&providers.names());
     let state = Arc::new(routes::AppState {
         metrics,
@@ -77,7 +80,9 @@ pub async fn run(
         max_body_bytes: config.max_body_bytes,
         body_timeout: config.body_timeout(),
         answer_deadline: Duration::from_millis(config.answer_deadline_ms),
-        inflight: tokio::sync::Semaphore::new(config.max_inflight_requests),
+        admission: admission::Admission::new(config.budget()),
+        allowlist,
+        trusted_proxies: config.trusted_proxies.clone(),
         rate_limits: limits::RateLimits::new(&rate_limits),
         retry_after_secs: config.retry_after_secs,
         // The stream answered just now (the wait above).

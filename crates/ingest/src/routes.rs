@@ -31,8 +31,10 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// Every webhook is answered within this (503 past it).
     pub answer_deadline: Duration,
-    /// One permit per webhook request being handled; none left means 503.
-    pub inflight: tokio::sync::Semaphore,
+    /// Request slots and body memory, trusted sources first (see `admission`).
+    pub admission: crate::admission::Admission,
+    pub allowlist: crate::network::Allowlist,
+    pub trusted_proxies: Vec<crate::network::Cidr>,
     pub rate_limits: crate::limits::RateLimits,
     pub retry_after_secs: u64,
     /// Whether the stream answered the last background check (see [`watch_readiness`]).
@@ -124,6 +126,7 @@ fn unix_now() -> i64 {
 async fn receive(
     State(state): State<Arc<AppState>>,
     Path(provider_name): Path<String>,
+    peer: Option<axum::Extension<crate::serve::Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> axum::response::Response {
@@ -131,8 +134,15 @@ async fn receive(
     let provider = state.providers.get(&provider_name);
     let provider_label = provider.map_or("unknown", |p| p.name());
     let request_id = request_id(&headers);
+    let peer = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| p.0 .0.ip());
+    let ip = crate::network::client_ip(peer, &headers, &state.trusted_proxies);
     let span = tracing::info_span!("webhook", %request_id, provider = provider_label);
-    let response = handle(&state, provider, &request_id, &headers, body, started)
+    let request = Request {
+        request_id: &request_id,
+        ip,
+        headers: &headers,
+    };
+    let response = handle(&state, provider, &request, body, started)
         .instrument(span)
         .await
         .into_response();
@@ -162,18 +172,25 @@ fn request_id(headers: &HeaderMap) -> String {
         })
 }
 
+/// Who sent a webhook request, and its head.
+struct Request<'a> {
+    request_id: &'a str,
+    /// The client's address (see `network::client_ip`).
+    ip: std::net::IpAddr,
+    headers: &'a HeaderMap,
+}
+
 /// The webhook path, stage by stage; its outcome is logged and counted once, in [`record`].
 async fn handle(
     state: &AppState,
     provider: Option<&dyn Provider>,
-    request_id: &str,
-    headers: &HeaderMap,
+    request: &Request<'_>,
     body: Body,
     started: Instant,
-) -> Result<impl IntoResponse, IngestError> {
+) -> Result<impl IntoResponse, axum::response::Response> {
     let outcome = tokio::time::timeout(
         state.answer_deadline,
-        accept(state, provider, request_id, headers, body),
+        accept(state, provider, request, body),
     )
     .await
     .unwrap_or(Err(Refusal {
@@ -184,8 +201,20 @@ async fn handle(
         },
         msg_id: None,
     }));
-    record(state, provider, request_id, started, &outcome);
-    let accepted = outcome.map_err(|r| r.error)?;
+    record(state, provider, request, started, &outcome);
+    let accepted = outcome.map_err(|r| {
+        let before_body = r.before_body();
+        let mut response = r.error.into_response();
+        if before_body {
+            // The body was never read: the connection cannot be reused, and a client that sends
+            // bodies nobody reads should pay for a new connection.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
+    })?;
     // Two possible answers, written once.
     let body = if accepted.stored.duplicate {
         r#"{"status":"accepted","duplicate":true}"#
@@ -210,6 +239,13 @@ struct Refusal {
     msg_id: Option<String>,
 }
 
+impl Refusal {
+    /// Refused before the body was read.
+    fn before_body(&self) -> bool {
+        matches!(self.stage, "route" | "admit")
+    }
+}
+
 fn at(stage: &'static str) -> impl FnOnce(IngestError) -> Refusal {
     move |error| Refusal {
         stage,
@@ -221,49 +257,66 @@ fn at(stage: &'static str) -> impl FnOnce(IngestError) -> Refusal {
 async fn accept(
     state: &AppState,
     provider: Option<&dyn Provider>,
-    request_id: &str,
-    headers: &HeaderMap,
+    request: &Request<'_>,
     body: Body,
 ) -> Result<Accepted, Refusal> {
     let provider = provider
         .ok_or(IngestError::UnknownProvider)
         .map_err(at("route"))?;
-    let _slot = admit(state, provider, headers).map_err(at("admit"))?;
-    let body = read_body(state, body).await.map_err(at("read_body"))?;
-    let headers = HttpHeaders(headers);
-    verify(state, provider, &headers, &body).map_err(at("verify"))?;
-    publish(state, provider, request_id, &headers, body).await
+    let headers = HttpHeaders(request.headers);
+    let admitted = admit(state, provider, request, &headers).map_err(at("admit"))?;
+    let body = read_body(state, body).await.map_err(|e| {
+        state.admission.failed(request.ip);
+        at("read_body")(e)
+    })?;
+    verify(state, provider, &headers, &body).map_err(|e| {
+        state.admission.failed(request.ip);
+        at("verify")(e)
+    })?;
+    state.admission.verified(request.ip);
+    // The provider's own rate limit counts verified webhooks only.
+    if !state.rate_limits.allow(provider.name()) {
+        return Err(at("rate_limit")(IngestError::RateLimited {
+            retry_after_secs: 1,
+        }));
+    }
+    let accepted = publish(state, provider, request.request_id, &headers, body).await;
+    drop(admitted);
+    accepted
 }
 
-/// Rate limit, declared size and a slot under the in-flight cap, before the body is read.
+/// Before the body is read, cheapest first: the declared size, the provider's allowed source
+/// ranges, what the signature headers alone can tell, then a slot and body memory from the
+/// source's share (see `admission`).
 fn admit<'a>(
     state: &'a AppState,
     provider: &dyn Provider,
-    headers: &HeaderMap,
-) -> Result<InFlight<'a>, IngestError> {
-    if !state.rate_limits.allow(provider.name()) {
-        return Err(IngestError::RateLimited {
-            retry_after_secs: 1,
-        });
-    }
-    // A declared oversize costs nothing to refuse, so it is refused before taking a slot.
-    if declared_length(headers).is_some_and(|n| n > state.max_body_bytes as u64) {
+    request: &Request<'_>,
+    headers: &HttpHeaders<'_>,
+) -> Result<(crate::admission::Admitted<'a>, InFlight<'a>), IngestError> {
+    let declared = declared_length(request.headers);
+    // A declared oversize costs nothing to refuse.
+    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
         return Err(IngestError::TooLarge {
             limit: state.max_body_bytes,
         });
     }
-    // Bounded work and memory: past the cap, answer 503 now rather than queue without limit.
-    let permit = state
-        .inflight
-        .try_acquire()
-        .map_err(|_| IngestError::Overloaded {
-            retry_after_secs: state.retry_after_secs,
-        })?;
+    if !state.allowlist.allows(provider.name(), request.ip) {
+        return Err(IngestError::NotAllowed);
+    }
+    if let Err(e) = provider.precheck(headers, unix_now()) {
+        state.admission.failed(request.ip);
+        return Err(e.into());
+    }
+    let body_bytes = declared.map_or(state.max_body_bytes, |n| n as usize);
+    let admitted = state.admission.admit(request.ip, body_bytes)?;
     state.metrics.inflight.inc();
-    Ok(InFlight {
-        _permit: permit,
-        gauge: &state.metrics.inflight,
-    })
+    Ok((
+        admitted,
+        InFlight {
+            gauge: &state.metrics.inflight,
+        },
+    ))
 }
 
 fn verify(
@@ -336,11 +389,12 @@ async fn publish(
 fn record(
     state: &AppState,
     provider: Option<&dyn Provider>,
-    request_id: &str,
+    request: &Request<'_>,
     started: Instant,
     outcome: &Result<Accepted, Refusal>,
 ) {
     let m = &state.metrics;
+    let request_id = request.request_id;
     let provider = provider.map_or("unknown", |p| p.name());
     let duration_ms = started.elapsed().as_millis() as u64;
     let refusal = match outcome {
@@ -369,14 +423,13 @@ fn record(
     if let IngestError::Unavailable { .. } = refusal.error {
         error!(%request_id, provider, stage, failed_at_stage = stage, reason, event_id, duration_ms, "{message}");
     } else {
-        warn!(%request_id, provider, stage, failed_at_stage = stage, reason, error = %refusal.error, duration_ms, "{message}");
+        warn!(%request_id, provider, source = %request.ip, stage, failed_at_stage = stage, reason, error = %refusal.error, duration_ms, "{message}");
     }
 }
 
-/// A slot under the in-flight cap, with the gauge that shows it; both are released however the
-/// request ends (including a client hanging up).
+/// The in-flight gauge's share of a request, given back however the request ends (including a
+/// client hanging up).
 struct InFlight<'a> {
-    _permit: tokio::sync::SemaphorePermit<'a>,
     gauge: &'a prometheus::IntGauge,
 }
 

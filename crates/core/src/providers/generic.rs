@@ -482,6 +482,43 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt((secs * 1000.0) as i64).single()
 }
 
+impl GenericSource {
+    /// The signature tag and the raw timestamp (empty without one), checked for presence, form
+    /// and freshness: what can be known before the body is read.
+    fn checked_headers<'h>(
+        &self,
+        headers: &'h dyn Headers,
+        now: i64,
+    ) -> Result<(Vec<u8>, &'h str), SignatureError> {
+        let value = headers
+            .get(self.signature_header)
+            .ok_or(SignatureError::MissingHeader(self.signature_header))?;
+        let timestamp = match self.timestamp {
+            None => "",
+            Some((header, tolerance, unit)) => {
+                let raw = headers
+                    .get(header)
+                    .ok_or(SignatureError::MissingHeader(header))?;
+                let secs = match unit {
+                    TimeUnit::Seconds => raw.to_owned(),
+                    TimeUnit::Milliseconds => raw
+                        .trim()
+                        .parse::<i64>()
+                        .map_err(|_| SignatureError::MalformedHeader(header))?
+                        .div_euclid(1000)
+                        .to_string(),
+                };
+                check_timestamp(header, &secs, now, tolerance)?;
+                raw.trim()
+            }
+        };
+        let tag = self
+            .decode_tag(value)
+            .ok_or(SignatureError::MalformedHeader(self.signature_header))?;
+        Ok((tag, timestamp))
+    }
+}
+
 impl Provider for GenericSource {
     /// Headers a replay must rebuild for the decoder, from an archived event's columns: the
     /// fields this source reads from headers among event id, event type and message id. (Status,
@@ -514,32 +551,12 @@ impl Provider for GenericSource {
         self.forwarded
     }
 
+    fn precheck(&self, headers: &dyn Headers, now: i64) -> Result<(), SignatureError> {
+        self.checked_headers(headers, now).map(|_| ())
+    }
+
     fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError> {
-        let value = headers
-            .get(self.signature_header)
-            .ok_or(SignatureError::MissingHeader(self.signature_header))?;
-        let timestamp = match self.timestamp {
-            None => "",
-            Some((header, tolerance, unit)) => {
-                let raw = headers
-                    .get(header)
-                    .ok_or(SignatureError::MissingHeader(header))?;
-                let secs = match unit {
-                    TimeUnit::Seconds => raw.to_owned(),
-                    TimeUnit::Milliseconds => raw
-                        .trim()
-                        .parse::<i64>()
-                        .map_err(|_| SignatureError::MalformedHeader(header))?
-                        .div_euclid(1000)
-                        .to_string(),
-                };
-                check_timestamp(header, &secs, now, tolerance)?;
-                raw.trim()
-            }
-        };
-        let tag = self
-            .decode_tag(value)
-            .ok_or(SignatureError::MalformedHeader(self.signature_header))?;
+        let (tag, timestamp) = self.checked_headers(headers, now)?;
         let content = self
             .signed_content(headers, timestamp, body)
             .ok_or(SignatureError::Mismatch)?;

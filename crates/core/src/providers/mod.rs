@@ -106,6 +106,14 @@ pub trait Provider: Send + Sync {
     /// Checks the request's signature and timestamp against `now` (unix seconds).
     fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError>;
 
+    /// What [`verify`](Self::verify) can tell from the headers alone, before the body is read:
+    /// the signature headers present and well-formed, the timestamp inside the tolerance. Ingest
+    /// runs it before a request takes any slot, so requests that could never verify cost
+    /// nothing. Must never reject what `verify` would accept.
+    fn precheck(&self, _headers: &dyn Headers, _now: i64) -> Result<(), SignatureError> {
+        Ok(())
+    }
+
     /// The provider's documented event types: the only values used as a metric label (anything
     /// else, from an untrusted body, is counted as `other`).
     fn known_event_types(&self) -> &'static [&'static str];

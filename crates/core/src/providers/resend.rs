@@ -295,6 +295,16 @@ impl Provider for Resend {
         )
     }
 
+    fn precheck(&self, headers: &dyn Headers, now: i64) -> Result<(), SignatureError> {
+        svix::precheck(
+            headers.get(svix::ID_HEADER),
+            headers.get(svix::TIMESTAMP_HEADER),
+            headers.get(svix::SIGNATURE_HEADER),
+            now,
+            self.tolerance_secs,
+        )
+    }
+
     /// The event id travels in `svix-id`, not in the body.
     fn replay_headers(
         &self,

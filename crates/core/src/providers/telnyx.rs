@@ -267,6 +267,16 @@ impl Provider for Telnyx {
         )
     }
 
+    fn precheck(&self, headers: &dyn Headers, now: i64) -> Result<(), SignatureError> {
+        ed25519::precheck(
+            &HEADERS,
+            headers.get(HEADERS.signature),
+            headers.get(HEADERS.timestamp),
+            now,
+            self.tolerance_secs,
+        )
+    }
+
     fn envelope(&self, _headers: &dyn Headers, body: &[u8]) -> Envelope {
         match serde_json::from_slice::<Body<EnvelopeData>>(body) {
             Ok(b) => Envelope {

@@ -53,15 +53,14 @@ pub fn sign(key: &SigningKey, timestamp: i64, body: &[u8]) -> String {
     B64.encode(sig.to_bytes())
 }
 
-pub fn verify(
+/// The signature and timestamp headers, checked for presence, form and freshness.
+fn parse_headers<'a>(
     names: &HeaderNames,
-    key: &VerifyingKey,
     signature: Option<&str>,
-    timestamp: Option<&str>,
-    body: &[u8],
+    timestamp: Option<&'a str>,
     now: i64,
     tolerance_secs: u64,
-) -> Result<(), SignatureError> {
+) -> Result<([u8; 64], &'a str), SignatureError> {
     let signature = signature.ok_or(SignatureError::MissingHeader(names.signature))?;
     let timestamp = timestamp.ok_or(SignatureError::MissingHeader(names.timestamp))?;
     check_timestamp(names.timestamp, timestamp, now, tolerance_secs)?;
@@ -71,6 +70,30 @@ pub fn verify(
     let raw: [u8; 64] = raw
         .try_into()
         .map_err(|_| SignatureError::MalformedHeader(names.signature))?;
+    Ok((raw, timestamp))
+}
+
+/// What can be checked before the body is read: both headers present, well-formed, and fresh.
+pub fn precheck(
+    names: &HeaderNames,
+    signature: Option<&str>,
+    timestamp: Option<&str>,
+    now: i64,
+    tolerance_secs: u64,
+) -> Result<(), SignatureError> {
+    parse_headers(names, signature, timestamp, now, tolerance_secs).map(|_| ())
+}
+
+pub fn verify(
+    names: &HeaderNames,
+    key: &VerifyingKey,
+    signature: Option<&str>,
+    timestamp: Option<&str>,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: u64,
+) -> Result<(), SignatureError> {
+    let (raw, timestamp) = parse_headers(names, signature, timestamp, now, tolerance_secs)?;
     key.verify(
         &signed_bytes(timestamp.trim(), body),
         &Signature::from_bytes(&raw),

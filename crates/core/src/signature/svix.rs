@@ -59,6 +59,44 @@ impl SvixSecret {
     }
 }
 
+/// The headers of a Svix-signed request, checked for presence, form and freshness: id,
+/// timestamp, and the decoded `v1` signatures.
+fn parse_headers<'a>(
+    id: Option<&'a str>,
+    timestamp: Option<&'a str>,
+    signature: Option<&str>,
+    now: i64,
+    tolerance_secs: u64,
+) -> Result<(&'a str, &'a str, Vec<Vec<u8>>), SignatureError> {
+    let id = id
+        .filter(|v| !v.is_empty())
+        .ok_or(SignatureError::MissingHeader(ID_HEADER))?;
+    let timestamp = timestamp.ok_or(SignatureError::MissingHeader(TIMESTAMP_HEADER))?;
+    let signature = signature.ok_or(SignatureError::MissingHeader(SIGNATURE_HEADER))?;
+    check_timestamp(TIMESTAMP_HEADER, timestamp, now, tolerance_secs)?;
+    let candidates: Vec<Vec<u8>> = signature
+        .split_whitespace()
+        .filter_map(|entry| entry.split_once(','))
+        .filter(|(version, _)| *version == "v1")
+        .filter_map(|(_, b64)| B64.decode(b64).ok())
+        .collect();
+    if candidates.is_empty() {
+        return Err(SignatureError::MalformedHeader(SIGNATURE_HEADER));
+    }
+    Ok((id, timestamp, candidates))
+}
+
+/// What can be checked before the body is read: every header present, well-formed, and fresh.
+pub fn precheck(
+    id: Option<&str>,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    now: i64,
+    tolerance_secs: u64,
+) -> Result<(), SignatureError> {
+    parse_headers(id, timestamp, signature, now, tolerance_secs).map(|_| ())
+}
+
 /// Verifies a Svix-signed request. `secrets` holds every currently valid secret (rotation).
 pub fn verify(
     secrets: &[SvixSecret],
@@ -69,22 +107,7 @@ pub fn verify(
     now: i64,
     tolerance_secs: u64,
 ) -> Result<(), SignatureError> {
-    let id = id
-        .filter(|v| !v.is_empty())
-        .ok_or(SignatureError::MissingHeader(ID_HEADER))?;
-    let timestamp = timestamp.ok_or(SignatureError::MissingHeader(TIMESTAMP_HEADER))?;
-    let signature = signature.ok_or(SignatureError::MissingHeader(SIGNATURE_HEADER))?;
-    check_timestamp(TIMESTAMP_HEADER, timestamp, now, tolerance_secs)?;
-
-    let candidates: Vec<Vec<u8>> = signature
-        .split_whitespace()
-        .filter_map(|entry| entry.split_once(','))
-        .filter(|(version, _)| *version == "v1")
-        .filter_map(|(_, b64)| B64.decode(b64).ok())
-        .collect();
-    if candidates.is_empty() {
-        return Err(SignatureError::MalformedHeader(SIGNATURE_HEADER));
-    }
+    let (id, timestamp, candidates) = parse_headers(id, timestamp, signature, now, tolerance_secs)?;
     for secret in secrets {
         let mac = secret.mac(id, timestamp.trim(), body);
         // `verify_slice` compares in constant time.

@@ -54,8 +54,19 @@ async fn raw(addr: &str, head: String, body: Vec<u8>, deadline: Duration) -> Out
         .map_or(Outcome::Closed, Outcome::Status)
 }
 
+/// A request head that looks genuine to anything but the signature check: the provider's
+/// signature headers present, well-formed and fresh, the signature itself wrong. So what is
+/// tested is what happens to the body, not an early refusal of the head.
 fn head(path: &str, extra: &str) -> String {
-    format!("POST {path} HTTP/1.1\r\nhost: ingest\r\ncontent-type: application/json\r\n{extra}\r\n")
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let id = N.fetch_add(1, Ordering::Relaxed);
+    let ts = signing::now();
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: ingest\r\ncontent-type: application/json\r\n\
+         svix-id: msg_fake_{id}\r\nsvix-timestamp: {ts}\r\n\
+         svix-signature: v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n{extra}\r\n"
+    )
 }
 
 fn tally(outcomes: &[Outcome]) -> std::collections::BTreeMap<String, usize> {

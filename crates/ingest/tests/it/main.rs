@@ -3,6 +3,7 @@
 mod abuse;
 mod admin;
 mod deadline;
+mod flood;
 mod harness;
 mod logs;
 mod rejections;
