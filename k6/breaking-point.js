@@ -4,6 +4,7 @@
 import http from 'k6/http';
 import { check } from 'k6';
 import { signedResend, resendBody, eventId } from './lib.js';
+import { distinctEvents } from './lib.js';
 
 const START = parseInt(__ENV.START || '500', 10);
 const PEAK = parseInt(__ENV.PEAK || '20000', 10);
@@ -26,5 +27,6 @@ export const options = {
 export default function () {
   const r = signedResend(eventId('k6b'), resendBody('email.delivered', `k6b-${__VU}-${__ITER}`));
   const res = http.post(r.url, r.body, r.params);
+  distinctEvents.add(1, r.params.tags);
   check(res, { '200': (x) => x.status === 200 });
 }

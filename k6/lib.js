@@ -6,7 +6,13 @@
 // must be within ingest's tolerance (5 minutes by default) when they are sent.
 import crypto from 'k6/crypto';
 import encoding from 'k6/encoding';
+import exec from 'k6/execution';
 import { SharedArray } from 'k6/data';
+import { Counter } from 'k6/metrics';
+
+// Distinct events sent, per provider: compare with what was stored (`hookline check`, the
+// workers' webhook_stored_events_total) after the run.
+export const distinctEvents = new Counter('distinct_events');
 
 export const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8080';
 const SECRET = __ENV.RESEND_WEBHOOK_SECRET || '';
@@ -57,9 +63,16 @@ export const telnyxFixtures = new SharedArray('telnyx', () => {
   return path ? JSON.parse(open(path)) : [];
 });
 
-export function signedTelnyx(i) {
+// The next pre-signed Telnyx request: fixture number `iterationInTest` of this scenario, unique
+// across VUs, so every request is a distinct event. Running out is an error, never a silent
+// repeat: k6/run.sh signs RATE x DURATION of them.
+export function signedTelnyx() {
   if (telnyxFixtures.length === 0) throw new Error('TELNYX_FIXTURES is not set (k6/run.sh makes it)');
-  const f = telnyxFixtures[i % telnyxFixtures.length];
+  const i = exec.scenario.iterationInTest;
+  if (i >= telnyxFixtures.length) {
+    exec.test.abort(`Telnyx fixtures exhausted after ${i} requests: raise FIXTURES_COUNT`);
+  }
+  const f = telnyxFixtures[i];
   const headers = Object.assign({ 'content-type': 'application/json' }, f.headers);
   return { url: `${BASE_URL}/webhooks/telnyx`, body: f.body, params: { headers, tags: { provider: 'telnyx' } } };
 }

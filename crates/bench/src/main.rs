@@ -63,7 +63,7 @@ struct Cli {
     #[arg(long, default_value_t = 100_000)]
     worker_events: u64,
 
-    /// Only these sections (comma-separated: http, broker, worker, e2e); default all. A partial
+    /// Only these sections (comma-separated: http, flood, broker, worker, e2e); default all. A partial
     /// run is printed but not written as latest.json.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -437,6 +437,74 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
 
         js.delete_stream("INGEST_BENCH").await?;
         let _ = js.delete_stream("CEILING").await;
+    }
+
+    if want("flood") {
+        // 1b. Signed webhooks through an unsigned flood, against the same traffic without one.
+        let cap = 256usize;
+        eprintln!(
+            "[1/5] flood: signed webhooks for {} s without, then with, {} stalled maximum-size bodies and 8 garbage-signed clients from other addresses…",
+            duration.as_secs(),
+            5 * cap
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let mut cmd = ctx.bins.cmd("hookline-ingest");
+        ctx.traffic.configure(&mut cmd);
+        cmd.env("NATS_URL", ctx.nats.url())
+            .env("HOOKLINE_LISTEN", addr.to_string())
+            .env("HOOKLINE_STREAM", "FLOOD_BENCH")
+            .env("HOOKLINE_STREAM_MAX_BYTES", (8u64 << 30).to_string())
+            .env("HOOKLINE_MAX_INFLIGHT_REQUESTS", cap.to_string());
+        let ingest =
+            spawn_server(cmd, "hookline-ingest-flood", &ctx.logs.0, addr, "/readyz").await?;
+        let connections = 16;
+        let mode = Mode::Closed { duration };
+        let calm = loadgen::run(
+            addr,
+            connections,
+            mode,
+            ctx.traffic.requests("calm", worker_events / 2),
+        )
+        .await;
+        let hostile = hookline_testkit::flood::Flood {
+            stalled: if cli.smoke { 40 } else { 5 * cap },
+            stalled_from: (2..8).map(hookline_testkit::flood::loopback).collect(),
+            garbage: 8,
+            garbage_from: vec![
+                hookline_testkit::flood::loopback(20),
+                hookline_testkit::flood::loopback(21),
+            ],
+            body_limit: 256 * 1024,
+        };
+        let until = Instant::now() + duration + Duration::from_secs(1);
+        let flood =
+            tokio::spawn(async move { hookline_testkit::flood::run(&hostile, addr, until).await });
+        // Let the flood build up before measuring.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let flooded = loadgen::run(
+            addr,
+            connections,
+            mode,
+            ctx.traffic.requests("flooded", worker_events / 2),
+        )
+        .await;
+        let flood_answers = flood.await?;
+        let flood_rss = ingest.memory_kib().map_or(0, |m| m.1);
+        drop(ingest);
+        let _ = js.delete_stream("FLOOD_BENCH").await;
+        let http = |r: &LoadResult| json!({"req_per_s": r.rate().round(), "p50_ms": r.percentile_ms(0.5), "p99_ms": r.percentile_ms(0.99), "ok": r.ok, "failed": r.failed});
+        results.insert(
+            "flood".into(),
+            json!({
+                "signed_without_flood": http(&calm),
+                "signed_with_flood": http(&flooded),
+                "throughput_ratio": flooded.rate() / calm.rate(),
+                "p99_ratio": flooded.percentile_ms(0.99) / calm.percentile_ms(0.99),
+                "flood_requests": flood_answers.values().sum::<u64>(),
+                "flood_answers": flood_answers.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "ingest_peak_rss_kib": flood_rss,
+            }),
+        );
     }
 
     if want("broker") {
@@ -837,6 +905,21 @@ fn print_table(report: &Value) {
         row(&i["ingest_at_10k"]),
         f(&i["publish_endpoint_at_10k"]["p99_ms"])
     );
+    let fl = &r["flood"];
+    if fl.is_object() {
+        println!(
+            "| signed webhooks, no flood (closed loop, 16 connections) | {} | | | |",
+            row(&fl["signed_without_flood"])
+        );
+        println!(
+            "| signed webhooks through an unsigned flood ({} flood requests) | {}, {} failed | without the flood | {} (p99 × {}) | ≥ 0.5, no failures |",
+            f(&fl["flood_requests"]),
+            row(&fl["signed_with_flood"]),
+            f(&fl["signed_with_flood"]["failed"]),
+            f(&fl["throughput_ratio"]),
+            f(&fl["p99_ratio"])
+        );
+    }
     println!(
         "| broker: raw publish, 4096 PubAcks in flight | {} msg/s | | | |",
         f(&r["broker"]["publish_msg_per_s"])

@@ -3,6 +3,7 @@
 //! real servers, and fault tests really kill them.
 #![forbid(unsafe_code)]
 
+pub mod flood;
 pub mod http;
 mod nats;
 mod postgres;

@@ -8,57 +8,19 @@
 //! Defaults as shipped, except the in-flight request cap (128 instead of 1,024), so that five
 //! times it fits a CI runner's file descriptor limit; the body memory budget is the shipped one.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use hookline_testkit::flood::{self, loopback as ip, Flood};
 use hookline_testkit::signing::{self, RESEND_SECRET};
 use hookline_testkit::{free_port, wait_until, NatsServer, Service, WebhookClient};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpSocket;
 
 const INFLIGHT_CAP: usize = 128;
 const BODY_LIMIT: usize = 256 * 1024;
 /// The shipped `HOOKLINE_MAX_INFLIGHT_BODY_BYTES`.
 const BODY_BUDGET_KIB: u64 = 64 * 1024;
 const FLOOD_FOR: Duration = Duration::from_secs(8);
-
-fn ip(last: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, last])
-}
-
-/// Sends `head` + `body` from `from` and reads the status code (0: none before `wait`).
-async fn raw_from(from: IpAddr, to: SocketAddr, head: &str, body: &[u8], wait: Duration) -> u16 {
-    let attempt = async {
-        let socket = TcpSocket::new_v4().ok()?;
-        socket.bind(SocketAddr::new(from, 0)).ok()?;
-        let mut stream = socket.connect(to).await.ok()?;
-        let _ = stream.write_all(head.as_bytes()).await;
-        let _ = stream.write_all(body).await;
-        let mut buf = [0u8; 64];
-        let n = stream.read(&mut buf).await.ok()?;
-        String::from_utf8_lossy(&buf[..n])
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-    };
-    tokio::time::timeout(wait, attempt)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(0)
-}
-
-/// A Resend-looking head with a fresh timestamp and a well-formed, wrong signature.
-fn fake_head(n: u64, content_length: usize) -> String {
-    format!(
-        "POST /webhooks/resend HTTP/1.1\r\nhost: ingest\r\ncontent-type: application/json\r\n\
-         svix-id: msg_flood_{n}\r\nsvix-timestamp: {}\r\n\
-         svix-signature: v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\
-         content-length: {content_length}\r\nconnection: close\r\n\r\n",
-        signing::now()
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhooks_are_answered_through_an_unsigned_flood() {
@@ -137,47 +99,18 @@ async fn signed_webhooks_are_answered_through_an_unsigned_flood() {
     // A second of normal traffic, then the flood.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let flood_until = Instant::now() + FLOOD_FOR;
-    let mut flood = tokio::task::JoinSet::new();
     // 1. Five times the in-flight cap of connections, from six addresses, each sending a
     //    maximum-size head and most of its body, then stalling; again and again.
-    for i in 0..5 * INFLIGHT_CAP {
-        let from = ip(2 + (i % 6) as u8);
-        flood.spawn(async move {
-            let mut codes = Vec::new();
-            let mut n = (i as u64) << 20;
-            while Instant::now() < flood_until {
-                n += 1;
-                let head = fake_head(n, BODY_LIMIT);
-                let body = vec![b'x'; BODY_LIMIT - 4096];
-                codes.push(raw_from(from, addr, &head, &body, Duration::from_secs(5)).await);
-            }
-            codes
-        });
-    }
     // 2. Small requests with garbage signatures, as fast as they go, from two more addresses.
-    for i in 0..8 {
-        let from = ip(20 + (i % 2) as u8);
-        flood.spawn(async move {
-            let mut codes = Vec::new();
-            let mut n = (1u64 << 40) + ((i as u64) << 20);
-            while Instant::now() < flood_until {
-                n += 1;
-                let head = fake_head(n, 2);
-                codes.push(raw_from(from, addr, &head, b"{}", Duration::from_secs(5)).await);
-            }
-            codes
-        });
-    }
-    let mut peak_seen = 0;
-    while !flood.is_empty() {
-        tokio::select! {
-            _ = flood.join_next() => {}
-            () = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-        if let Some((_, peak)) = ingest.memory_kib() {
-            peak_seen = peak_seen.max(peak);
-        }
-    }
+    let hostile = Flood {
+        stalled: 5 * INFLIGHT_CAP,
+        stalled_from: (2..8).map(ip).collect(),
+        garbage: 8,
+        garbage_from: vec![ip(20), ip(21)],
+        body_limit: BODY_LIMIT,
+    };
+    let flooded = flood::run(&hostile, addr, flood_until).await;
+    println!("flood answers by status: {flooded:?}");
     let outcomes = signed.await.unwrap();
     let (_, peak) = ingest.memory_kib().expect("ingest survived the flood");
     let total = outcomes.len();
