@@ -419,7 +419,6 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
         .await;
         ingest_rss = ingest.memory_kib().map_or(0, |m| m.1);
         drop(ingest);
-        let http = |r: &LoadResult| json!({"req_per_s": r.rate().round(), "p50_ms": r.percentile_ms(0.5), "p99_ms": r.percentile_ms(0.99), "ok": r.ok, "failed": r.failed});
         results.insert(
             "ingest".into(),
             json!({
@@ -477,8 +476,15 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
             body_limit: 256 * 1024,
         };
         let until = Instant::now() + duration + Duration::from_secs(1);
-        let flood =
-            tokio::spawn(async move { hookline_testkit::flood::run(&hostile, addr, until).await });
+        // The flood runs on its own thread and runtime, so it competes with the signed traffic's
+        // generator for CPU the way another client would, not inside its task queue.
+        let flood = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("flood runtime")
+                .block_on(hookline_testkit::flood::run(&hostile, addr, until))
+        });
         // Let the flood build up before measuring.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let flooded = loadgen::run(
@@ -488,11 +494,10 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
             ctx.traffic.requests("flooded", worker_events / 2),
         )
         .await;
-        let flood_answers = flood.await?;
+        let flood_answers = flood.join().expect("the flood thread");
         let flood_rss = ingest.memory_kib().map_or(0, |m| m.1);
         drop(ingest);
         let _ = js.delete_stream("FLOOD_BENCH").await;
-        let http = |r: &LoadResult| json!({"req_per_s": r.rate().round(), "p50_ms": r.percentile_ms(0.5), "p99_ms": r.percentile_ms(0.99), "ok": r.ok, "failed": r.failed});
         results.insert(
             "flood".into(),
             json!({
@@ -856,6 +861,11 @@ fn f(v: &Value) -> String {
     }
 }
 
+/// A load result as the JSON report shows it.
+fn http(r: &LoadResult) -> Value {
+    json!({"req_per_s": r.rate().round(), "p50_ms": r.percentile_ms(0.5), "p99_ms": r.percentile_ms(0.99), "ok": r.ok, "failed": r.failed})
+}
+
 fn print_table(report: &Value) {
     let r = &report["results"];
     let i = &r["ingest"];
@@ -912,7 +922,7 @@ fn print_table(report: &Value) {
             row(&fl["signed_without_flood"])
         );
         println!(
-            "| signed webhooks through an unsigned flood ({} flood requests) | {}, {} failed | without the flood | {} (p99 × {}) | ≥ 0.5, no failures |",
+            "| signed webhooks through an unsigned flood ({} flood requests) | {}, {} failed | without the flood | {} (p99 × {}) | no failures, p99 < 2000 ms |",
             f(&fl["flood_requests"]),
             row(&fl["signed_with_flood"]),
             f(&fl["signed_with_flood"]["failed"]),
