@@ -20,6 +20,10 @@ async fn start(nats: &NatsServer, deadline_ms: u64) -> (Service, u16) {
         .env("HOOKLINE_LISTEN", format!("127.0.0.1:{port}"))
         .env("RESEND_WEBHOOK_SECRET", RESEND_SECRET)
         .env("HOOKLINE_SHUTDOWN_DEADLINE_MS", deadline_ms.to_string())
+        // The request in flight is held half-sent across the signal on purpose: the body
+        // timeout and the answer deadline must not be what ends it.
+        .env("HOOKLINE_BODY_TIMEOUT_MS", "20000")
+        .env("HOOKLINE_ANSWER_DEADLINE_MS", "20000")
         .env("HOOKLINE_LOG_FORMAT", "json")
         .env("RUST_LOG", "info");
     let ingest = Service::spawn("hookline-ingest", &mut cmd, log);
