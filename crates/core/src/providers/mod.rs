@@ -218,6 +218,9 @@ pub trait BuiltIn: Sync {
     /// The route and subject token, as [`Provider::name`].
     fn name(&self) -> &'static str;
 
+    /// How its webhooks are signed, in a few words (benchmark tables, docs).
+    fn scheme(&self) -> &'static str;
+
     /// Ingest's settings: the keys that verify this provider's signatures.
     fn verify_settings(&self) -> &'static [Setting];
 

@@ -73,6 +73,10 @@ impl BuiltIn for ResendKind {
         "resend"
     }
 
+    fn scheme(&self) -> &'static str {
+        "Svix HMAC-SHA256"
+    }
+
     fn verify_settings(&self) -> &'static [Setting] {
         std::slice::from_ref(&SECRET)
     }

@@ -70,6 +70,10 @@ impl BuiltIn for TelnyxKind {
         "telnyx"
     }
 
+    fn scheme(&self) -> &'static str {
+        "Ed25519 over timestamp|body"
+    }
+
     fn verify_settings(&self) -> &'static [Setting] {
         std::slice::from_ref(&PUBLIC_KEY)
     }
