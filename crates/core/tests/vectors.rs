@@ -88,6 +88,7 @@ fn resend_rejects_rotated_out_secret() {
 fn telnyx_vectors_from_pynacl() {
     let v = load("telnyx/vectors.json");
     let key = ed25519::parse_public_key(v["public_key"].as_str().unwrap()).unwrap();
+    let key_bytes = key.to_bytes();
     let now = v["now"].as_i64().unwrap();
     let telnyx = Telnyx::new(Some(key), v["tolerance_secs"].as_u64().unwrap());
     let cases = v["cases"].as_array().unwrap();
@@ -105,7 +106,7 @@ fn telnyx_vectors_from_pynacl() {
     }
     let seed =
         ed25519::parse_signing_key(v["signing_seed_for_tests_only"].as_str().unwrap()).unwrap();
-    assert_eq!(seed.verifying_key(), key);
+    assert_eq!(seed.verifying_key().to_bytes(), key_bytes);
     let valid = &cases[0];
     let ours = ed25519::sign(&seed, now, valid["body"].as_str().unwrap().as_bytes());
     assert_eq!(
@@ -200,4 +201,69 @@ fn generic_example_sources_verify_and_decode_independent_vectors() {
             );
         }
     }
+}
+
+/// Signatures where Ed25519 verifiers disagree (small-order and mixed-order `R`, non-canonical
+/// `s`, small-order and non-canonical keys), with libsodium's verdicts: ours must be the same.
+#[test]
+fn ed25519_edge_cases_get_libsodiums_verdicts() {
+    let b64 = |v: &Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    };
+    let v = load("ed25519/edge_cases.json");
+    let cases = v["cases"].as_array().unwrap();
+    assert!(cases.len() >= 10);
+    for case in cases {
+        let key: [u8; 32] = b64(&case["public_key"]).try_into().unwrap();
+        let sig: [u8; 64] = b64(&case["signature"]).try_into().unwrap();
+        let message = case["message"].as_str().unwrap().as_bytes();
+        let ours = match ed25519::PublicKey::from_bytes(key) {
+            Ok(key) if key.verify(&[message], &sig) => "ok",
+            _ => "rejected",
+        };
+        assert_eq!(ours, case["libsodium"], "case {}", case["name"]);
+        if case["name"] == "identity_r" {
+            // The case is a real disagreement: ed25519-dalek's plain `verify` accepts it.
+            use ed25519_dalek::Verifier as _;
+            let dalek = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
+            assert!(dalek
+                .verify(message, &ed25519_dalek::Signature::from_bytes(&sig))
+                .is_ok());
+        }
+    }
+}
+
+/// On genuine signatures and every single-bit change of one, our verifier and ed25519-dalek's
+/// `verify_strict` agree, over many keys and message lengths; the message split into parts
+/// hashes as the whole.
+#[test]
+fn ed25519_agrees_with_dalek_verify_strict() {
+    use ed25519_dalek::Signer as _;
+    let mut flips = 0;
+    for n in 0..24u8 {
+        let signing =
+            ed25519_dalek::SigningKey::from_bytes(&[n.wrapping_mul(37).wrapping_add(1); 32]);
+        let ours = ed25519::PublicKey::from_bytes(signing.verifying_key().to_bytes()).unwrap();
+        let message: Vec<u8> = (0..(n as usize * 53))
+            .map(|i| (i * 7 + n as usize) as u8)
+            .collect();
+        let sig = signing.sign(&message).to_bytes();
+        let (head, tail) = message.split_at(message.len() / 3);
+        assert!(ours.verify(&[head, b"", tail], &sig));
+        for bit in (0..512).step_by(7) {
+            let mut bad = sig;
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let strict = signing
+                .verifying_key()
+                .verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&bad))
+                .is_ok();
+            assert_eq!(ours.verify(&[&message], &bad), strict, "key {n}, bit {bit}");
+            assert!(!strict);
+            flips += 1;
+        }
+    }
+    assert!(flips > 1000);
 }

@@ -1,4 +1,5 @@
-//! Telnyx messaging webhooks (SMS/MMS): Ed25519-signed; `message.sent` and `message.finalized`
+//! Telnyx messaging webhooks (SMS/MMS): Ed25519-signed, verified exactly as telnyx-python does
+//! (PyNaCl's `VerifyKey.verify`, i.e. libsodium: see `signature::ed25519`); `message.sent` and `message.finalized`
 //! carry the recipient's status in `data.payload.to[].status`. Every other type (an inbound
 //! `message.received`, a type Telnyx adds later) is decoded too, with no status, and stored.
 //!
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -71,7 +72,7 @@ impl BuiltIn for TelnyxKind {
     }
 
     fn scheme(&self) -> &'static str {
-        "Ed25519 over timestamp|body"
+        "Ed25519 over timestamp and body"
     }
 
     fn verify_settings(&self) -> &'static [Setting] {
@@ -168,13 +169,13 @@ impl ProviderApi for TelnyxKind {
 }
 
 pub struct Telnyx {
-    key: Option<VerifyingKey>,
+    key: Option<ed25519::PublicKey>,
     tolerance_secs: u64,
 }
 
 impl Telnyx {
     /// `key` is the account's public key; `None` builds a decoder that rejects every signature.
-    pub fn new(key: Option<VerifyingKey>, tolerance_secs: u64) -> Self {
+    pub fn new(key: Option<ed25519::PublicKey>, tolerance_secs: u64) -> Self {
         Self {
             key,
             tolerance_secs,

@@ -49,6 +49,10 @@ pub enum KeyError {
     Length { expected: usize, got: usize },
     #[error("not a valid Ed25519 public key")]
     NotAPoint,
+    #[error("not the canonical encoding of an Ed25519 public key")]
+    NotCanonical,
+    #[error("a point of small order, not an Ed25519 public key anyone could sign with")]
+    SmallOrder,
     #[error("the secret is empty")]
     Empty,
 }
