@@ -68,6 +68,9 @@ pub struct LoadResult {
     pub generator_cpu: Duration,
     /// True if the run ended because its requests were spent (not its duration).
     pub exhausted: bool,
+    /// CPU time the server under test and nats-server used during the run, if measured.
+    pub server_cpu: Option<Duration>,
+    pub nats_cpu: Option<Duration>,
 }
 
 impl LoadResult {
@@ -83,10 +86,40 @@ impl LoadResult {
         self.latencies_us[i] as f64 / 1000.0
     }
 
+    /// CPU microseconds per answered request: server, nats-server, generator.
+    pub fn cpu_us_per_request(&self) -> [Option<f64>; 3] {
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / (self.ok + self.failed).max(1) as f64;
+        [
+            self.server_cpu.map(per),
+            self.nats_cpu.map(per),
+            Some(per(self.generator_cpu)),
+        ]
+    }
+
     /// The share of one core the generator used while it ran.
     pub fn generator_cores(&self) -> f64 {
         self.generator_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
     }
+}
+
+/// [`run`], also measuring the CPU time of the server (`server_pid`) and nats-server.
+pub async fn run_measured(
+    addr: SocketAddr,
+    server_pid: Option<u32>,
+    nats_pid: Option<u32>,
+    connections: usize,
+    mode: Mode,
+    requests: Requests,
+) -> LoadResult {
+    let (server, nats) = (server_pid.map(process_cpu), nats_pid.map(process_cpu));
+    let mut result = run(addr, connections, mode, requests).await;
+    result.server_cpu = server
+        .zip(server_pid)
+        .map(|(b, p)| process_cpu(p).saturating_sub(b));
+    result.nats_cpu = nats
+        .zip(nats_pid)
+        .map(|(b, p)| process_cpu(p).saturating_sub(b));
+    result
 }
 
 /// Sends `requests` to `addr` over `connections` keep-alive connections, on a thread of its own.
@@ -236,10 +269,20 @@ fn invalid(e: impl ToString) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }
 
-/// CPU time (user + system) of the calling thread, from `/proc/thread-self/stat` (clock ticks,
-/// 100 per second on Linux). Zero where that file does not exist.
+/// CPU time (user + system) of the calling thread.
 fn thread_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+    stat_cpu("/proc/thread-self/stat")
+}
+
+/// CPU time (user + system) of process `pid`, all its threads.
+pub fn process_cpu(pid: u32) -> Duration {
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+/// User + system time from a `/proc/…/stat` file (clock ticks, 100 per second on Linux). Zero
+/// where that file does not exist.
+fn stat_cpu(path: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return Duration::ZERO;
     };
     // Fields after the command name (which is in parentheses and may hold spaces): state is

@@ -3,8 +3,11 @@
 //! PostgreSQL, measures the real stack next to ceilings measured in the same run on the same
 //! machine, and prints a table (also written as JSON, so runs can be compared):
 //!
-//! 1. ingest at saturation and at 10,000 req/s, vs a bare axum endpoint and a minimal
-//!    publish-and-await-PubAck endpoint, all driven by the same in-process load generator;
+//! 0. what verifying one signature costs, per provider (and ed25519-dalek's `verify` beside it);
+//! 1. per source (each built-in provider, a generic HMAC source): ingest at saturation and at
+//!    10,000 req/s, vs a bare axum endpoint and a minimal publish-and-await-PubAck endpoint, all
+//!    sent the same pre-signed requests by the same lean generator (`loadgen`), with the CPU
+//!    each process used per request; then signed traffic through an unsigned flood;
 //! 2. raw async-nats publish throughput with many PubAcks in flight;
 //! 3. 1 and 2 workers into PostgreSQL, vs consume + bulk UPDATE alone and a naive
 //!    one-UPDATE-per-event writer;
@@ -40,7 +43,7 @@ use loadgen::{LoadResult, Mode, Requests};
 #[derive(Parser)]
 #[command(
     name = "hookline-bench",
-    about = "hookline's benchmark harness (see bench/README.md)"
+    about = "hookline's benchmark harness (see Performance in README.md)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -71,7 +74,7 @@ struct Cli {
     #[arg(long, default_value_t = 100_000)]
     worker_events: u64,
 
-    /// Only these sections (comma-separated: http, flood, broker, worker, e2e); default all. A partial
+    /// Only these sections (comma-separated: verify, http, flood, broker, worker, e2e); default all. A partial
     /// run is printed but not written as latest.json.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -478,6 +481,45 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
     let js = jetstream::new(async_nats::connect(ctx.nats.url()).await?);
     let (mut ingest_rss, mut worker_rss, mut e2e_ingest_rss, mut e2e_worker_rss) =
         (0u64, 0u64, 0u64, 0u64);
+    if want("verify") {
+        // 0. What verifying one signature costs, per provider, on one thread: the part of
+        // ingest's work that differs between providers. Next to it, ed25519-dalek's own
+        // `verify` on the same Ed25519 requests (what ingest used before it precomputed the
+        // key's table; it also accepts an `R` that libsodium rejects). Interleaved rounds, median.
+        eprintln!("[0/5] verify: one signature at a time, per provider…");
+        let rounds = if cli.smoke { 1 } else { 7 };
+        let now = chrono::Utc::now().timestamp();
+        let mut costs = serde_json::Map::new();
+        for provider in hookline_core::providers::BUILT_IN {
+            let t = Traffic::new(provider.name())?;
+            let verifier = provider
+                .configure(&t.keys, 300)?
+                .context("keygen's values configure the provider")?;
+            let requests: Vec<_> = (0..1_000).map(|i| t.parts("verify", i, 1_000)).collect();
+            // The reference applies where a request carries a timestamp and an Ed25519 signature
+            // of "timestamp|body" under the keys keygen made.
+            let reference = reference_ed25519(&t.keys, &requests);
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                let started = Instant::now();
+                for (_, headers, body) in &requests {
+                    verifier.verify(headers, body, now)?;
+                }
+                ours.push(started.elapsed().as_secs_f64() * 1e6 / requests.len() as f64);
+                if let Some(reference) = &reference {
+                    let started = Instant::now();
+                    reference()?;
+                    theirs.push(started.elapsed().as_secs_f64() * 1e6 / requests.len() as f64);
+                }
+            }
+            costs.insert(
+                provider.name().into(),
+                json!({"scheme": provider.scheme(), "us_per_verify": median_f64(ours), "dalek_verify_us": if theirs.is_empty() { Value::Null } else { json!(median_f64(theirs)) }}),
+            );
+        }
+        results.insert("verify".into(), Value::Object(costs));
+    }
+
     if want("http") {
         // 1. Ingest and its two ceilings, each a separate process, sent the same pre-signed
         // requests by the same lean generator, per provider, interleaved over several rounds (the
@@ -535,9 +577,21 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
         for round in 0..rounds {
             for (s, runs) in senders.iter().zip(&mut runs) {
                 let requests = s.build(&format!("r{round}"), per_round, worker_events / 2);
-                for (i, target) in [bare_addr, publish_addr, addr].into_iter().enumerate() {
-                    let r =
-                        loadgen::run(target, ctx.cli_connections, closed, requests.clone()).await;
+                let targets = [
+                    (bare_addr, bare_srv.pid()),
+                    (publish_addr, publish_srv.pid()),
+                    (addr, ingest.pid()),
+                ];
+                for (i, (target, pid)) in targets.into_iter().enumerate() {
+                    let r = loadgen::run_measured(
+                        target,
+                        pid,
+                        ctx.nats.pid(),
+                        ctx.cli_connections,
+                        closed,
+                        requests.clone(),
+                    )
+                    .await;
                     runs[i].push(r);
                 }
             }
@@ -823,6 +877,56 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// ed25519-dalek's `verify` over `requests`, if they are Ed25519-signed "timestamp|body" under a
+/// public key in `keys` (a 32-byte base64 value the first request's signature checks against).
+#[allow(clippy::type_complexity)]
+fn reference_ed25519<'a>(
+    keys: &Values,
+    requests: &'a [(String, Vec<(String, String)>, Bytes)],
+) -> Option<Box<dyn Fn() -> anyhow::Result<()> + 'a>> {
+    use ed25519_dalek::Verifier as _;
+    fn decoded(v: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.decode(v).ok()
+    }
+    fn signature_of(headers: &[(String, String)]) -> Option<ed25519_dalek::Signature> {
+        headers.iter().find_map(|(_, v)| {
+            let raw: [u8; 64] = decoded(v)?.try_into().ok()?;
+            Some(ed25519_dalek::Signature::from_bytes(&raw))
+        })
+    }
+    fn timestamp_of(headers: &[(String, String)]) -> Option<&str> {
+        headers
+            .iter()
+            .find(|(_, v)| v.len() == 10 && v.bytes().all(|b| b.is_ascii_digit()))
+            .map(|(_, v)| v.as_str())
+    }
+    fn message(ts: &str, body: &[u8]) -> Vec<u8> {
+        [ts.as_bytes(), b"|", body].concat()
+    }
+    let (_, headers, body) = requests.first()?;
+    let key = keys.vars().find_map(|(_, values)| {
+        let raw: [u8; 32] = decoded(values.first()?)?.try_into().ok()?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&raw).ok()?;
+        let signed = message(timestamp_of(headers)?, body);
+        key.verify(&signed, &signature_of(headers)?).ok()?;
+        Some(key)
+    })?;
+    Some(Box::new(move || {
+        for (_, headers, body) in requests {
+            let ts = timestamp_of(headers).context("a timestamp")?;
+            let sig = signature_of(headers).context("a signature")?;
+            key.verify(&message(ts, body), &sig)?;
+        }
+        Ok(())
+    }))
+}
+
 /// The run with the median request rate.
 fn median(mut runs: Vec<LoadResult>) -> LoadResult {
     runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
@@ -1021,7 +1125,9 @@ fn f(v: &Value) -> String {
 
 /// A load result as the JSON report shows it.
 fn http(r: &LoadResult) -> Value {
-    json!({"req_per_s": r.rate().round(), "p50_ms": r.percentile_ms(0.5), "p99_ms": r.percentile_ms(0.99), "ok": r.ok, "failed": r.failed, "generator_cores": r.generator_cores(), "spent_all_requests": r.exhausted})
+    let [server, nats, generator] = r.cpu_us_per_request();
+    json!({"req_per_s": r.rate().round(), "p50_ms": r.percentile_ms(0.5), "p99_ms": r.percentile_ms(0.99), "ok": r.ok, "failed": r.failed, "generator_cores": r.generator_cores(), "spent_all_requests": r.exhausted,
+        "cpu_us_per_request": {"server": server, "nats_server": nats, "generator": generator}})
 }
 
 fn print_table(report: &Value) {
@@ -1051,6 +1157,20 @@ fn print_table(report: &Value) {
             f(&v["p99_ms"])
         )
     };
+    for (name, v) in r["verify"].as_object().into_iter().flatten() {
+        let (reference, ratio) = match v["dalek_verify_us"].as_f64() {
+            Some(d) => (
+                format!("ed25519-dalek `verify` {d:.2} µs"),
+                f(&json!(v["us_per_verify"].as_f64().unwrap_or(0.0) / d)),
+            ),
+            None => (String::new(), String::new()),
+        };
+        println!(
+            "| {name}: verify one signature ({}) | {} µs | {reference} | {ratio} | |",
+            v["scheme"].as_str().unwrap_or(""),
+            f(&v["us_per_verify"])
+        );
+    }
     let mut generator = 0.0f64;
     for (name, p) in i["providers"].as_object().into_iter().flatten() {
         let scheme = p["scheme"].as_str().unwrap_or("");
@@ -1080,6 +1200,20 @@ fn print_table(report: &Value) {
         println!(
             "| | | bare endpoint | {} | |",
             f(&p["ratio_to_bare_endpoint"])
+        );
+        let cpu = |k: &str| {
+            let c = &p[k]["cpu_us_per_request"];
+            format!(
+                "server {} + nats-server {} + generator {}",
+                f(&c["server"]),
+                f(&c["nats_server"]),
+                f(&c["generator"])
+            )
+        };
+        println!(
+            "| {name}: CPU µs per request, saturated | ingest: {} | publish endpoint: {} | | |",
+            cpu("ingest_saturated"),
+            cpu("publish_endpoint")
         );
         println!(
             "| {name}: ingest at {} req/s (open loop) | {} | publish endpoint at that rate: p99 {} ms | p99 × {} | p99 ≤ 1.2 × |",

@@ -16,6 +16,10 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
+    }
+
     pub fn start() -> Self {
         Self::start_with_args(Vec::new())
     }

@@ -121,6 +121,10 @@ impl Service {
         }
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
+    }
+
     /// Resident memory now and its peak so far (`VmRSS`, `VmHWM` from /proc), in KiB.
     pub fn memory_kib(&self) -> Option<(u64, u64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid()?)).ok()?;
