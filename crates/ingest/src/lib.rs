@@ -44,7 +44,7 @@ pub async fn run(
             .collect();
         warn!("No provider is configured: set one of {}.", vars.join(", "));
     }
-    let client = hookline_jetstream::connect::connect_on_own_thread(
+    let client = hookline_jetstream::connect(
         "hookline-ingest",
         &config.nats_url,
         hookline_jetstream::Reconnect::Always,

@@ -54,33 +54,6 @@ pub async fn connect(
         })
 }
 
-/// [`connect`], with the client's connection task (which writes publishes and reads PubAcks) on a
-/// thread and runtime of its own: CPU-heavy request handling on the caller's runtime (signature
-/// verification) then cannot queue the broker's answers behind it. The thread lives as long as
-/// the process.
-pub async fn connect_on_own_thread(
-    name: &str,
-    urls: &str,
-    reconnect: Reconnect,
-) -> Result<async_nats::Client, ConnectError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let (name, urls) = (name.to_owned(), urls.to_owned());
-    std::thread::Builder::new()
-        .name("nats-connection".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the NATS connection");
-            rt.block_on(async move {
-                let _ = tx.send(connect(&name, &urls, reconnect).await);
-                std::future::pending::<()>().await
-            })
-        })
-        .expect("a thread for the NATS connection");
-    rx.await.expect("the NATS connection thread answers")
-}
-
 /// Runs `attempt` once a second until it succeeds, logging each failure with `what`. Callers
 /// that must stop on a signal race this against it.
 pub async fn wait_until_ready<T, E, F>(what: &str, mut attempt: impl FnMut() -> F) -> T
