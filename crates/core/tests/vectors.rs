@@ -90,7 +90,7 @@ fn telnyx_vectors_from_pynacl() {
     let key = ed25519::parse_public_key(v["public_key"].as_str().unwrap()).unwrap();
     let key_bytes = key.to_bytes();
     let now = v["now"].as_i64().unwrap();
-    let telnyx = Telnyx::new(Some(key), v["tolerance_secs"].as_u64().unwrap());
+    let telnyx = Telnyx::new(vec![key], v["tolerance_secs"].as_u64().unwrap());
     let cases = v["cases"].as_array().unwrap();
     assert!(cases.len() >= 8);
     for case in cases {

@@ -37,9 +37,12 @@ pub struct TelnyxKind;
 const PUBLIC_KEY: Setting = Setting::new(
     "telnyx-public-key",
     "TELNYX_PUBLIC_KEY",
-    "Telnyx account public key (base64 Ed25519). Without it, /webhooks/telnyx answers 404.",
+    "Telnyx public keys (base64 Ed25519), comma-separated: one per Telnyx account sending here, \
+     or the old and new key during a rotation; a webhook verified by any of them is accepted. \
+     Without one, /webhooks/telnyx answers 404.",
 )
-.secret();
+.secret()
+.list();
 
 const SIGNING_KEY: Setting = Setting::new(
     "telnyx-signing-key",
@@ -84,16 +87,26 @@ impl BuiltIn for TelnyxKind {
         values: &Values,
         tolerance_secs: u64,
     ) -> Result<Option<Arc<dyn Provider>>, ConfigError> {
-        let Some(key) = values.one(&PUBLIC_KEY) else {
+        let keys = values
+            .list(&PUBLIC_KEY)
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                ed25519::parse_public_key(key).map_err(|e| ConfigError::InvalidEntry {
+                    variable: PUBLIC_KEY.env,
+                    entry: i + 1,
+                    problem: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
             return Ok(None);
-        };
-        let key =
-            ed25519::parse_public_key(key).map_err(|e| ConfigError::invalid(&PUBLIC_KEY, e))?;
-        Ok(Some(Arc::new(Telnyx::new(Some(key), tolerance_secs))))
+        }
+        Ok(Some(Arc::new(Telnyx::new(keys, tolerance_secs))))
     }
 
     fn decoder(&self) -> Arc<dyn Provider> {
-        Arc::new(Telnyx::new(None, 0))
+        Arc::new(Telnyx::new(Vec::new(), 0))
     }
 
     fn sign_settings(&self) -> &'static [Setting] {
@@ -169,15 +182,16 @@ impl ProviderApi for TelnyxKind {
 }
 
 pub struct Telnyx {
-    key: Option<ed25519::PublicKey>,
+    keys: Vec<ed25519::PublicKey>,
     tolerance_secs: u64,
 }
 
 impl Telnyx {
-    /// `key` is the account's public key; `None` builds a decoder that rejects every signature.
-    pub fn new(key: Option<ed25519::PublicKey>, tolerance_secs: u64) -> Self {
+    /// `keys` are the accounts' public keys (several: more than one account, or a rotation);
+    /// none builds a decoder that rejects every signature.
+    pub fn new(keys: Vec<ed25519::PublicKey>, tolerance_secs: u64) -> Self {
         Self {
-            key,
+            keys,
             tolerance_secs,
         }
     }
@@ -260,10 +274,9 @@ impl Provider for Telnyx {
     }
 
     fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError> {
-        let key = self.key.as_ref().ok_or(SignatureError::Mismatch)?;
-        ed25519::verify(
+        ed25519::verify_any(
             &HEADERS,
-            key,
+            &self.keys,
             headers.get(HEADERS.signature),
             headers.get(HEADERS.timestamp),
             body,
@@ -424,7 +437,7 @@ mod tests {
     }
 
     fn decode(body: &str) -> Result<DeliveryEvent, DecodeError> {
-        Telnyx::new(None, 0).decode(&super::super::NO_HEADERS, body.as_bytes())
+        Telnyx::new(Vec::new(), 0).decode(&super::super::NO_HEADERS, body.as_bytes())
     }
 
     #[test]
@@ -530,8 +543,49 @@ mod tests {
     }
 
     #[test]
+    fn several_public_keys_each_verify_their_own_webhooks() {
+        let (a, b, stranger) = (TELNYX.keygen(), TELNYX.keygen(), TELNYX.keygen());
+        let mut both = Values::new();
+        both.set(
+            &PUBLIC_KEY,
+            vec![
+                a.one(&PUBLIC_KEY).unwrap().to_owned(),
+                b.one(&PUBLIC_KEY).unwrap().to_owned(),
+            ],
+        );
+        let telnyx = TELNYX.configure(&both, 300).unwrap().unwrap();
+        let body = finalized("delivered", "[]");
+        let now = 1_800_000_000;
+        let verdict = |keys: &Values| {
+            let headers = TELNYX
+                .signer(keys)
+                .unwrap()
+                .sign("ev-1", body.as_bytes(), now);
+            telnyx.verify(&headers, body.as_bytes(), now)
+        };
+        assert_eq!(verdict(&a), Ok(()), "the first account's key");
+        assert_eq!(
+            verdict(&b),
+            Ok(()),
+            "the second account's (or the rotated) key"
+        );
+        assert_eq!(verdict(&stranger), Err(SignatureError::Mismatch));
+
+        let mut bad = both.clone();
+        bad.set(
+            &PUBLIC_KEY,
+            vec![a.one(&PUBLIC_KEY).unwrap().to_owned(), "AAAA".into()],
+        );
+        let e = TELNYX.configure(&bad, 300).err().unwrap().to_string();
+        assert!(
+            e.starts_with("TELNYX_PUBLIC_KEY (entry 2) is invalid"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn envelope_tolerates_garbage() {
-        let t = Telnyx::new(None, 0);
+        let t = Telnyx::new(Vec::new(), 0);
         assert_eq!(
             t.envelope(&super::super::NO_HEADERS, b"\xff\x00"),
             Envelope::default()
@@ -558,7 +612,7 @@ mod tests {
         let l = from_api(api, now()).unwrap().unwrap();
         assert_eq!(l.status, DeliveryStatus::Failed);
         assert_eq!(l.event_id, "reconcile-40317f0e-aaaa-delivery_failed");
-        let ev = Telnyx::new(None, 0)
+        let ev = Telnyx::new(Vec::new(), 0)
             .decode(&crate::providers::NO_HEADERS, l.body.as_bytes())
             .unwrap();
         assert_eq!(ev.status, Some(DeliveryStatus::Failed));
@@ -566,7 +620,8 @@ mod tests {
         assert_eq!(ev.event_id, l.event_id);
         assert_eq!(ev.error_code.as_deref(), Some("40008"));
         assert_eq!(ev.occurred_at.to_rfc3339(), "2026-11-23T10:00:05+00:00");
-        let env = Telnyx::new(None, 0).envelope(&crate::providers::NO_HEADERS, l.body.as_bytes());
+        let env =
+            Telnyx::new(Vec::new(), 0).envelope(&crate::providers::NO_HEADERS, l.body.as_bytes());
         assert_eq!(env.event_type.as_deref(), Some("message.finalized"));
         assert_eq!(
             from_api(api, now()).unwrap().unwrap().body,

@@ -201,8 +201,32 @@ pub fn verify(
     now: i64,
     tolerance_secs: u64,
 ) -> Result<(), SignatureError> {
+    verify_any(
+        names,
+        std::slice::from_ref(key),
+        signature,
+        timestamp,
+        body,
+        now,
+        tolerance_secs,
+    )
+}
+
+/// [`verify`] against several keys (accounts, or a rotation): accepted if any key verifies. The
+/// headers are parsed once; each further key costs one verification, and only when the ones
+/// before it failed.
+pub fn verify_any(
+    names: &HeaderNames,
+    keys: &[PublicKey],
+    signature: Option<&str>,
+    timestamp: Option<&str>,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: u64,
+) -> Result<(), SignatureError> {
     let (raw, timestamp) = parse_headers(names, signature, timestamp, now, tolerance_secs)?;
-    if key.verify(&[timestamp.trim().as_bytes(), b"|", body], &raw) {
+    let parts: [&[u8]; 3] = [timestamp.trim().as_bytes(), b"|", body];
+    if keys.iter().any(|key| key.verify(&parts, &raw)) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
