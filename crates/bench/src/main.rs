@@ -757,7 +757,7 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
             .await?;
         {
             let tpl = pool(&ctx.pg, "bench_template", 2).await?;
-            hookline_store::MIGRATOR.run(&tpl).await?;
+            hookline_store::migrate::run_on(&tpl).await?;
             register(&tpl, ctx.traffic.provider.name(), worker_events / 2).await?;
             tpl.close().await;
         }
@@ -1006,7 +1006,7 @@ async fn prefill(js: &jetstream::Context, traffic: &Traffic, events: u64) -> any
     let _ = js.delete_stream("WEBHOOKS").await;
     let mut args = <StreamOnly as Parser>::parse_from(["x"]).stream;
     args.stream_max_bytes = 8 << 30;
-    hookline_jetstream::ensure_stream(js, &args).await?;
+    hookline_jetstream::ensure_stream(js, &args, hookline_jetstream::Ownership::Manage).await?;
     let decoder = traffic.provider.decoder();
     let acks = futures::stream::iter(0..events)
         .map(|i| {

@@ -14,10 +14,12 @@ pub async fn database(url: &str, max_connections: u32) -> anyhow::Result<PgPool>
         .context("cannot connect to PostgreSQL (DATABASE_URL)")
 }
 
-/// JetStream on `urls` (one or several, comma-separated); fails at once if NATS is not there.
-pub async fn jetstream(urls: &str) -> anyhow::Result<async_nats::jetstream::Context> {
+/// JetStream with `nats`'s settings; fails at once if NATS is not there.
+pub async fn jetstream(
+    nats: &hookline_jetstream::NatsArgs,
+) -> anyhow::Result<async_nats::jetstream::Context> {
     let client =
-        hookline_jetstream::connect("hookline-cli", urls, hookline_jetstream::Reconnect::Never)
+        hookline_jetstream::connect("hookline-cli", nats, hookline_jetstream::Reconnect::Never)
             .await?;
     Ok(async_nats::jetstream::new(client))
 }

@@ -6,9 +6,8 @@ use hookline_ops::dlq::{self, Selection};
 
 #[derive(clap::Args)]
 pub struct DlqArgs {
-    /// NATS server URL(s).
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    #[command(flatten)]
+    nats: hookline_jetstream::NatsArgs,
     /// The dead-letter stream.
     #[arg(long, env = "HOOKLINE_DLQ_STREAM", default_value = "WEBHOOKS_DLQ")]
     dlq_stream: String,
@@ -51,7 +50,7 @@ enum DlqCommand {
 }
 
 pub async fn dlq(args: DlqArgs) -> anyhow::Result<()> {
-    let js = crate::connect::jetstream(&args.nats_url).await?;
+    let js = crate::connect::jetstream(&args.nats).await?;
     let name = args.dlq_stream.as_str();
     let err = |e: async_nats::Error| anyhow::anyhow!("{name}: {e}");
     match args.command {

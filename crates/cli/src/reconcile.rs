@@ -11,8 +11,8 @@ pub struct ReconcileCmd {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
 
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    #[command(flatten)]
+    nats: hookline_jetstream::NatsArgs,
 
     #[command(flatten)]
     sweep: ReconcileArgs,
@@ -29,15 +29,15 @@ pub struct ReconcileCmd {
     #[arg(long)]
     json: bool,
 
-    /// Log format for the per-correction log lines: `text` or `json`.
-    #[arg(long, env = "HOOKLINE_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Log format for the per-correction log lines.
+    #[arg(long, env = "HOOKLINE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: hookline_runtime::LogFormat,
 }
 
 pub async fn reconcile(args: ReconcileCmd) -> anyhow::Result<()> {
-    hookline_runtime::init_tracing(&args.log_format);
+    hookline_runtime::init_tracing(args.log_format);
     let pool = crate::connect::database(&args.database_url, 2).await?;
-    let js = crate::connect::jetstream(&args.nats_url).await?;
+    let js = crate::connect::jetstream(&args.nats).await?;
     let reconciler = Reconciler::new(args.sweep.clone(), pool, js)?;
     if let Some(every) = args.every_secs {
         return reconciler

@@ -11,8 +11,8 @@ pub struct ReplayCmd {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
 
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    #[command(flatten)]
+    nats: hookline_jetstream::NatsArgs,
 
     #[command(flatten)]
     args: ReplayArgs,
@@ -20,7 +20,7 @@ pub struct ReplayCmd {
 
 pub async fn replay(cmd: ReplayCmd) -> anyhow::Result<()> {
     let pool = crate::connect::database(&cmd.database_url, 1).await?;
-    let js = crate::connect::jetstream(&cmd.nats_url).await?;
+    let js = crate::connect::jetstream(&cmd.nats).await?;
     let report = run(&cmd.args, &pool, &js, print_progress(Instant::now())).await?;
     if cmd.args.dry_run {
         println!("Dry run: nothing published.");

@@ -12,43 +12,82 @@ pub struct MigrateArgs {
 }
 
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    use hookline_store::migrate::{self, Step};
     let pool = crate::connect::database(&args.database_url, 1).await?;
-    let migrator = &hookline_store::MIGRATOR;
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(&pool)
-            .await
-            .unwrap_or_default();
-    for m in migrator.iter() {
-        let state = if applied.contains(&m.version) {
-            "applied"
-        } else {
-            "pending"
+    let mut conn = pool.acquire().await?;
+    println!("Waiting for the migration lock (another replica may be migrating)...");
+    migrate::run(&mut conn, |m, step| {
+        let state = match step {
+            Step::AlreadyApplied => "already applied",
+            Step::Adopted => "already applied (record moved from _sqlx_migrations)",
+            Step::Applied => "applied now",
         };
         println!("  {} {:<40} {state}", m.version, m.description);
-    }
-    migrator.run(&pool).await.context("migration failed")?;
+    })
+    .await
+    .context("migration failed")?;
     println!(
-        "Database schema is up to date ({} migrations).",
-        migrator.iter().count()
+        "Database schema is up to date ({} migrations, recorded in {}).",
+        hookline_store::MIGRATOR.iter().count(),
+        migrate::TABLE
     );
     Ok(())
 }
 
 #[derive(clap::Args)]
 pub struct StreamsArgs {
-    /// NATS server URL(s).
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    /// Required unless printing.
+    #[command(flatten)]
+    nats: Option<hookline_jetstream::NatsArgs>,
     #[command(flatten)]
     stream: StreamArgs,
     #[command(flatten)]
     dlq: hookline_jetstream::DlqArgs,
+    #[command(flatten)]
+    consumer: hookline_jetstream::ConsumerArgs,
+    #[command(subcommand)]
+    print: Option<StreamsCommand>,
 }
 
+#[derive(clap::Subcommand)]
+enum StreamsCommand {
+    /// Print a definition as JSON, in the form `nats stream add --config FILE` (streams) and
+    /// `nats consumer add WEBHOOKS --config FILE` (the consumer) take; connects to nothing.
+    Print {
+        #[arg(value_enum)]
+        what: Definition,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum Definition {
+    /// The main stream (`HOOKLINE_STREAM`).
+    Stream,
+    /// The dead-letter stream (`HOOKLINE_DLQ_STREAM`).
+    Dlq,
+    /// The workers' shared durable consumer (`HOOKLINE_CONSUMER`).
+    Consumer,
+}
+
+/// Creates or updates both streams and the workers' consumer to the flags (what binaries running
+/// with `HOOKLINE_STREAMS=check` then only check), or prints one definition.
 pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
-    let js = crate::connect::jetstream(&args.nats_url).await?;
-    let info = hookline_jetstream::ensure_stream(&js, &args.stream).await?;
+    use hookline_jetstream::Ownership;
+    let replicas = args.stream.stream_replicas;
+    if let Some(StreamsCommand::Print { what }) = args.print {
+        let json = match what {
+            Definition::Stream => serde_json::to_string_pretty(&args.stream.config()),
+            Definition::Dlq => serde_json::to_string_pretty(&args.dlq.config(replicas)),
+            Definition::Consumer => serde_json::to_string_pretty(&args.consumer.config()),
+        }?;
+        println!("{json}");
+        return Ok(());
+    }
+    let nats = args
+        .nats
+        .context("NATS_URL is not set (the NATS server whose streams to create or update)")?;
+    let js = crate::connect::jetstream(&nats).await?;
+    let info = hookline_jetstream::ensure_stream(&js, &args.stream, Ownership::Manage).await?;
     println!(
         "Stream {}: subjects {:?}, {} messages, replicas {}, dedup window {:?}.",
         info.config.name,
@@ -57,7 +96,7 @@ pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
         info.config.num_replicas,
         info.config.duplicate_window
     );
-    let dlq = args.dlq.config(args.stream.stream_replicas);
+    let dlq = args.dlq.config(replicas);
     let info = js.create_or_update_stream(dlq).await.with_context(|| {
         format!(
             "cannot create the dead-letter stream {}",
@@ -74,6 +113,22 @@ pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
         } else {
             format!("{:?}", info.config.max_age)
         }
+    );
+    let mut consumer = hookline_jetstream::ensure_consumer(
+        &js,
+        &args.stream.stream,
+        &args.consumer,
+        Ownership::Manage,
+    )
+    .await?;
+    let info = consumer.info().await?;
+    println!(
+        "Consumer {} on {}: ack wait {:?}, max deliver {}, {} pending.",
+        info.name,
+        info.stream_name,
+        info.config.ack_wait,
+        info.config.max_deliver,
+        info.num_pending
     );
     Ok(())
 }

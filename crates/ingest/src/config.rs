@@ -42,12 +42,14 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKLINE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
-    /// NATS server URL(s), comma-separated.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    #[command(flatten)]
+    pub nats: hookline_jetstream::NatsArgs,
 
     #[command(flatten)]
     pub stream: StreamArgs,
+
+    #[command(flatten)]
+    pub streams: hookline_jetstream::OwnershipArgs,
 
     /// Each built-in provider's verification keys (its file in `hookline_core::providers`
     /// declares them); a provider without them is not routed (404).
@@ -165,15 +167,15 @@ pub struct IngestConfig {
     pub shutdown_deadline_ms: u64,
 
     /// Log format: `json` (production) or `text` (readable, for the local run).
-    #[arg(long, env = "HOOKLINE_LOG_FORMAT", default_value = "json")]
-    pub log_format: String,
+    #[arg(long, env = "HOOKLINE_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: hookline_runtime::LogFormat,
 }
 
 impl std::fmt::Debug for IngestConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IngestConfig")
             .field("listen", &self.listen)
-            .field("nats_url", &self.nats_url)
+            .field("nats", &self.nats)
             .field("stream", &self.stream)
             .field("provider_keys", &self.provider_keys)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -184,9 +186,7 @@ impl std::fmt::Debug for IngestConfig {
 impl IngestConfig {
     /// Defaults with the given NATS URL and no providers: what tests start from.
     pub fn for_nats(nats_url: &str) -> Self {
-        let mut c = Self::parse_from(["hookline-ingest"]);
-        c.nats_url = nats_url.to_owned();
-        c
+        Self::parse_from(["hookline-ingest", "--nats-url", nats_url])
     }
 
     pub fn body_timeout(&self) -> Duration {
@@ -329,8 +329,17 @@ mod tests {
 
     #[test]
     fn header_limit_has_hypers_floor() {
-        assert!(IngestConfig::try_parse_from(["x", "--max-header-bytes", "4096"]).is_err());
-        assert!(IngestConfig::try_parse_from(["x", "--max-header-bytes", "8192"]).is_ok());
+        let parse = |bytes| {
+            IngestConfig::try_parse_from([
+                "x",
+                "--nats-url",
+                "nats://x",
+                "--max-header-bytes",
+                bytes,
+            ])
+        };
+        assert!(parse("4096").is_err());
+        assert!(parse("8192").is_ok());
     }
 
     #[test]

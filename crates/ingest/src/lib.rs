@@ -42,11 +42,15 @@ pub async fn run(
             .flat_map(|b| b.verify_settings())
             .map(|s| s.env)
             .collect();
-        warn!("No provider is configured: set one of {}.", vars.join(", "));
+        // Healthy but routing nothing would answer every provider 404 while looking fine.
+        anyhow::bail!(
+            "no provider is configured: set one of {} or HOOKLINE_SOURCES_FILE",
+            vars.join(", ")
+        );
     }
     let client = hookline_jetstream::connect(
         "hookline-ingest",
-        &config.nats_url,
+        &config.nats,
         hookline_jetstream::Reconnect::Always,
     )
     .await?;
@@ -58,10 +62,15 @@ pub async fn run(
     // The signal may come while NATS is still unreachable at start-up: waiting is cut short.
     let shutdown = hookline_runtime::Shutdown::new(shutdown);
     let wait_for_stream = hookline_jetstream::connect::wait_until_ready("NATS JetStream", || {
-        hookline_jetstream::ensure_stream(publisher.context(), &config.stream)
+        hookline_jetstream::ensure_stream(
+            publisher.context(),
+            &config.stream,
+            config.streams.ownership,
+        )
     });
     tokio::select! {
         info = wait_for_stream => {
+            let info = info?;
             info!(stream = %info.config.name, messages = info.state.messages, "Stream ready.");
         }
         () = shutdown.clone().signalled() => {

@@ -12,9 +12,9 @@ pub mod headers;
 pub mod publish;
 pub mod topology;
 
-pub use connect::{connect, server_addrs, ConnectError, Reconnect};
+pub use connect::{connect, server_addrs, ConnectError, NatsArgs, Reconnect};
 pub use publish::{publish_event, Outgoing, PublishFailure, Publisher, Stored};
 pub use topology::{
-    ensure_consumer, ensure_dlq_stream, ensure_stream, ConsumerArgs, DlqArgs, StreamArgs,
-    TopologyError, DLQ_SUBJECT_PREFIX, SUBJECTS,
+    check_stream, ensure_consumer, ensure_dlq_stream, ensure_stream, ConsumerArgs, DlqArgs,
+    Ownership, OwnershipArgs, StreamArgs, TopologyError, DLQ_SUBJECT_PREFIX, SUBJECTS,
 };

@@ -1,6 +1,9 @@
-//! The streams and the consumer, created or updated from config at start-up so a deployment
-//! converges to what its flags say: `WEBHOOKS` (work queue, what ingest accepted), the durable pull
-//! consumer the workers share, and `WEBHOOKS_DLQ` (limits, what could never be stored).
+//! The streams and the consumer: `WEBHOOKS` (work queue, what ingest accepted), the durable pull
+//! consumer the workers share, and `WEBHOOKS_DLQ` (limits, what could never be stored). Binaries
+//! either create or update them from their flags at start-up ([`Ownership::Manage`], the local
+//! run), or, where an operator owns them (`nats stream edit` must stick, and binaries should not
+//! hold stream-admin permissions), only check that they exist with settings hookline's promise
+//! depends on ([`Ownership::Check`]); `hookline streams` then creates and updates them.
 
 use std::time::Duration;
 
@@ -31,6 +34,148 @@ pub enum TopologyError {
         stream: String,
         source: jetstream::context::GetStreamError,
     },
+    #[error("cannot look up consumer {consumer} on {stream}: {source}")]
+    LookupConsumer {
+        stream: String,
+        consumer: String,
+        source: async_nats::Error,
+    },
+    #[error(
+        "{what} is incompatible with hookline (HOOKLINE_STREAMS=check leaves it to its operator; \
+         `hookline streams` would set it right): {}",
+        .problems.join("; ")
+    )]
+    Incompatible { what: String, problems: Vec<String> },
+}
+
+impl TopologyError {
+    /// Whether waiting could fix it: a stream that is not there yet may be created by its
+    /// operator; one with incompatible settings will not fix itself.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Incompatible { .. })
+    }
+}
+
+/// Who owns the streams and the consumer.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ownership {
+    /// Create them, or update them to this binary's flags, at every start (the local run).
+    #[default]
+    Manage,
+    /// Only check that they exist with compatible settings; an operator (or `hookline streams`)
+    /// creates and changes them, and this binary needs no stream-admin permission.
+    Check,
+}
+
+/// Who owns the streams and the consumer, as a flag of the long-running binaries.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct OwnershipArgs {
+    /// `manage`: create the streams and the consumer, or update them to this binary's flags, at
+    /// every start. `check`: only check that they exist with compatible settings (an operator
+    /// owns them; `hookline streams` creates and updates them), needing no stream-admin
+    /// permission.
+    #[arg(
+        long = "streams",
+        env = "HOOKLINE_STREAMS",
+        value_enum,
+        default_value = "manage"
+    )]
+    pub ownership: Ownership,
+}
+
+/// How one setting of an existing stream or consumer compares with what hookline expects.
+struct Comparison {
+    what: String,
+    problems: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Comparison {
+    fn new(what: String) -> Self {
+        Self {
+            what,
+            problems: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// A setting hookline's promise depends on: different is incompatible.
+    fn require<T: PartialEq + std::fmt::Debug>(&mut self, name: &str, have: T, want: T) {
+        if have != want {
+            self.problems
+                .push(format!("{name} is {have:?}, hookline needs {want:?}"));
+        }
+    }
+
+    /// A limit its operator may choose: different is reported, and kept.
+    fn note<T: PartialEq + std::fmt::Debug>(&mut self, name: &str, have: T, flags: T) {
+        if have != flags {
+            self.notes.push(format!(
+                "{name} is {have:?} (this binary's flags say {flags:?})"
+            ));
+        }
+    }
+
+    fn finish(self) -> Result<(), TopologyError> {
+        if !self.notes.is_empty() {
+            tracing::info!(
+                differences = %self.notes.join("; "),
+                "{} differs from this binary's flags; kept as its operator set it.",
+                self.what
+            );
+        }
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(TopologyError::Incompatible {
+                what: self.what,
+                problems: self.problems,
+            })
+        }
+    }
+}
+
+/// Checks an existing stream against `want`: what makes it hookline's kind of stream must match
+/// (subjects, retention, storage, discard); limits may differ.
+fn compare_stream(have: &stream::Config, want: &stream::Config) -> Result<(), TopologyError> {
+    let mut c = Comparison::new(format!("stream {}", want.name));
+    for subject in &want.subjects {
+        if !have.subjects.contains(subject) {
+            c.problems.push(format!(
+                "subjects are {:?}, hookline needs {subject:?} among them",
+                have.subjects
+            ));
+        }
+    }
+    c.require("retention", have.retention, want.retention);
+    c.require("storage", have.storage, want.storage);
+    c.require("discard", have.discard, want.discard);
+    c.note("max_age", have.max_age, want.max_age);
+    c.note("max_bytes", have.max_bytes, want.max_bytes);
+    c.note(
+        "duplicate_window",
+        have.duplicate_window,
+        want.duplicate_window,
+    );
+    c.note("num_replicas", have.num_replicas, want.num_replicas);
+    c.finish()
+}
+
+/// Checks that stream `want.name` exists and is compatible; never changes it.
+pub async fn check_stream(
+    js: &jetstream::Context,
+    want: &stream::Config,
+) -> Result<stream::Info, TopologyError> {
+    let s = js
+        .get_stream(&want.name)
+        .await
+        .map_err(|source| TopologyError::Lookup {
+            stream: want.name.clone(),
+            source,
+        })?;
+    let info = s.cached_info();
+    compare_stream(&info.config, want)?;
+    Ok(info.clone())
 }
 
 /// The stream's settings (defaults: 24 h, 1 GiB, a 60 s dedup window).
@@ -77,11 +222,16 @@ impl StreamArgs {
     }
 }
 
-/// Creates the stream, or updates it to match `args`.
+/// Creates the stream, or updates it to match `args` ([`Ownership::Manage`]); or checks it
+/// ([`Ownership::Check`]).
 pub async fn ensure_stream(
     js: &jetstream::Context,
     args: &StreamArgs,
+    ownership: Ownership,
 ) -> Result<stream::Info, TopologyError> {
+    if ownership == Ownership::Check {
+        return check_stream(js, &args.config()).await;
+    }
     js.create_or_update_stream(args.config())
         .await
         .map_err(|source| TopologyError::Stream {
@@ -122,26 +272,62 @@ impl ConsumerArgs {
     }
 }
 
-/// Creates the durable consumer on `stream`, or updates it to match `args`.
+/// Creates the durable consumer on `stream`, or updates it to match `args`
+/// ([`Ownership::Manage`]); or looks it up and checks it ([`Ownership::Check`]): a durable pull
+/// consumer with explicit acks over every webhook subject. Its ack wait and delivery limit may
+/// differ from the flags; the worker uses the consumer's own.
 pub async fn ensure_consumer(
     js: &jetstream::Context,
     stream: &str,
     args: &ConsumerArgs,
+    ownership: Ownership,
 ) -> Result<consumer::PullConsumer, TopologyError> {
     let s = js
-        .get_stream(stream)
+        .get_stream_no_info(stream)
         .await
         .map_err(|source| TopologyError::Lookup {
             stream: stream.to_owned(),
             source,
         })?;
-    s.create_consumer(args.config())
-        .await
-        .map_err(|source| TopologyError::Consumer {
-            stream: stream.to_owned(),
-            consumer: args.consumer.clone(),
-            source,
-        })
+    if ownership == Ownership::Manage {
+        return s
+            .create_consumer(args.config())
+            .await
+            .map_err(|source| TopologyError::Consumer {
+                stream: stream.to_owned(),
+                consumer: args.consumer.clone(),
+                source,
+            });
+    }
+    let consumer: consumer::PullConsumer =
+        s.get_consumer(&args.consumer)
+            .await
+            .map_err(|source| TopologyError::LookupConsumer {
+                stream: stream.to_owned(),
+                consumer: args.consumer.clone(),
+                source,
+            })?;
+    let have = consumer.cached_info().config.clone();
+    let want = args.config();
+    let mut c = Comparison::new(format!("consumer {} on {stream}", args.consumer));
+    c.require("ack_policy", have.ack_policy, want.ack_policy);
+    if !(have.filter_subject == SUBJECTS
+        || have.filter_subject.is_empty() && have.filter_subjects.is_empty())
+    {
+        c.problems.push(format!(
+            "filter is {:?} {:?}, hookline needs {SUBJECTS:?} (every webhook)",
+            have.filter_subject, have.filter_subjects
+        ));
+    }
+    c.note("ack_wait", have.ack_wait, want.ack_wait);
+    c.note("max_deliver", have.max_deliver, want.max_deliver);
+    c.note(
+        "max_ack_pending",
+        have.max_ack_pending,
+        want.max_ack_pending,
+    );
+    c.finish()?;
+    Ok(consumer)
 }
 
 /// The dead-letter stream's settings (worker and `hookline streams`).
@@ -189,15 +375,21 @@ impl DlqArgs {
     }
 }
 
-/// Creates the dead-letter stream if it is missing; never rewrites it (`hookline streams` applies
-/// changed settings, so a worker start does not undo an operator's edit).
+/// Creates the dead-letter stream if it is missing ([`Ownership::Manage`]); never rewrites it
+/// (`hookline streams` applies changed settings, so a worker start does not undo an operator's
+/// edit). With [`Ownership::Check`], checks that it exists and is compatible.
 pub async fn ensure_dlq_stream(
     js: &jetstream::Context,
     args: &DlqArgs,
     replicas: usize,
-) -> Result<stream::Stream, TopologyError> {
+    ownership: Ownership,
+) -> Result<(), TopologyError> {
+    if ownership == Ownership::Check {
+        return check_stream(js, &args.config(replicas)).await.map(|_| ());
+    }
     js.get_or_create_stream(args.config(replicas))
         .await
+        .map(|_| ())
         .map_err(|source| TopologyError::Stream {
             stream: args.dlq_stream.clone(),
             source,

@@ -7,16 +7,23 @@
 pub mod provider_args;
 pub mod sources;
 
-/// Structured logs to stdout: `json` (one object per line, for production) or `text` (for people).
-/// `RUST_LOG` filters, default `info`.
-pub fn init_tracing(format: &str) {
+/// How logs are written: a clap value, so anything else is refused at start naming the flag.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    Json,
+    /// Readable lines (the local run).
+    Text,
+}
+
+/// Structured logs to stdout in `format`. `RUST_LOG` filters, default `info`.
+pub fn init_tracing(format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "text" {
-        builder.init();
-    } else {
-        builder.json().flatten_event(true).init();
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 

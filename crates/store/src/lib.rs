@@ -6,10 +6,12 @@
 #![forbid(unsafe_code)]
 
 pub mod failure;
+pub mod migrate;
 pub mod queries;
 pub mod writer;
 
 pub use writer::{BatchWriter, EventRecord, WriteError, WriteOutcome};
 
-/// The schema, embedded at build time from `migrations/`.
+/// The schema, embedded at build time from `migrations/`; applied by [`migrate::run`] (not by
+/// sqlx's own runner, whose table an application may be using).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");

@@ -20,17 +20,11 @@ pub struct WorkerConfig {
     #[arg(long, env = "HOOKLINE_WORKER_LISTEN", default_value = "127.0.0.1:9101")]
     pub listen: std::net::SocketAddr,
 
-    /// NATS server URL(s), comma-separated.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    #[command(flatten)]
+    pub nats: hookline_jetstream::NatsArgs,
 
-    /// PostgreSQL connection URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        hide_env_values = true,
-        default_value = "postgres://postgres@127.0.0.1:5432/hookline"
-    )]
+    /// PostgreSQL connection URL (`?sslmode=verify-full&sslrootcert=…` for TLS). Required.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
 
     /// The stream ingest publishes to.
@@ -59,6 +53,9 @@ pub struct WorkerConfig {
     #[command(flatten)]
     pub consumer: ConsumerArgs,
 
+    #[command(flatten)]
+    pub streams: hookline_jetstream::OwnershipArgs,
+
     /// Most events per database transaction.
     #[arg(long, env = "WEBHOOK_BATCH_SIZE", default_value_t = 100,
           value_parser = clap::value_parser!(u16).range(1..=10_000))]
@@ -76,9 +73,11 @@ pub struct WorkerConfig {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub writers: u16,
 
-    /// Database connections in the pool: at least `HOOKLINE_WRITERS`, plus one for the canary
-    /// write that confirms an event's fault.
-    #[arg(long, env = "HOOKLINE_DB_POOL_SIZE", default_value_t = 5)]
+    /// Database connections in the pool: at least `HOOKLINE_WRITERS` + 1 (one per writer, one
+    /// for the canary write that confirms an event's fault); a smaller pool is refused at start.
+    /// Replicas × this must stay under PostgreSQL's `max_connections`.
+    #[arg(long, env = "HOOKLINE_DB_POOL_SIZE", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(2..))]
     pub db_pool_size: u32,
 
     /// Longest wait for a pooled connection, in milliseconds.
@@ -120,11 +119,30 @@ pub struct WorkerConfig {
     pub fault_crash: Option<String>,
 
     /// Log format: `json` (production) or `text` (readable, for the local run).
-    #[arg(long, env = "HOOKLINE_LOG_FORMAT", default_value = "json")]
-    pub log_format: String,
+    #[arg(long, env = "HOOKLINE_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: hookline_runtime::LogFormat,
 }
 
 impl WorkerConfig {
+    /// Settings that are each valid but do not fit together; the error names the variables.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let needed = u32::from(self.writers) + 1;
+        anyhow::ensure!(
+            self.db_pool_size >= needed,
+            "HOOKLINE_DB_POOL_SIZE is {}, but HOOKLINE_WRITERS={} needs at least {needed}: one \
+             connection per writer and one for the canary write",
+            self.db_pool_size,
+            self.writers
+        );
+        anyhow::ensure!(
+            self.retry_base_ms <= self.retry_max_ms,
+            "HOOKLINE_RETRY_BASE_MS ({}) is above HOOKLINE_RETRY_MAX_MS ({})",
+            self.retry_base_ms,
+            self.retry_max_ms
+        );
+        Ok(())
+    }
+
     pub fn batch_settings(&self) -> BatchSettings {
         BatchSettings {
             batch_size: self.batch_size.into(),
@@ -141,9 +159,12 @@ impl WorkerConfig {
 
     /// Defaults with the given endpoints: what tests and the CLI start from.
     pub fn for_urls(nats_url: &str, database_url: &str) -> Self {
-        let mut c = Self::parse_from(["hookline-worker"]);
-        c.nats_url = nats_url.to_owned();
-        c.database_url = database_url.to_owned();
-        c
+        Self::parse_from([
+            "hookline-worker",
+            "--nats-url",
+            nats_url,
+            "--database-url",
+            database_url,
+        ])
     }
 }

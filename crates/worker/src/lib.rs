@@ -66,18 +66,30 @@ impl Worker {
             .map_err(|e| anyhow::anyhow!("HOOKLINE_FAULT_CRASH is invalid: {e}"))?;
         let client = hookline_jetstream::connect(
             "hookline-worker",
-            &config.nats_url,
+            &config.nats,
             hookline_jetstream::Reconnect::Always,
         )
         .await?;
         let js = async_nats::jetstream::new(client.clone());
         let consumer =
             hookline_jetstream::connect::wait_until_ready("NATS and the stream", || async {
-                hookline_jetstream::ensure_dlq_stream(&js, &config.dlq, config.stream_replicas)
-                    .await?;
-                hookline_jetstream::ensure_consumer(&js, &config.stream, &config.consumer).await
+                let ownership = config.streams.ownership;
+                hookline_jetstream::ensure_dlq_stream(
+                    &js,
+                    &config.dlq,
+                    config.stream_replicas,
+                    ownership,
+                )
+                .await?;
+                hookline_jetstream::ensure_consumer(
+                    &js,
+                    &config.stream,
+                    &config.consumer,
+                    ownership,
+                )
+                .await
             })
-            .await;
+            .await?;
         let providers = hookline_runtime::sources::decoders(config.sources_file.as_deref())?;
         let pool = connect_db(config).await?;
         let mut writer = BatchWriter::new(pool.clone());
@@ -233,6 +245,7 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {

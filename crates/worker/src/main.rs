@@ -8,6 +8,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = WorkerConfig::parse();
-    hookline_runtime::init_tracing(&config.log_format);
+    hookline_runtime::init_tracing(config.log_format);
     hookline_worker::run(config, hookline_runtime::shutdown_signal()).await
 }

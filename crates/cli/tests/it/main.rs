@@ -3,6 +3,8 @@
 use std::process::Command;
 
 mod deploy;
+mod migrate;
+mod ownership;
 
 use async_nats::jetstream;
 use hookline_core::Headers as _;

@@ -105,7 +105,7 @@ impl Stack {
             .map(|d| d.count())
             .unwrap_or(0);
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookline-worker"));
-        cmd.env("NATS_URL", &c.nats_url)
+        cmd.env("NATS_URL", &c.nats.nats_url)
             .env("DATABASE_URL", &c.database_url)
             .env("WEBHOOK_BATCH_SIZE", c.batch_size.to_string())
             .env("WEBHOOK_FLUSH_INTERVAL", c.flush_interval_ms.to_string())
@@ -172,6 +172,7 @@ impl Stack {
             &self.js,
             "WEBHOOKS",
             &self.worker_template.consumer,
+            hookline_jetstream::Ownership::Manage,
         )
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use hookline_core::{DeliveryEvent, DeliveryStatus, Engagement};
 use hookline_store::writer::COUNTER_MISMATCHES;
-use hookline_store::{BatchWriter, EventRecord, MIGRATOR};
+use hookline_store::{BatchWriter, EventRecord};
 use hookline_testkit::Postgres;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -15,7 +15,7 @@ pub async fn migrated_db() -> (Postgres, PgPool) {
         .connect(&pg.url())
         .await
         .unwrap();
-    MIGRATOR.run(&pool).await.unwrap();
+    hookline_store::migrate::run_on(&pool).await.unwrap();
     (pg, pool)
 }
 

@@ -1,0 +1,225 @@
+//! Streams owned by their operator (`HOOKLINE_STREAMS=check`): ingest and workers only check the
+//! streams and the consumer; an edit made with the JetStream API (as `nats stream edit` makes it)
+//! survives their start; incompatible settings stop them with a message naming what differs; and
+//! `hookline streams print` gives definitions the JetStream API takes as they are.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use hookline_ingest::IngestConfig;
+use hookline_jetstream::Ownership;
+use hookline_testkit::{signing, NatsServer, WebhookClient};
+use tokio::sync::oneshot;
+
+use super::{hookline, hookline_with};
+
+fn ingest_config(nats: &NatsServer, ownership: Ownership) -> IngestConfig {
+    let mut c = IngestConfig::for_nats(&nats.url());
+    c.provider_keys.values = signing::provider_keys();
+    c.streams.ownership = ownership;
+    c
+}
+
+/// Runs ingest until it answers a signed webhook 200 (then stops it), or until it exits.
+async fn ingest_outcome(cfg: IngestConfig) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = WebhookClient::new(format!("http://{}", listener.local_addr().unwrap()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut run = tokio::spawn(hookline_ingest::run(cfg, listener, async {
+        let _ = stopped.await;
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        tokio::select! {
+            done = &mut run => {
+                return Err(match done.unwrap() {
+                    Ok(()) => "ingest exited without an error".into(),
+                    Err(e) => format!("{e:#}"),
+                });
+            }
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        n += 1;
+        let answer = client
+            .post_telnyx(&format!("own-{n}"), "msg-own", "sent")
+            .await;
+        if answer.status() == 200 {
+            let _ = stop.send(());
+            run.await.unwrap().unwrap();
+            return Ok(());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ingest neither served nor exited"
+        );
+    }
+}
+
+async fn stream_config(js: &jetstream::Context, name: &str) -> stream::Config {
+    js.get_stream(name)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone()
+}
+
+#[tokio::test]
+async fn checked_streams_keep_their_operators_edits_and_refuse_incompatible_ones() {
+    let nats = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+
+    // Nothing exists yet: a checking ingest waits (it does not create the stream).
+    let waiting = tokio::spawn(ingest_outcome(ingest_config(&nats, Ownership::Check)));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        js.get_stream("WEBHOOKS").await.is_err(),
+        "a checking ingest creates nothing"
+    );
+    assert!(!waiting.is_finished(), "it waits for the stream's operator");
+
+    let (ok, out) = hookline(&nats, &["streams"]);
+    assert!(
+        ok && out.contains("Consumer hookline-worker on WEBHOOKS"),
+        "{out}"
+    );
+    waiting
+        .await
+        .unwrap()
+        .expect("served once the streams exist");
+
+    // The operator raises the stream's age limit, as `nats stream edit --max-age 72h` would.
+    let mut edited = stream_config(&js, "WEBHOOKS").await;
+    edited.max_age = Duration::from_secs(72 * 3600);
+    js.update_stream(&edited).await.unwrap();
+    ingest_outcome(ingest_config(&nats, Ownership::Check))
+        .await
+        .unwrap();
+    assert_eq!(
+        stream_config(&js, "WEBHOOKS").await.max_age,
+        Duration::from_secs(72 * 3600),
+        "a checking ingest keeps the operator's edit"
+    );
+    ingest_outcome(ingest_config(&nats, Ownership::Manage))
+        .await
+        .unwrap();
+    assert_eq!(
+        stream_config(&js, "WEBHOOKS").await.max_age,
+        Duration::from_secs(24 * 3600),
+        "a managing ingest converges to its flags (why check exists)"
+    );
+
+    // The workers' consumer edited (a longer ack wait) survives a checking worker, which uses it.
+    let s = js.get_stream("WEBHOOKS").await.unwrap();
+    let mut args =
+        hookline_worker::WorkerConfig::for_urls(&nats.url(), "postgres://unused").consumer;
+    args.ack_wait_secs = 45;
+    s.update_consumer(args.config()).await.unwrap();
+    let mut wcfg = hookline_worker::WorkerConfig::for_urls(&nats.url(), "postgres://unused");
+    wcfg.streams.ownership = Ownership::Check;
+    hookline_worker::Worker::connect(&wcfg)
+        .await
+        .expect("a compatible consumer");
+    let mut consumer = s
+        .get_consumer::<consumer::pull::Config>("hookline-worker")
+        .await
+        .unwrap();
+    assert_eq!(
+        consumer.info().await.unwrap().config.ack_wait,
+        Duration::from_secs(45)
+    );
+
+    // Incompatible: a consumer that sees only Telnyx's events would leave every other one unstored.
+    s.delete_consumer("hookline-worker").await.unwrap();
+    s.create_consumer(consumer::pull::Config {
+        durable_name: Some("hookline-worker".into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        filter_subject: "webhook.telnyx.>".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let e = hookline_worker::Worker::connect(&wcfg)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("consumer hookline-worker on WEBHOOKS is incompatible")
+            && e.contains("filter is \"webhook.telnyx.>\""),
+        "{e}"
+    );
+
+    // Incompatible: a stream that discards the oldest events when full, and keeps acked ones.
+    js.delete_stream("WEBHOOKS").await.unwrap();
+    js.create_stream(stream::Config {
+        name: "WEBHOOKS".into(),
+        subjects: vec!["webhook.>".into()],
+        discard: stream::DiscardPolicy::Old,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let e = ingest_outcome(ingest_config(&nats, Ownership::Check))
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("stream WEBHOOKS is incompatible")
+            && e.contains("retention is Limits, hookline needs WorkQueue")
+            && e.contains("discard is Old, hookline needs New"),
+        "{e}"
+    );
+}
+
+/// `hookline streams print` needs no NATS, and what it prints is what the JetStream API's create
+/// requests take (`nats stream add --config` and `nats consumer add --config` send that file).
+#[tokio::test]
+async fn printed_definitions_create_the_topology_through_the_jetstream_api() {
+    let nats = NatsServer::start();
+    let print = |what: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"))
+            .args(["streams", "print", what])
+            .env_remove("NATS_URL")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    for (what, name) in [("stream", "WEBHOOKS"), ("dlq", "WEBHOOKS_DLQ")] {
+        let def = print(what);
+        assert_eq!(def["name"], name);
+        let answer = client
+            .request(
+                format!("$JS.API.STREAM.CREATE.{name}"),
+                def.to_string().into(),
+            )
+            .await
+            .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+        assert!(answer.get("error").is_none(), "{answer}");
+    }
+    let def = print("consumer");
+    let answer = client
+        .request(
+            "$JS.API.CONSUMER.CREATE.WEBHOOKS.hookline-worker",
+            serde_json::json!({"stream_name": "WEBHOOKS", "config": def})
+                .to_string()
+                .into(),
+        )
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert!(answer.get("error").is_none(), "{answer}");
+
+    // Made from the printed files, the topology passes a checking ingest and worker.
+    ingest_outcome(ingest_config(&nats, Ownership::Check))
+        .await
+        .unwrap();
+    let mut wcfg = hookline_worker::WorkerConfig::for_urls(&nats.url(), "postgres://unused");
+    wcfg.streams.ownership = Ownership::Check;
+    hookline_worker::Worker::connect(&wcfg).await.unwrap();
+    let (ok, out) = hookline_with(&nats, &[], &["streams", "print", "nonsense"]);
+    assert!(!ok && out.contains("possible values"), "{out}");
+}
