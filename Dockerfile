@@ -7,7 +7,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates crates
 COPY migrations migrations
-RUN cargo build --release --locked -p hookline-ingest -p hookline-worker -p hookline-cli \
+# No debug info in the image (the workspace keeps line tables for profiling): ~9 MB binaries.
+RUN CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true \
+    cargo build --release --locked -p hookline-ingest -p hookline-worker -p hookline-cli \
  && mkdir /out \
  && cp target/release/hookline-ingest target/release/hookline-worker target/release/hookline /out/
 

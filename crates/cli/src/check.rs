@@ -3,6 +3,7 @@
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
+    /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
 }

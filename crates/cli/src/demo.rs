@@ -15,6 +15,7 @@ use crate::sign::{now, post, SigningKeys};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
+    /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
     /// Ingest base URL.

@@ -41,6 +41,7 @@ enum DlqCommand {
     },
     /// Delete dead letters (all, or those with --reason).
     Purge {
+        /// Only entries with this reason.
         #[arg(long)]
         reason: Option<String>,
         /// Required: purging cannot be undone.

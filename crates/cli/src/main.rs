@@ -78,3 +78,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(a) => replay::replay(a).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_flag_says_what_it_means_and_is_documented() {
+        use clap::CommandFactory as _;
+        let problems = hookline_testkit::flag_problems(&super::Cli::command(), false);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+}

@@ -8,6 +8,7 @@ use hookline_ops::reconcile::{ReconcileArgs, Reconciler};
 
 #[derive(clap::Args)]
 pub struct ReconcileCmd {
+    /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
 

@@ -8,6 +8,7 @@ use hookline_ops::replay::{print_progress, replay as run, ReplayArgs};
 
 #[derive(clap::Args)]
 pub struct ReplayCmd {
+    /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
 

@@ -343,6 +343,13 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_says_what_it_means_and_is_documented() {
+        use clap::CommandFactory as _;
+        let problems = hookline_testkit::flag_problems(&IngestConfig::command(), true);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
     fn debug_hides_secrets() {
         let mut c = IngestConfig::for_nats("nats://x");
         set(&mut c, "RESEND_WEBHOOK_SECRET", &["whsec_c2VjcmV0LXZhbHVl"]);

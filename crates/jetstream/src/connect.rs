@@ -223,7 +223,7 @@ fn log_event(event: async_nats::Event) {
                 error!(error = %e, "NATS reported an error.");
             }
         }
-        Event::ClientError(e) => error!(error = %e, "NATS client error."),
+        Event::ClientError(e) => warn!(error = %e, "NATS client error."),
         other => info!(event = %other, "NATS connection event."),
     }
 }
@@ -248,6 +248,11 @@ pub async fn connect(
     let urls = &args.nats_url;
     let addrs = server_addrs(urls)?;
     let classify = |source: async_nats::ConnectError| match source.kind() {
+        // A certificate the client cannot verify surfaces as an I/O error of the handshake.
+        ConnectErrorKind::Io if source.to_string().contains("certificate") => ConnectError::Tls {
+            urls: urls.clone(),
+            source,
+        },
         ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
             ConnectError::Refused {
                 urls: urls.clone(),

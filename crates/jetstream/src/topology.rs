@@ -190,7 +190,8 @@ pub struct StreamArgs {
     /// Oldest an unprocessed event may get before JetStream drops it, in seconds.
     #[arg(long, env = "HOOKLINE_STREAM_MAX_AGE_SECS", default_value_t = 24 * 60 * 60)]
     pub stream_max_age_secs: u64,
-    /// Stream size limit; when full, publishes are refused (ingest answers 503), nothing is dropped.
+    /// Stream size limit in bytes; when full, publishes are refused (ingest answers 503), nothing
+    /// is dropped.
     #[arg(long, env = "HOOKLINE_STREAM_MAX_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub stream_max_bytes: i64,
     /// JetStream duplicate window for `Nats-Msg-Id`, in milliseconds.

@@ -13,6 +13,7 @@ pub struct NatsServer {
     binary: PathBuf,
     proc: Proc,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -26,6 +27,11 @@ impl NatsServer {
 
     /// Starts with extra command-line arguments (e.g. cluster routes).
     pub fn start_with_args(extra_args: Vec<String>) -> Self {
+        Self::start_with_env(extra_args, Vec::new())
+    }
+
+    /// With extra arguments and environment variables (a configuration file's `$VARIABLES`).
+    pub fn start_with_env(extra_args: Vec<String>, env: Vec<(String, String)>) -> Self {
         let binary = find_binary(
             "nats-server",
             "HOOKLINE_NATS_SERVER",
@@ -36,13 +42,14 @@ impl NatsServer {
             .tempdir()
             .unwrap();
         let port = crate::free_port();
-        let proc = Self::spawn(&binary, &dir, port, &extra_args, 0);
+        let proc = Self::spawn(&binary, &dir, port, &extra_args, &env, 0);
         let server = Self {
             port,
             dir,
             binary,
             proc,
             extra_args,
+            env,
         };
         server.wait_listening();
         server
@@ -53,12 +60,14 @@ impl NatsServer {
         dir: &tempfile::TempDir,
         port: u16,
         extra: &[String],
+        env: &[(String, String)],
         generation: u32,
     ) -> Proc {
         let mut cmd = Command::new(binary);
         cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(dir.path().join("store"))
-            .args(extra);
+            .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)));
         Proc::spawn(
             "nats-server",
             &mut cmd,
@@ -100,7 +109,14 @@ impl NatsServer {
         let gen = std::fs::read_dir(self.dir.path())
             .map(|d| d.count())
             .unwrap_or(0) as u32;
-        self.proc = Self::spawn(&self.binary, &self.dir, self.port, &self.extra_args, gen);
+        self.proc = Self::spawn(
+            &self.binary,
+            &self.dir,
+            self.port,
+            &self.extra_args,
+            &self.env,
+            gen,
+        );
         self.wait_listening();
     }
 }

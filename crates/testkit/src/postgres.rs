@@ -19,19 +19,25 @@ pub struct Postgres {
     proc: Proc,
     generation: u32,
     durable: bool,
+    tls: bool,
 }
 
 impl Postgres {
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
     /// With fsync and synchronous commit on, as in production: for benchmarks, not tests.
     pub fn start_durable() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
-    fn start_with(durable: bool) -> Self {
+    /// With `ssl=on`, serving `pki`'s server certificate (for `localhost` and `127.0.0.1`).
+    pub fn start_with_tls(pki: &crate::tls::TestPki) -> Self {
+        Self::start_with(false, Some(pki))
+    }
+
+    fn start_with(durable: bool, tls: Option<&crate::tls::TestPki>) -> Self {
         let bin = bin_dir();
         let run_as = running_as_root().then(ensure_pg_user);
         let template = template_dir(&bin, run_as.as_deref());
@@ -42,8 +48,21 @@ impl Postgres {
         chmod(dir.path(), "755");
         let data = dir.path().join("data");
         run(Command::new("cp").arg("-a").arg(&template).arg(&data));
+        if let Some(pki) = tls {
+            // PostgreSQL wants its key owned by its own user and unreadable by others.
+            for (from, to) in [
+                (pki.server_cert(), "server.crt"),
+                (pki.server_key(), "server.key"),
+            ] {
+                std::fs::copy(from, data.join(to)).unwrap();
+                if let Some(user) = &run_as {
+                    run(Command::new("chown").arg(user).arg(data.join(to)));
+                }
+                chmod(&data.join(to), "600");
+            }
+        }
         let port = crate::free_port();
-        let proc = spawn(&bin, dir.path(), port, 0, durable);
+        let proc = spawn(&bin, dir.path(), port, 0, durable, tls.is_some());
         let pg = Self {
             port,
             dir,
@@ -51,6 +70,7 @@ impl Postgres {
             proc,
             generation: 0,
             durable,
+            tls: tls.is_some(),
         };
         pg.wait_ready();
         pg
@@ -115,12 +135,13 @@ impl Postgres {
             self.port,
             self.generation,
             self.durable,
+            self.tls,
         );
         self.wait_ready();
     }
 }
 
-fn spawn(bin: &Path, dir: &Path, port: u16, generation: u32, durable: bool) -> Proc {
+fn spawn(bin: &Path, dir: &Path, port: u16, generation: u32, durable: bool, tls: bool) -> Proc {
     let mut cmd = as_pg_user(&bin.join("postgres"));
     cmd.arg("-D")
         .arg(dir.join("data"))
@@ -132,6 +153,10 @@ fn spawn(bin: &Path, dir: &Path, port: u16, generation: u32, durable: bool) -> P
             dir.join("data").display()
         ))
         .args(["-c", "max_connections=100"]);
+    if tls {
+        cmd.args(["-c", "ssl=on", "-c", "ssl_cert_file=server.crt"])
+            .args(["-c", "ssl_key_file=server.key"]);
+    }
     if !durable {
         cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"]);

@@ -168,3 +168,39 @@ impl WorkerConfig {
         ])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_says_what_it_means_and_is_documented() {
+        use clap::CommandFactory as _;
+        let problems = hookline_testkit::flag_problems(&WorkerConfig::command(), true);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn a_pool_too_small_for_the_writers_is_refused_naming_both() {
+        let mut c = WorkerConfig::for_urls("nats://x", "postgres://x");
+        c.writers = 4;
+        c.db_pool_size = 4;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("HOOKLINE_DB_POOL_SIZE") && e.contains("HOOKLINE_WRITERS=4"),
+            "{e}"
+        );
+        c.db_pool_size = 5;
+        c.validate().unwrap();
+        assert!(WorkerConfig::try_parse_from([
+            "w",
+            "--nats-url",
+            "n",
+            "--database-url",
+            "d",
+            "--log-format",
+            "xml"
+        ])
+        .is_err());
+    }
+}

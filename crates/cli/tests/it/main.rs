@@ -5,6 +5,7 @@ use std::process::Command;
 mod deploy;
 mod migrate;
 mod ownership;
+mod secure;
 
 use async_nats::jetstream;
 use hookline_core::Headers as _;
