@@ -76,6 +76,7 @@ pub(crate) fn find_binary(name: &str, env_var: &str, fallbacks: &[PathBuf]) -> P
 pub struct Service {
     proc: Proc,
     pub log: PathBuf,
+    exited: Option<std::process::ExitStatus>,
 }
 
 impl Service {
@@ -83,6 +84,7 @@ impl Service {
         Self {
             proc: Proc::spawn(name, cmd, &log),
             log,
+            exited: None,
         }
     }
 
@@ -96,12 +98,20 @@ impl Service {
         self.proc.kill();
     }
 
-    /// The exit status, if the process has exited.
+    /// The exit status, if the process has exited. Once it has, its pid is forgotten: the
+    /// kernel may give it to another process (another test's server), which a later signal or
+    /// the kill on drop must not reach.
     pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
-        self.proc
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        if self.exited.is_none() {
+            let status = self
+                .proc
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())?;
+            self.exited = Some(status);
+            self.proc.child = None;
+        }
+        self.exited
     }
 
     /// Waits up to `deadline` for the process to exit.

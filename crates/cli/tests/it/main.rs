@@ -18,13 +18,18 @@ fn hookline(nats: &NatsServer, args: &[&str]) -> (bool, String) {
 
 /// Runs the `hookline` binary against `nats` with `env` set; returns success and all output.
 fn hookline_with(nats: &NatsServer, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
-        .args(args)
-        .env("NATS_URL", nats.url())
-        .env_remove("RESEND_WEBHOOK_SECRET")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
+    output_of(
+        Command::new(env!("CARGO_BIN_EXE_hookline"))
+            .args(args)
+            .env("NATS_URL", nats.url())
+            .env_remove("RESEND_WEBHOOK_SECRET")
+            .envs(env.iter().copied()),
+    )
+}
+
+/// Runs `cmd` to its end; returns success and all its output (stdout, then stderr).
+fn output_of(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

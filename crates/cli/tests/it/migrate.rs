@@ -7,17 +7,11 @@ use std::process::Command;
 use hookline_testkit::Postgres;
 
 fn migrate(url: &str) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
-        .arg("migrate")
-        .env("DATABASE_URL", url)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    super::output_of(
+        Command::new(env!("CARGO_BIN_EXE_hookline"))
+            .arg("migrate")
+            .env("DATABASE_URL", url),
+    )
 }
 
 /// An application's own migrations folder, as sqlx's `migrate!` or `sqlx migrate run` reads it.

@@ -61,18 +61,12 @@ fn password(var: &str) -> &'static str {
 }
 
 fn cli(env: &[(&'static str, String)], args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
-        .args(args)
-        .env_remove("NATS_URL")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    super::output_of(
+        Command::new(env!("CARGO_BIN_EXE_hookline"))
+            .args(args)
+            .env_remove("NATS_URL")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
+    )
 }
 
 fn spawn(
