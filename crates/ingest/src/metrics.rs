@@ -25,6 +25,12 @@ pub struct IngestMetrics {
     pub shed: IntCounterVec,
     /// Webhook requests being handled right now (body read, verify, publish).
     pub inflight: IntGauge,
+    /// The stream as the readiness check last saw it: events not yet stored by a worker, their
+    /// bytes, and bytes ÷ the stream's limit (0 without one). From ingest, not the workers, so
+    /// a backlog shows while every worker is down.
+    pub stream_messages: IntGauge,
+    pub stream_bytes: IntGauge,
+    pub stream_fullness: prometheus::Gauge,
 }
 
 pub use crate::error::SHED_REASONS;
@@ -89,9 +95,27 @@ impl IngestMetrics {
             "Webhook requests being handled now (reading body, verifying, publishing).",
         )
         .unwrap();
+        let stream_messages = IntGauge::new(
+            "webhook_stream_messages",
+            "Events in the stream (accepted, not yet stored by a worker), as last checked.",
+        )
+        .unwrap();
+        let stream_bytes = IntGauge::new(
+            "webhook_stream_bytes",
+            "Bytes held by the stream, as last checked.",
+        )
+        .unwrap();
+        let stream_fullness = prometheus::Gauge::new(
+            "webhook_stream_fullness_ratio",
+            "Stream bytes divided by its byte limit (0 without a limit); at 1 ingest answers 503.",
+        )
+        .unwrap();
         hookline_runtime::register_all(
             &registry,
             vec![
+                Box::new(stream_messages.clone()),
+                Box::new(stream_bytes.clone()),
+                Box::new(stream_fullness.clone()),
                 Box::new(received.clone()),
                 Box::new(queued.clone()),
                 Box::new(response_duration.clone()),
@@ -128,7 +152,25 @@ impl IngestMetrics {
             publish_failures,
             shed,
             inflight,
+            stream_messages,
+            stream_bytes,
+            stream_fullness,
         }
+    }
+
+    /// Records what a stream lookup said of the stream's size.
+    pub fn observe_stream(&self, info: &async_nats::jetstream::stream::Info) {
+        let bytes = info.state.bytes;
+        self.stream_messages
+            .set(i64::try_from(info.state.messages).unwrap_or(i64::MAX));
+        self.stream_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        let limit = info.config.max_bytes;
+        self.stream_fullness.set(if limit > 0 {
+            bytes as f64 / limit as f64
+        } else {
+            0.0
+        });
     }
 
     /// The Prometheus text exposition of every metric.

@@ -69,14 +69,21 @@ fn admin_router() -> Router<Arc<AppState>> {
 pub async fn watch_readiness(state: Arc<AppState>, every: Duration) {
     use std::sync::atomic::Ordering;
     loop {
-        let reachable = state.publisher.is_connected()
-            && tokio::time::timeout(
+        let stream = if state.publisher.is_connected() {
+            tokio::time::timeout(
                 Duration::from_secs(2),
                 state.publisher.context().get_stream(&state.stream),
             )
             .await
-            .map(|r| r.is_ok())
-            .unwrap_or(false);
+            .ok()
+            .and_then(Result::ok)
+        } else {
+            None
+        };
+        if let Some(s) = &stream {
+            state.metrics.observe_stream(s.cached_info());
+        }
+        let reachable = stream.is_some();
         state.stream_reachable.store(reachable, Ordering::Relaxed);
         tokio::time::sleep(every).await;
     }

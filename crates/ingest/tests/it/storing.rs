@@ -189,6 +189,40 @@ async fn a_full_stream_answers_503() {
         accepted,
         "every 200 is stored, the first ones kept"
     );
+
+    // The stream's gauges (what WebhookStreamNearlyFull and WebhookBacklogGrowing read) follow
+    // it from ingest's readiness check: the accepted events, nearly the whole limit.
+    let gauge = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(f64::NAN)
+    };
+    let metrics = format!("{}/metrics", ingest.base);
+    let (m, http) = (&metrics, &ingest.http);
+    wait_until(
+        "the stream gauges",
+        Duration::from_secs(10),
+        || async move {
+            let text = http.get(m).send().await.unwrap().text().await.unwrap();
+            gauge(&text, "webhook_stream_messages ") == accepted as f64
+        },
+    )
+    .await;
+    let text = ingest
+        .http
+        .get(&metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let fullness = gauge(&text, "webhook_stream_fullness_ratio ");
+    assert!(fullness > 0.5 && fullness <= 1.0, "{fullness}: {text}");
+    assert_eq!(
+        gauge(&text, "webhook_stream_bytes ") / (4.0 * 1024.0),
+        fullness
+    );
 }
 
 /// Shutting down under load: requests in flight finish; nothing answered 2xx is missing.

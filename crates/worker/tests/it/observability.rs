@@ -8,16 +8,34 @@ use hookline_testkit::{signing, workspace_root, Prometheus};
 
 use crate::stack::Stack;
 
+/// Every query of the dashboard, with `$__rate_interval` as Grafana would fill it in at a 5 s
+/// scrape interval (four intervals, at least a minute). Checks on the way that every panel and
+/// query reads the `datasource` variable, so the dashboard imports into any Grafana.
 fn dashboard_queries() -> Vec<String> {
     let path = workspace_root().join("grafana/dashboards/hookline.json");
     let dash: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    dash["panels"]
-        .as_array()
-        .unwrap()
+    let variable = &dash["templating"]["list"][0];
+    assert_eq!(
+        (variable["name"].as_str(), variable["type"].as_str()),
+        (Some("datasource"), Some("datasource"))
+    );
+    let panels = dash["panels"].as_array().unwrap();
+    for p in panels {
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
+    }
+    panels
         .iter()
         .flat_map(|p| p["targets"].as_array().unwrap().iter())
-        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .map(|t| {
+            assert_eq!(t["datasource"]["uid"], "${datasource}", "{t}");
+            let expr = t["expr"].as_str().unwrap();
+            assert!(
+                !expr.contains("[1m]") && !expr.contains("[5m]"),
+                "a fixed range instead of $__rate_interval: {expr}"
+            );
+            expr.replace("$__rate_interval", "1m")
+        })
         .collect()
 }
 
@@ -129,7 +147,7 @@ async fn every_dashboard_query_returns_data_from_real_prometheus() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names.len(), 9, "{names:?}");
 
     // The worker's readiness JSON (seed 004's health shape).
     let ready: serde_json::Value = reqwest::get(format!("http://{worker}/readyz"))
