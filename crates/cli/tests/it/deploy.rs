@@ -165,9 +165,9 @@ fn compose_file_is_valid_and_matches_the_binaries() {
 #[test]
 fn kubernetes_manifests_are_valid_and_match_the_binaries() {
     let root = workspace_root();
-    let dir = root.join("deploy/kubernetes");
+    let deploy = root.join("deploy");
     let kustomization: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
+        serde_yaml::from_str(&std::fs::read_to_string(deploy.join("kustomization.yaml")).unwrap())
             .unwrap();
     let files: Vec<String> = kustomization["resources"]
         .as_sequence()
@@ -177,17 +177,13 @@ fn kubernetes_manifests_are_valid_and_match_the_binaries() {
         .collect();
     let validator = root.join(".venv/bin/kubernetes-validate");
     let mut cmd = Command::new(&validator);
-    cmd.arg("--strict").args(files.iter().map(|f| dir.join(f)));
+    cmd.arg("--strict")
+        .args(files.iter().map(|f| deploy.join(f)));
     run_ok(&mut cmd);
 
     let docs: Vec<Value> = files
         .iter()
-        .flat_map(|f| {
-            let text = std::fs::read_to_string(dir.join(f)).unwrap();
-            serde_yaml::Deserializer::from_str(&text)
-                .map(|d| Value::deserialize(d).unwrap())
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|f| yaml_docs(&deploy.join(f)))
         .collect();
     let find = |kind: &str, name: &str| {
         docs.iter()
@@ -205,23 +201,26 @@ fn kubernetes_manifests_are_valid_and_match_the_binaries() {
     };
     let config_keys = keys(&find("ConfigMap", "hookline-config"), "data");
     let secret_keys = keys(&find("Secret", "hookline-secrets"), "stringData");
+    let env_of = |c: &Value| -> Vec<String> {
+        c["env"]
+            .as_sequence()
+            .map(|s| {
+                s.iter()
+                    .map(|e| e["name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let mut containers = 0;
     for deployment in ["hookline-ingest", "hookline-worker"] {
         let d = find("Deployment", deployment);
         let c = &d["spec"]["template"]["spec"]["containers"][0];
         let binary = c["command"][0].as_str().unwrap();
         let accepted = env_names(binary);
-        let mut used: Vec<String> = c["env"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|e| e["name"].as_str().unwrap().to_owned())
-            .collect();
+        let mut used = env_of(c);
         used.extend(config_keys.iter().cloned());
         if binary == "hookline-ingest" {
-            used.extend(secret_keys.iter().filter(|k| *k != "DATABASE_URL").cloned());
-        } else {
-            used.push("DATABASE_URL".into());
+            used.extend(secret_keys.iter().cloned());
         }
         for key in &used {
             assert!(
@@ -264,25 +263,194 @@ fn kubernetes_manifests_are_valid_and_match_the_binaries() {
         find("ConfigMap", "hookline-config")["data"]["HOOKLINE_STREAM_REPLICAS"],
         "3"
     );
+    assert_eq!(
+        find("ConfigMap", "hookline-config")["data"]["HOOKLINE_STREAMS"],
+        "check",
+        "the migrate Job owns the streams"
+    );
 
-    // The NATS cluster config parses as nats-server sees it.
+    // Only workers and the migrate Job hold the database URL.
+    let ingest = find("Deployment", "hookline-ingest");
+    assert!(!serde_yaml::to_string(&ingest)
+        .unwrap()
+        .contains("hookline-database"));
+    assert!(!secret_keys.contains(&"DATABASE_URL".to_owned()));
+
+    // Ingest drains before SIGTERM, and its grace period covers drain and shutdown deadline.
+    let pod = &ingest["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let drain = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap();
+    let deadline_ms: u64 = env_value(c, "HOOKLINE_SHUTDOWN_DEADLINE_MS")
+        .parse()
+        .unwrap();
+    assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > drain + deadline_ms / 1000);
+
+    // Workers at their most never hold more connections than PostgreSQL's default 100 allows
+    // with room for the migrate Job and operators.
+    let worker = find("Deployment", "hookline-worker");
+    let pool: u64 = env_value(
+        &worker["spec"]["template"]["spec"]["containers"][0],
+        "HOOKLINE_DB_POOL_SIZE",
+    )
+    .parse()
+    .unwrap();
+    let max_workers = find("HorizontalPodAutoscaler", "hookline-worker")["spec"]["maxReplicas"]
+        .as_u64()
+        .unwrap();
+    assert!(max_workers * pool <= 90, "{max_workers} × {pool}");
+
+    // The migrate Job is named by release, so each release's runs once.
+    let version = env!("CARGO_PKG_VERSION");
+    let job = docs
+        .iter()
+        .find(|d| d["kind"] == "Job")
+        .expect("the migrate Job");
+    assert_eq!(
+        job["metadata"]["name"].as_str().unwrap(),
+        format!("hookline-migrate-{}", version.replace('.', "-"))
+    );
+    let job_pod = &job["spec"]["template"]["spec"];
+    let accepted = env_names("hookline");
+    for c in job_pod["initContainers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .chain(job_pod["containers"].as_sequence().unwrap())
+    {
+        assert_eq!(c["image"].as_str().unwrap(), format!("hookline:{version}"));
+        // Its own settings; the shared ConfigMap also carries the services' settings.
+        for key in env_of(c) {
+            assert!(
+                accepted.contains(&key),
+                "the Job: hookline does not read {key}"
+            );
+        }
+    }
+
+    // Pod Security "restricted", every pod and container.
+    let mut pods = 0;
+    for d in &docs {
+        let Some(pod) = d["spec"]["template"]["spec"].as_mapping() else {
+            continue;
+        };
+        let pod = Value::Mapping(pod.clone());
+        let what = d["metadata"]["name"].as_str().unwrap();
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{what}"
+        );
+        let all = pod["containers"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .chain(pod["initContainers"].as_sequence().into_iter().flatten());
+        for c in all {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
+            assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
+            assert_eq!(sc["capabilities"]["drop"][0], "ALL", "{what}");
+        }
+        pods += 1;
+    }
+    assert_eq!(pods, 4, "ingest, worker, NATS, the migrate Job");
+
+    // Who reaches NATS and PostgreSQL: the labels the NetworkPolicies select on.
+    let label = |d: &Value, key: &str| d["spec"]["template"]["metadata"]["labels"][key] == "true";
+    for d in [&ingest, &worker, job] {
+        assert!(
+            label(d, "hookline.io/nats-client"),
+            "{:?}",
+            d["metadata"]["name"]
+        );
+    }
+    assert!(
+        label(&worker, "hookline.io/database-client") && label(job, "hookline.io/database-client")
+    );
+    assert!(!label(&ingest, "hookline.io/database-client"));
+    let ingest_egress = serde_yaml::to_string(&find("NetworkPolicy", "ingest-egress")).unwrap();
+    assert!(
+        !ingest_egress.contains("5432"),
+        "ingest never reaches PostgreSQL"
+    );
+    let nats_policy = find("NetworkPolicy", "nats-clients-only");
+    assert_eq!(
+        nats_policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+            ["hookline.io/nats-client"],
+        "true"
+    );
+
+    // The NATS config parses as nats-server sees it, with the accounts file and the passwords
+    // the StatefulSet mounts and injects.
+    let generated = &kustomization["configMapGenerator"][0];
+    assert_eq!(generated["name"], "nats-accounts");
+    let accounts = deploy.join(generated["files"][0].as_str().unwrap());
+    let volumes = serde_yaml::to_string(&nats["spec"]["template"]["spec"]["volumes"]).unwrap();
+    assert!(volumes.contains("nats-accounts") && volumes.contains("nats-config"));
     let conf = find("ConfigMap", "nats-config")["data"]["nats.conf"]
         .as_str()
         .unwrap()
         .to_owned();
-    let path = std::env::temp_dir().join(format!("hookline-nats-{}.conf", std::process::id()));
-    std::fs::write(&path, conf).unwrap();
+    assert!(conf.contains("include ./hookline-accounts.conf"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("nats.conf"), conf).unwrap();
+    std::fs::copy(&accounts, dir.path().join("hookline-accounts.conf")).unwrap();
     let nats_server = std::env::var("HOOKLINE_NATS_SERVER")
         .map(|p| root.join(p))
         .unwrap_or_else(|_| root.join(".venv/bin/nats-server"));
-    run_ok(
-        Command::new(nats_server)
-            .arg("-t")
-            .arg("-c")
-            .arg(&path)
-            .env("POD_NAME", "nats-0"),
+    let users = keys(&find("Secret", "hookline-nats-users"), "stringData");
+    let mut cmd = Command::new(nats_server);
+    cmd.arg("-t")
+        .arg("-c")
+        .arg(dir.path().join("nats.conf"))
+        .env("POD_NAME", "nats-0");
+    for user in &users {
+        cmd.env(user, "test-password");
+    }
+    run_ok(&mut cmd);
+
+    // Optional manifests (CRDs, so no schema here): they name what exists.
+    let optional = deploy.join("kubernetes/optional");
+    let keda = &yaml_docs(&optional.join("keda-worker-scaler.yaml"))[0];
+    assert_eq!(keda["spec"]["scaleTargetRef"]["name"], "hookline-worker");
+    let trigger = &keda["spec"]["triggers"][0];
+    assert_eq!(trigger["type"], "nats-jetstream");
+    assert_eq!(trigger["metadata"]["stream"], "WEBHOOKS");
+    assert_eq!(trigger["metadata"]["consumer"], "hookline-worker");
+    assert_eq!(trigger["metadata"]["account"], "HOOKLINE");
+    assert!(keda["spec"]["maxReplicaCount"].as_u64().unwrap() * pool <= 90);
+    let rule = &yaml_docs(&optional.join("prometheus-rule.yaml"))[0];
+    let alerts = &yaml_docs(&deploy.join("prometheus/alerts.yml"))[0];
+    assert_eq!(
+        rule["spec"]["groups"], alerts["groups"],
+        "the PrometheusRule holds alerts.yml's rules"
     );
-    std::fs::remove_file(path).ok();
+    let monitor = &yaml_docs(&optional.join("pod-monitor.yaml"))[0];
+    assert_eq!(
+        monitor["spec"]["jobLabel"], "app",
+        "job names the alerts expect"
+    );
+}
+
+fn yaml_docs(path: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
+}
+
+fn env_value(container: &Value, name: &str) -> String {
+    container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name}"))["value"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 use serde::Deserialize as _;
