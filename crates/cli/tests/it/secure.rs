@@ -206,8 +206,36 @@ async fn each_binary_works_with_its_own_nats_user_over_tls_and_fails_clearly_wit
             .await
             .unwrap();
     assert!(tls_in_use, "the database connection is encrypted");
-    let (ok, out) = cli(&cli_env, &["dlq", "list"]);
-    assert!(ok, "hookline dlq list as hookline-cli: {out}");
+    // A signed but unparseable event: the worker dead-letters it (its own DLQ permissions); the
+    // cli user lists it, replays it (the worker dead-letters it again), and replays the archive.
+    let garbage = "{\"type\": 1}";
+    let headers = signing::resend_headers(RESEND_SECRET, "sec-garbage", garbage, signing::now());
+    assert_eq!(client.post("resend", &headers, garbage).await.status(), 200);
+    let env = &cli_env;
+    wait_until(
+        "the dead letter listed",
+        Duration::from_secs(30),
+        || async move {
+            let (ok, out) = cli(env, &["dlq", "list"]);
+            ok && out.contains("bad_shape")
+        },
+    )
+    .await;
+    let (ok, out) = cli(&cli_env, &["dlq", "replay", "--all"]);
+    assert!(ok, "hookline dlq replay as hookline-cli: {out}");
+    wait_until(
+        "dead-lettered again",
+        Duration::from_secs(30),
+        || async move {
+            let (ok, out) = cli(env, &["dlq", "list"]);
+            ok && out.contains("bad_shape")
+        },
+    )
+    .await;
+    let mut replay_env = cli_env.clone();
+    replay_env.push(("DATABASE_URL", db.clone()));
+    let (ok, out) = cli(&replay_env, &["replay", "--from", "1h"]);
+    assert!(ok, "hookline replay as hookline-cli: {out}");
     for log in [ingest.log_text(), worker.log_text()] {
         assert!(!log.contains("Permissions Violation"), "{log}");
     }
