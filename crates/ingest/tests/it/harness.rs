@@ -86,6 +86,19 @@ impl Ingest {
         s.info().await.unwrap().state.messages
     }
 
+    /// Ingest's `/metrics` text (on the public port: the harness sets no admin port).
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.base);
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The stored message at `seq`.
     pub async fn stored(&self, seq: u64) -> async_nats::jetstream::message::StreamMessage {
         let s = self.js.get_stream("WEBHOOKS").await.unwrap();

@@ -197,26 +197,14 @@ async fn a_full_stream_answers_503() {
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
             .unwrap_or(f64::NAN)
     };
-    let metrics = format!("{}/metrics", ingest.base);
-    let (m, http) = (&metrics, &ingest.http);
+    let i = &ingest;
     wait_until(
         "the stream gauges",
         Duration::from_secs(10),
-        || async move {
-            let text = http.get(m).send().await.unwrap().text().await.unwrap();
-            gauge(&text, "webhook_stream_messages ") == accepted as f64
-        },
+        || async move { gauge(&i.metrics().await, "webhook_stream_messages ") == accepted as f64 },
     )
     .await;
-    let text = ingest
-        .http
-        .get(&metrics)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = ingest.metrics().await;
     let fullness = gauge(&text, "webhook_stream_fullness_ratio ");
     assert!(fullness > 0.5 && fullness <= 1.0, "{fullness}: {text}");
     assert_eq!(
