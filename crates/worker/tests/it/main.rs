@@ -12,6 +12,7 @@ mod outages;
 mod reconcile;
 mod registration;
 mod replay;
+mod settings;
 mod sources;
 mod stack;
 mod starvation;
