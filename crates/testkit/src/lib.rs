@@ -15,7 +15,7 @@ pub mod tls;
 pub use http::WebhookClient;
 pub use nats::{NatsCluster, NatsServer};
 pub use postgres::Postgres;
-pub use process::Service;
+pub use process::{output_of, Service};
 pub use prometheus::Prometheus;
 
 use std::future::Future;

@@ -71,6 +71,20 @@ pub(crate) fn find_binary(name: &str, env_var: &str, fallbacks: &[PathBuf]) -> P
         })
 }
 
+/// Runs `cmd` to its end; returns success and all its output (stdout, then stderr): what tests of
+/// a binary's one-shot runs and refusals read.
+pub fn output_of(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// A server process under test: spawned with its output in a log file, signalled or killed for
 /// real, and waited on with a deadline.
 pub struct Service {

@@ -9,7 +9,7 @@ mod secure;
 
 use async_nats::jetstream;
 use hookline_core::Headers as _;
-use hookline_testkit::NatsServer;
+use hookline_testkit::{output_of, NatsServer};
 use hookline_worker::dead_letter::{self, Failure, Letter, Reason};
 
 fn hookline(nats: &NatsServer, args: &[&str]) -> (bool, String) {
@@ -25,17 +25,6 @@ fn hookline_with(nats: &NatsServer, env: &[(&str, &str)], args: &[&str]) -> (boo
             .env_remove("RESEND_WEBHOOK_SECRET")
             .envs(env.iter().copied()),
     )
-}
-
-/// Runs `cmd` to its end; returns success and all its output (stdout, then stderr).
-fn output_of(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 async fn dead_letter(js: &jetstream::Context, seq: u64, reason: Reason) {

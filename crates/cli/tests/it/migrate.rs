@@ -7,7 +7,7 @@ use std::process::Command;
 use hookline_testkit::Postgres;
 
 fn migrate(url: &str) -> (bool, String) {
-    super::output_of(
+    hookline_testkit::output_of(
         Command::new(env!("CARGO_BIN_EXE_hookline"))
             .arg("migrate")
             .env("DATABASE_URL", url),

@@ -61,7 +61,7 @@ fn password(var: &str) -> &'static str {
 }
 
 fn cli(env: &[(&'static str, String)], args: &[&str]) -> (bool, String) {
-    super::output_of(
+    hookline_testkit::output_of(
         Command::new(env!("CARGO_BIN_EXE_hookline"))
             .args(args)
             .env_remove("NATS_URL")

@@ -184,23 +184,15 @@ async fn a_bad_key_stops_the_binary_naming_the_variable() {
         ("RESEND_WEBHOOK_SECRET", ""),
         ("HOOKLINE_LOG_FORMAT", "xml"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_hookline-ingest"))
-            .env("NATS_URL", nats.url())
-            .env("HOOKLINE_LISTEN", format!("127.0.0.1:{}", free_port()))
-            .env_remove("TELNYX_PUBLIC_KEY")
-            .env_remove("RESEND_WEBHOOK_SECRET")
-            .env(var, value)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let (ok, text) = hookline_testkit::output_of(
+            Command::new(env!("CARGO_BIN_EXE_hookline-ingest"))
+                .env("NATS_URL", nats.url())
+                .env("HOOKLINE_LISTEN", format!("127.0.0.1:{}", free_port()))
+                .env_remove("TELNYX_PUBLIC_KEY")
+                .env_remove("RESEND_WEBHOOK_SECRET")
+                .env(var, value),
         );
-        assert!(
-            !out.status.success(),
-            "{var}={value}: started anyway: {text}"
-        );
+        assert!(!ok, "{var}={value}: started anyway: {text}");
         let named = if value.is_empty() {
             text.contains("no provider is configured") && text.contains("TELNYX_PUBLIC_KEY")
         } else {

@@ -4,19 +4,13 @@
 use std::process::Command;
 
 fn start(env: &[(&str, &str)]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hookline-worker"))
-        .env_remove("DATABASE_URL")
-        .env("NATS_URL", "nats://127.0.0.1:1")
-        .env("HOOKLINE_WORKER_LISTEN", "127.0.0.1:0")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    hookline_testkit::output_of(
+        Command::new(env!("CARGO_BIN_EXE_hookline-worker"))
+            .env_remove("DATABASE_URL")
+            .env("NATS_URL", "nats://127.0.0.1:1")
+            .env("HOOKLINE_WORKER_LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied()),
+    )
 }
 
 #[test]
