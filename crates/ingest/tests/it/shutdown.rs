@@ -62,7 +62,27 @@ async fn sigterm_answers_the_request_in_flight_stores_it_and_exits_by_the_deadli
     conn.write_all(head.as_bytes()).await.unwrap();
     let (half, rest) = body.as_bytes().split_at(body.len() / 2);
     conn.write_all(half).await.unwrap();
-    // The request is in flight: its head read, half of its body sent.
+    // The request is in flight once ingest has read its head and taken a slot for it (a signal
+    // before that would find an idle connection, which a graceful shutdown rightly closes).
+    let metrics = WebhookClient::new(format!("http://127.0.0.1:{port}"));
+    let m = &metrics;
+    wait_until(
+        "the request in flight",
+        Duration::from_secs(5),
+        || async move {
+            let text = m
+                .http
+                .get(format!("{}/metrics", m.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines().any(|l| l == "webhook_inflight_requests 1")
+        },
+    )
+    .await;
     let term = Instant::now();
     ingest.signal("TERM");
     wait_until(
