@@ -91,11 +91,11 @@ pub async fn replay(
         progress(&report, total);
         return Ok(report);
     }
-    let mut after = 0i64;
+    let mut after = queries::PageCursor::default();
     loop {
-        let page = queries::events_page(pool, &window, after, args.page_size).await?;
+        let page = queries::events_page(pool, &window, &after, args.page_size).await?;
         let Some(last) = page.last() else { break };
-        after = last.id;
+        after = queries::PageCursor::after(last);
         // Publish the page with its PubAcks in flight together, then await them all.
         let mut acks = Vec::with_capacity(page.len());
         for e in &page {
@@ -103,7 +103,7 @@ pub async fn replay(
                 anyhow::bail!(
                     "event {} is from {:?}, which is neither a built-in provider nor a source in \
                      HOOKLINE_SOURCES_FILE: its decoder's headers cannot be rebuilt",
-                    e.id,
+                    e.event_id,
                     e.provider
                 );
             };

@@ -16,7 +16,7 @@ pub struct EventWindow<'a> {
 /// A stored event as replay re-publishes it: the provider's body exactly as received.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredEvent {
-    pub id: i64,
+    pub received_at: DateTime<Utc>,
     pub provider: String,
     pub event_id: String,
     pub event_type: String,
@@ -37,24 +37,49 @@ pub async fn count_events(pool: &PgPool, w: &EventWindow<'_>) -> sqlx::Result<i6
     .await
 }
 
-/// The window's events with `id > after`, in id order, at most `limit`.
+/// Where a page of a replay window ends: events are paged in (received_at, provider, event_id)
+/// order, the key a stored event has since the log is partitioned (no id column).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageCursor {
+    pub received_at: Option<DateTime<Utc>>,
+    pub provider: String,
+    pub event_id: String,
+}
+
+impl PageCursor {
+    /// The cursor just past `e`.
+    pub fn after(e: &StoredEvent) -> Self {
+        Self {
+            received_at: Some(e.received_at),
+            provider: e.provider.clone(),
+            event_id: e.event_id.clone(),
+        }
+    }
+}
+
+/// The window's events past `after` (from the start when it is the default), in key order, at
+/// most `limit`. The window prunes the log to its days' partitions.
 pub async fn events_page(
     pool: &PgPool,
     w: &EventWindow<'_>,
-    after: i64,
+    after: &PageCursor,
     limit: i64,
 ) -> sqlx::Result<Vec<StoredEvent>> {
     sqlx::query_as(
-        "SELECT id, provider, event_id, event_type, provider_message_id, payload::text AS payload \
+        "SELECT received_at, provider, event_id, event_type, provider_message_id, \
+                payload::text AS payload \
          FROM delivery_events \
-         WHERE id > $1 AND received_at >= $2 AND received_at < $3 \
+         WHERE received_at >= greatest($1, $2) AND received_at < $3 \
            AND ($4::text IS NULL OR provider = $4) \
-         ORDER BY id LIMIT $5",
+           AND ($1 IS NULL OR (received_at, provider, event_id) > ($1, $5, $6)) \
+         ORDER BY received_at, provider, event_id LIMIT $7",
     )
-    .bind(after)
+    .bind(after.received_at)
     .bind(w.from)
     .bind(w.to)
     .bind(w.provider)
+    .bind(&after.provider)
+    .bind(&after.event_id)
     .bind(limit.max(1))
     .fetch_all(pool)
     .await

@@ -1,30 +1,27 @@
-//! The bulk writer: one transaction per batch, two statements whatever the batch size. Events are
-//! appended to `delivery_events` (duplicates absorbed by the unique key), then the touched
-//! recipients are recomputed by `refresh_recipients` (migrations/), whose triggers keep the batch
-//! counters. Idempotency and ordering live in the schema, so redelivery is always safe here.
+//! The bulk writer: one transaction per batch, a fixed number of statements whatever the batch
+//! size. Events are appended to the partitioned `delivery_events` by `store_events` (duplicates
+//! within the dedup window absorbed), then the touched recipients get this transaction's events
+//! merged in by `refresh_recipients` (migrations/), whose triggers keep the batch counters.
+//! Idempotency and ordering live in the schema, so redelivery is always safe here.
 
-use std::collections::HashSet;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use hookline_core::DeliveryEvent;
 use sqlx::PgPool;
 use thiserror::Error;
 
 use crate::failure::Cause;
 
-/// `$1..$11` are parallel arrays, one element per event. Events about no message (NULL id) are
-/// stored and refresh nothing.
+/// `$1..$11` are parallel arrays, one element per event; `$12` the dedup window in seconds
+/// (NULL: every stored event counts). Events about no message (NULL id) are stored and refresh
+/// nothing. Idempotency lives in `store_events` (migrations/): an event stored within the window
+/// is skipped, whichever day's partition holds it.
 const INSERT_EVENTS: &str = r#"
-INSERT INTO delivery_events
-    (provider, event_id, provider_message_id, event_type, status, engagement,
-     occurred_at, error_code, error_description, provider_status, payload)
-SELECT u.provider, u.event_id, u.message_id, u.event_type, u.status, u.engagement,
-       u.occurred_at, u.error_code, u.error_description, u.provider_status, u.payload::json
-FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::timestamptz[], $8::text[], $9::text[], $11::text[], $10::text[])
-     AS u (provider, event_id, message_id, event_type, status, engagement,
-           occurred_at, error_code, error_description, provider_status, payload)
-ON CONFLICT (provider, event_id) DO NOTHING
-RETURNING provider, provider_message_id
+SELECT stored_provider, stored_message_id
+FROM store_events($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                  $7::timestamptz[], $8::text[], $9::text[], $11::text[], $10::text[],
+                  make_interval(secs => $12::float8))
 "#;
 
 /// Replayed events (`hookline replay`) that are already stored: their derived columns are
@@ -39,7 +36,8 @@ WITH u AS (
          AS u (provider, event_id, message_id, event_type, status, engagement,
                occurred_at, error_code, error_description, provider_status, payload)
 ), changed AS (
-    SELECT DISTINCT ON (d.id) d.id, d.provider, d.provider_message_id AS old_message_id,
+    SELECT DISTINCT ON (d.provider, d.event_id) d.provider, d.event_id, d.received_at,
+           d.provider_message_id AS old_message_id,
            u.message_id, u.event_type, u.status, u.engagement, u.occurred_at, u.error_code,
            u.error_description, u.provider_status
     FROM delivery_events d
@@ -55,15 +53,18 @@ WITH u AS (
         engagement = c.engagement, occurred_at = c.occurred_at, error_code = c.error_code,
         error_description = c.error_description, provider_status = c.provider_status
     FROM changed c
-    WHERE d.id = c.id
-    RETURNING d.provider, d.provider_message_id
+    WHERE d.provider = c.provider AND d.event_id = c.event_id AND d.received_at = c.received_at
+    RETURNING d.provider, d.provider_message_id, d.received_at
 )
-SELECT provider, provider_message_id FROM updated WHERE provider_message_id IS NOT NULL
+SELECT provider, provider_message_id, received_at FROM updated
+WHERE provider_message_id IS NOT NULL
 UNION
-SELECT provider, old_message_id FROM changed WHERE old_message_id IS NOT NULL
+SELECT provider, old_message_id, received_at FROM changed WHERE old_message_id IS NOT NULL
 "#;
 
-const REFRESH: &str = "SELECT refresh_recipients($1::text[], $2::text[])";
+/// Keys with the received time of the events to merge (NULL: this transaction's own rows).
+const REFRESH: &str = "SELECT refresh_recipients($1::text[], $2::text[], false, \
+                       $3::timestamptz[], $3::timestamptz[])";
 
 /// Each address of a message sent to several (`$1..$7` parallel arrays, one element per address
 /// and event), by the monotonic rule: a higher rank wins, an equal rank takes the later event.
@@ -256,15 +257,31 @@ async fn upsert_addresses(
     Ok(())
 }
 
+/// How long a stored event still absorbs its provider's retries by default: more than twice the
+/// longest documented retry span of a built-in provider (`BuiltIn::retry_span`, tested below),
+/// so that a retry schedule started during an outage of ours is still covered.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(72 * 3600);
+
 #[derive(Clone)]
 pub struct BatchWriter {
     pool: PgPool,
     crash: Option<std::sync::Arc<CrashPlan>>,
+    dedup_window: Duration,
 }
 
 impl BatchWriter {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, crash: None }
+        Self {
+            pool,
+            crash: None,
+            dedup_window: DEFAULT_DEDUP_WINDOW,
+        }
+    }
+
+    /// Events stored longer ago than `window` no longer absorb a redelivery (replays aside).
+    pub fn with_dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window = window;
+        self
     }
 
     pub fn with_crash_plan(mut self, plan: CrashPlan) -> Self {
@@ -291,8 +308,8 @@ impl BatchWriter {
             provider_status: vec![Some("canary".to_owned())],
         };
         let mut tx = self.pool.begin().await?;
-        let inserted = insert_events(&mut tx, &canary).await?;
-        refresh(&mut tx, keys_of(inserted)).await?;
+        let (_, keys) = insert_events(&mut tx, &canary, Some(self.dedup_window)).await?;
+        refresh(&mut tx, keys).await?;
         tx.rollback().await?;
         Ok(())
     }
@@ -304,9 +321,10 @@ impl BatchWriter {
             return Ok(WriteOutcome::default());
         }
         let mut tx = self.pool.begin().await?;
-        let inserted = insert_events(&mut tx, &Columns::of(records.iter())).await?;
-        let inserted_count = inserted.len();
-        let mut keys = keys_of(inserted);
+        // A replayed event may be older than the window: it must be found wherever it is.
+        let window = (!records.iter().any(|r| r.replay)).then_some(self.dedup_window);
+        let (inserted_count, mut keys) =
+            insert_events(&mut tx, &Columns::of(records.iter()), window).await?;
         let rederived = rederive(&mut tx, records).await?;
         let rederived_count = rederived.len();
         keys.extend(rederived);
@@ -395,17 +413,12 @@ impl Columns {
     }
 }
 
-/// Runs `sql` (`INSERT_EVENTS` or `REDERIVE_EVENTS`: the same eleven parameters) over `c`.
-async fn with_columns<T>(
-    tx: &mut sqlx::PgConnection,
-    sql: &'static str,
-    c: &Columns,
-) -> Result<Vec<T>, sqlx::Error>
-where
-    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-{
-    sqlx::query_as(sql)
-        .bind(&c.provider)
+/// Binds `c` as the eleven parameters `INSERT_EVENTS` and `REDERIVE_EVENTS` share.
+fn bind_columns<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    c: &'q Columns,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    q.bind(&c.provider)
         .bind(&c.event_id)
         .bind(&c.message_id)
         .bind(&c.event_type)
@@ -416,51 +429,84 @@ where
         .bind(&c.error_description)
         .bind(&c.payload)
         .bind(&c.provider_status)
-        .fetch_all(&mut *tx)
-        .await
 }
 
-/// Appends the events; returns `(provider, message)` of those not already stored.
+/// A message to refresh, and when the events to merge into it were received (None: in this
+/// transaction).
+type RefreshKey = (String, String, Option<DateTime<Utc>>);
+
+/// Appends the events not stored within `dedup_window` (None: ever); returns how many were
+/// stored now, and the messages to refresh for them.
 async fn insert_events(
     tx: &mut sqlx::PgConnection,
     c: &Columns,
-) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
-    with_columns(tx, INSERT_EVENTS, c).await
-}
-
-/// The messages to refresh: those of inserted events that are about a message.
-fn keys_of(inserted: Vec<(String, Option<String>)>) -> HashSet<(String, String)> {
-    inserted
+    dedup_window: Option<Duration>,
+) -> Result<(usize, Vec<RefreshKey>), sqlx::Error> {
+    let stored: Vec<(String, Option<String>)> = bind_columns(sqlx::query_as(INSERT_EVENTS), c)
+        .bind(dedup_window.map(|w| w.as_secs_f64()))
+        .fetch_all(&mut *tx)
+        .await?;
+    let count = stored.len();
+    let keys = stored
         .into_iter()
-        .filter_map(|(p, m)| Some((p, m?)))
-        .collect()
+        .filter_map(|(p, m)| Some((p, m?, None)))
+        .collect();
+    Ok((count, keys))
 }
 
 /// Replayed events already stored get their derived columns recomputed; returns the (old and
-/// new) messages of those that changed.
+/// new) messages of those that changed, with the rows' received times.
 async fn rederive(
     tx: &mut sqlx::PgConnection,
     records: &[EventRecord<'_>],
-) -> Result<Vec<(String, String)>, sqlx::Error> {
+) -> Result<Vec<RefreshKey>, sqlx::Error> {
     if !records.iter().any(|r| r.replay) {
         return Ok(Vec::new());
     }
     let c = Columns::of(records.iter().filter(|r| r.replay));
-    with_columns(tx, REDERIVE_EVENTS, &c).await
+    let rows: Vec<(String, String, DateTime<Utc>)> =
+        bind_columns(sqlx::query_as(REDERIVE_EVENTS), &c)
+            .fetch_all(&mut *tx)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(p, m, at)| (p, m, Some(at)))
+        .collect())
 }
 
-/// Recomputes the recipients of `keys`; returns how many rows changed.
-async fn refresh(
-    tx: &mut sqlx::PgConnection,
-    keys: HashSet<(String, String)>,
-) -> Result<i32, sqlx::Error> {
+/// Merges the given events into their messages' recipients; returns how many rows changed.
+async fn refresh(tx: &mut sqlx::PgConnection, keys: Vec<RefreshKey>) -> Result<i32, sqlx::Error> {
     if keys.is_empty() {
         return Ok(0);
     }
-    let (providers, messages): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+    let mut providers = Vec::with_capacity(keys.len());
+    let mut messages = Vec::with_capacity(keys.len());
+    let mut received = Vec::with_capacity(keys.len());
+    for (p, m, at) in keys {
+        providers.push(p);
+        messages.push(m);
+        received.push(at);
+    }
     sqlx::query_scalar(REFRESH)
         .bind(providers)
         .bind(messages)
+        .bind(received)
         .fetch_one(&mut *tx)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_dedup_window_covers_twice_every_providers_retry_span() {
+        for b in hookline_core::providers::BUILT_IN {
+            assert!(
+                super::DEFAULT_DEDUP_WINDOW >= 2 * b.retry_span(),
+                "{}: retries for {:?}, the window is {:?}",
+                b.name(),
+                b.retry_span(),
+                super::DEFAULT_DEDUP_WINDOW
+            );
+        }
+    }
 }

@@ -221,6 +221,10 @@ pub trait BuiltIn: Sync {
     /// How its webhooks are signed, in a few words (benchmark tables, docs).
     fn scheme(&self) -> &'static str;
 
+    /// How long after the first attempt the provider may still retry an unanswered webhook, by
+    /// its documented schedule: the event log's dedup window must cover it.
+    fn retry_span(&self) -> std::time::Duration;
+
     /// Ingest's settings: the keys that verify this provider's signatures.
     fn verify_settings(&self) -> &'static [Setting];
 

@@ -77,6 +77,13 @@ impl BuiltIn for ResendKind {
         "Svix HMAC-SHA256"
     }
 
+    fn retry_span(&self) -> std::time::Duration {
+        // resend.com/docs/webhooks/retries-and-replays: after the first attempt, 5 s, 5 min,
+        // 30 min, 2 h, 5 h, 10 h and 10 h: 27 h 35 min 5 s in all. (A manual replay from the
+        // dashboard can come at any time; `store_events` keeps it once within the window.)
+        std::time::Duration::from_secs(5 + 5 * 60 + 30 * 60 + (2 + 5 + 10 + 10) * 3600)
+    }
+
     fn verify_settings(&self) -> &'static [Setting] {
         std::slice::from_ref(&SECRET)
     }

@@ -78,6 +78,13 @@ impl BuiltIn for TelnyxKind {
         "Ed25519 over timestamp and body"
     }
 
+    fn retry_span(&self) -> std::time::Duration {
+        // Telnyx documents that it retries a webhook not answered in time, then sends it to the
+        // failover URL, without a schedule; its attempts come within minutes. An hour, to be
+        // safe.
+        std::time::Duration::from_secs(3600)
+    }
+
     fn verify_settings(&self) -> &'static [Setting] {
         std::slice::from_ref(&PUBLIC_KEY)
     }

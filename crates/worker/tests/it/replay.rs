@@ -119,12 +119,21 @@ async fn replaying_everything_changes_nothing_and_a_replay_repairs_corrupted_sta
         .execute(pool)
         .await
         .unwrap();
-    // Its recipient is registered again so it carries exactly the state the buggy decoder
-    // would have produced (state is monotonic: a later refresh never lowers a status).
+    // Its recipient is registered again, as if its events had come first (noted in
+    // early_messages), so it carries exactly the state the buggy decoder would have produced
+    // (state is monotonic: a later refresh never lowers a status).
     sqlx::query("DELETE FROM recipients WHERE provider_message_id = 'sms-1'")
         .execute(pool)
         .await
         .unwrap();
+    sqlx::query(
+        "INSERT INTO early_messages \
+         SELECT provider, provider_message_id, min(received_at), max(received_at) \
+         FROM delivery_events WHERE provider_message_id = 'sms-1' GROUP BY 1, 2",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
     add_recipient(pool, &batch, "telnyx", "sms-1").await;
     assert_eq!(status(pool, "telnyx", "sms-1").await, "sent");
     assert_ne!(snapshot(pool).await, before);
