@@ -12,12 +12,15 @@
 \endif
 \set ON_ERROR_STOP on
 
+-- Summed over the log's partitions (pg_partition_tree gives a plain table as its own leaf).
 CREATE TEMP VIEW storage_now AS
-SELECT pg_relation_size('delivery_events') AS heap,
-       coalesce((SELECT pg_total_relation_size(reltoastrelid) FROM pg_class
-                 WHERE oid = 'delivery_events'::regclass AND reltoastrelid <> 0), 0) AS toast,
-       pg_indexes_size('delivery_events') AS indexes;
-
+SELECT sum(pg_relation_size(c.oid)) AS heap,
+       sum(CASE WHEN c.reltoastrelid <> 0 THEN pg_total_relation_size(c.reltoastrelid) ELSE 0 END)
+           AS toast,
+       sum(pg_indexes_size(c.oid)) AS indexes
+FROM pg_partition_tree('delivery_events') AS t
+JOIN pg_class c ON c.oid = t.relid
+WHERE t.isleaf;
 
 -- Sizes when a run starts (rolled back with it), and the report of what the run added.
 CREATE TEMP TABLE before AS SELECT * FROM storage_now WITH NO DATA;

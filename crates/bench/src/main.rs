@@ -74,7 +74,17 @@ struct Cli {
     #[arg(long, default_value_t = 100_000)]
     worker_events: u64,
 
-    /// Only these sections (comma-separated: verify, http, flood, broker, worker, e2e); default all. A partial
+    /// Rows of history in the event log for the lifecycle section (small bodies: what the
+    /// comparison tests is index depth and partition count, not body bytes).
+    #[arg(long, default_value_t = 50_000_000)]
+    log_rows: u64,
+
+    /// Days of history (one partition each) the lifecycle section's rows spread over.
+    #[arg(long, default_value_t = 30)]
+    log_days: u32,
+
+    /// Only these sections (comma-separated: verify, http, flood, broker, worker, e2e,
+    /// lifecycle); default all but lifecycle (minutes of setup; the smoke run includes it). A partial
     /// run is printed but not written as latest.json.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -477,7 +487,10 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
     );
     let mut results = serde_json::Map::new();
 
-    let want = |section: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == section);
+    let want = |section: &str| {
+        cli.only.iter().any(|o| o == section)
+            || (cli.only.is_empty() && (section != "lifecycle" || cli.smoke))
+    };
     let js = jetstream::new(async_nats::connect(ctx.nats.url()).await?);
     let (mut ingest_rss, mut worker_rss, mut e2e_ingest_rss, mut e2e_worker_rss) =
         (0u64, 0u64, 0u64, 0u64);
@@ -746,7 +759,7 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
     }
 
     let admin = pool(&ctx.pg, "postgres", 1).await?;
-    if want("worker") || want("e2e") {
+    if want("worker") || want("e2e") || want("lifecycle") {
         // 3. Workers and their ceilings.
         eprintln!(
             "[3/5] worker: registering {} recipients…",
@@ -851,6 +864,18 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
         );
         drop(worker);
         drop(ingest);
+    }
+
+    if want("lifecycle") {
+        let (rows, days) = if cli.smoke {
+            (20_000, 4)
+        } else {
+            (cli.log_rows, cli.log_days.max(2))
+        };
+        results.insert(
+            "lifecycle".into(),
+            lifecycle(&ctx, &admin, &js, worker_events, rows, days).await?,
+        );
     }
 
     // 5. Peak RSS over the whole run.
@@ -1003,6 +1028,16 @@ async fn register(pool: &PgPool, provider: &str, messages: u64) -> anyhow::Resul
 /// A fresh WEBHOOKS stream holding `events` stored webhooks (two per message), as ingest would
 /// have stored them.
 async fn prefill(js: &jetstream::Context, traffic: &Traffic, events: u64) -> anyhow::Result<()> {
+    prefill_run(js, traffic, events, "prefill").await
+}
+
+/// As `prefill`, with the event ids of run `run` (so that a second fill is new events).
+async fn prefill_run(
+    js: &jetstream::Context,
+    traffic: &Traffic,
+    events: u64,
+    run: &str,
+) -> anyhow::Result<()> {
     let _ = js.delete_stream("WEBHOOKS").await;
     let mut args = <StreamOnly as Parser>::parse_from(["x"]).stream;
     args.stream_max_bytes = 8 << 30;
@@ -1010,7 +1045,7 @@ async fn prefill(js: &jetstream::Context, traffic: &Traffic, events: u64) -> any
     let decoder = traffic.provider.decoder();
     let acks = futures::stream::iter(0..events)
         .map(|i| {
-            let (_, headers, body) = traffic.parts("prefill", i, (events / 2).max(1));
+            let (_, headers, body) = traffic.parts(run, i, (events / 2).max(1));
             let envelope = decoder.envelope(&headers, &body);
             let mut h = async_nats::HeaderMap::new();
             for (k, v) in &headers {
@@ -1059,6 +1094,10 @@ async fn start_worker(ctx: &Ctx, db: &str, n: usize) -> anyhow::Result<(Service,
 
 /// Starts `n` workers on a prefilled stream; events/s between 5 % and 95 % stored, peak RSS.
 async fn run_workers(ctx: &Ctx, db: &str, n: usize, events: u64) -> anyhow::Result<(f64, u64)> {
+    let pool = pool(&ctx.pg, db, 1).await?;
+    // Rows received from now on: the log may hold history (the lifecycle section).
+    let since: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT now()").fetch_one(&pool).await?;
     let mut workers = Vec::new();
     for i in 0..n {
         workers.push(start_worker(ctx, db, i).await?);
@@ -1102,12 +1141,13 @@ async fn run_workers(ctx: &Ctx, db: &str, n: usize, events: u64) -> anyhow::Resu
         .collect();
     eprintln!("      worker 0, mean per batch: {}", stages.join(", "));
     // Let them finish, then check the result is right, not just fast.
-    let pool = pool(&ctx.pg, db, 1).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_events")
-            .fetch_one(&pool)
-            .await?;
+        let stored: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM delivery_events WHERE received_at >= $1")
+                .bind(since)
+                .fetch_one(&pool)
+                .await?;
         if stored as u64 >= events {
             break;
         }
@@ -1128,6 +1168,152 @@ async fn run_workers(ctx: &Ctx, db: &str, n: usize, events: u64) -> anyhow::Resu
         events / 2
     );
     Ok((rate, rss))
+}
+
+/// The lifecycle section: one worker's throughput on an empty event log and on one holding
+/// `rows` events over `days` past days' partitions (same run, same recipients); then, on the
+/// full log, the longest stall of a worker writing at full speed while one day's partition is
+/// dropped (`hookline_store::lifecycle::maintain`, as `hookline maintain` runs it).
+async fn lifecycle(
+    ctx: &Ctx,
+    admin: &PgPool,
+    js: &jetstream::Context,
+    events: u64,
+    rows: u64,
+    days: u32,
+) -> anyhow::Result<Value> {
+    eprintln!("[lifecycle] one worker, empty event log: {events} events…");
+    let empty = fresh_db(admin, "log_empty").await?;
+    prefill(js, &ctx.traffic, events).await?;
+    let (rate_empty, _) = run_workers(ctx, &empty, 1, events).await?;
+
+    let full = fresh_db(admin, "log_full").await?;
+    let db = pool(&ctx.pg, &full, 2).await?;
+    let provider = ctx.traffic.provider.name();
+    let filled = Instant::now();
+    sqlx::query(
+        "SELECT create_event_partition(((now() AT TIME ZONE 'UTC')::date - d)) \
+         FROM generate_series(1, $1) AS d",
+    )
+    .bind(days as i32)
+    .execute(&db)
+    .await?;
+    let chunk = 1_000_000u64.min(rows.max(1));
+    let mut done = 0;
+    while done < rows {
+        let n = chunk.min(rows - done);
+        // Spread over the past days (never today), two events per message, as traffic is.
+        sqlx::query(
+            "INSERT INTO delivery_events (received_at, occurred_at, provider, event_id, \
+                 provider_message_id, event_type, status, provider_status, payload) \
+             SELECT t, t, $3, 'fill-' || i, 'fm-' || (i / 2), 'message.sent', 'sent', 'sent', \
+                    '{\"fill\": true}' \
+             FROM generate_series($1::bigint, $2::bigint - 1) AS i, \
+                  LATERAL (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' \
+                                  - make_interval(days => 1 + (i % $4)::int) \
+                                  + make_interval(secs => (i * 7919) % 86400) AS t) AS x",
+        )
+        .bind(done as i64)
+        .bind((done + n) as i64)
+        .bind(provider)
+        .bind(days as i64)
+        .execute(&db)
+        .await?;
+        done += n;
+        eprintln!(
+            "[lifecycle] history: {done} of {rows} rows over {days} days ({:.0} s)",
+            filled.elapsed().as_secs_f64()
+        );
+    }
+    sqlx::query("VACUUM ANALYZE delivery_events")
+        .execute(&db)
+        .await?;
+    let fill_secs = filled.elapsed().as_secs_f64();
+    let log_bytes: i64 = sqlx::query_scalar(
+        "SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree('delivery_events')",
+    )
+    .fetch_one(&db)
+    .await?;
+    eprintln!("[lifecycle] one worker, {rows}-row log over {days} partitions: {events} events…");
+    prefill(js, &ctx.traffic, events).await?;
+    let (rate_full, _) = run_workers(ctx, &full, 1, events).await?;
+
+    // A drop while a worker writes at full speed: new events (another run's ids) for the same
+    // recipients, and retention set so that exactly the oldest day is past it.
+    eprintln!("[lifecycle] dropping the oldest day's partition while a worker writes…");
+    prefill_run(js, &ctx.traffic, events, "drop").await?;
+    let (worker, addr) = start_worker(ctx, &full, 0).await?;
+    let processed = || async {
+        Ok::<_, anyhow::Error>(metric_sum(&scrape(addr).await?, "webhook_processed_total"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processed().await? < events as f64 * 0.2 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the worker did not start writing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut settings = hookline_store::lifecycle::RetentionArgs::defaults();
+    settings.event_retention_days = days - 1;
+    let drop_pool = db.clone();
+    let mut dropping = Some(tokio::spawn(async move {
+        let started = Instant::now();
+        let report = hookline_store::lifecycle::maintain(&drop_pool, &settings, false).await;
+        (started.elapsed(), report)
+    }));
+    // Sample progress until the drop is over and a second more: the longest time without a
+    // commit is the stall.
+    let (mut last, mut last_change, mut stall) =
+        (processed().await?, Instant::now(), Duration::ZERO);
+    let mut drop_result = None;
+    let mut over_at = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = processed().await?;
+        if now > last {
+            stall = stall.max(last_change.elapsed());
+            last = now;
+            last_change = Instant::now();
+        }
+        if let Some(d) = dropping.take_if(|d| d.is_finished()) {
+            drop_result = Some(d.await?);
+            over_at = Some(Instant::now());
+        }
+        let finished = last >= events as f64;
+        if finished || over_at.is_some_and(|t| t.elapsed() > Duration::from_secs(1)) {
+            if !finished {
+                stall = stall.max(last_change.elapsed());
+            }
+            break;
+        }
+    }
+    let drop_result = match (drop_result, dropping) {
+        (Some(r), _) => r,
+        (None, Some(d)) => d.await?,
+        (None, None) => unreachable!("the drop is either awaited or still running"),
+    };
+    drop(worker);
+    let (drop_took, report) = drop_result;
+    let report = report?.ok_or_else(|| anyhow::anyhow!("another maintainer held the lock"))?;
+    anyhow::ensure!(
+        report.dropped.len() == 1,
+        "expected the oldest day dropped, got {report:?}"
+    );
+    let drop_during_writes = last < events as f64;
+    Ok(json!({
+        "log_rows": rows,
+        "log_days": days,
+        "log_bytes": log_bytes,
+        "fill_secs": fill_secs.round(),
+        "empty_log_events_per_s": rate_empty.round(),
+        "full_log_events_per_s": rate_full.round(),
+        "ratio_full_to_empty": rate_full / rate_empty,
+        "drop_partition_ms": drop_took.as_millis() as u64,
+        "drop_rows": report.rows_dropped(),
+        "drop_while_writing": drop_during_writes,
+        "max_worker_stall_ms": stall.as_millis() as u64,
+    }))
 }
 
 fn f(v: &Value) -> String {
@@ -1273,6 +1459,24 @@ fn print_table(report: &Value) {
         "| 2 workers into PostgreSQL | {} events/s | | | ≥ 20,000 |",
         f(&w["workers_2"]["events_per_s"])
     );
+    let l = &r["lifecycle"];
+    if l.is_object() {
+        println!(
+            "| 1 worker, event log holding {} rows over {} days ({} bytes) | {} events/s | empty log {} events/s | {} | ≥ 0.90 |",
+            f(&l["log_rows"]),
+            f(&l["log_days"]),
+            f(&l["log_bytes"]),
+            f(&l["full_log_events_per_s"]),
+            f(&l["empty_log_events_per_s"]),
+            f(&l["ratio_full_to_empty"])
+        );
+        println!(
+            "| drop one day's partition ({} rows) while a worker writes | {} ms; longest worker stall {} ms | | | stall ≤ 1000 ms |",
+            f(&l["drop_rows"]),
+            f(&l["drop_partition_ms"]),
+            f(&l["max_worker_stall_ms"])
+        );
+    }
     println!(
         "| end-to-end lag at {} events/s | p50 {} ms, p99 {} ms | | | p99 < 2000 ms |",
         f(&e["rate"]),

@@ -6,6 +6,7 @@ mod check;
 mod connect;
 mod demo;
 mod dlq;
+mod maintain;
 mod probe;
 mod reconcile;
 mod replay;
@@ -51,6 +52,9 @@ enum Command {
     /// Re-publish archived events (delivery_events) received in a time range, so the workers
     /// re-derive state from their payloads (after a decoder fix). Dead letters: `hookline dlq replay`.
     Replay(replay::ReplayCmd),
+    /// Keep the data lifecycle: create the event log's partitions ahead, drop days past event
+    /// retention, delete finished batches past theirs (`--dry-run` shows what would go).
+    Maintain(maintain::MaintainArgs),
     /// Exit 0 if a URL answers 2xx (healthchecks in images without curl).
     Probe(probe::ProbeArgs),
     /// Register a sample batch, send signed webhooks for every provider, show the resulting rows.
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Check(a) => check::check(a).await,
         Command::Demo(a) => demo::demo(a).await,
         Command::Dlq(a) => dlq::dlq(a).await,
+        Command::Maintain(a) => maintain::maintain(a).await,
         Command::Probe(a) => probe::probe(a).await,
         Command::Reconcile(a) => reconcile::reconcile(a).await,
         Command::Replay(a) => replay::replay(a).await,

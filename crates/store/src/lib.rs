@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod failure;
+pub mod lifecycle;
 pub mod migrate;
 pub mod queries;
 pub mod writer;

@@ -113,6 +113,21 @@ pub struct WorkerConfig {
     #[arg(long, env = "HOOKLINE_SHUTDOWN_DEADLINE_MS", default_value_t = 20_000)]
     pub shutdown_deadline_ms: u64,
 
+    /// How long a stored event absorbs a redelivery of itself, in hours: an event whose id was
+    /// stored longer ago is stored again (replays excepted). Must cover the providers' retry
+    /// schedules (the default is twice the longest) and stay within event retention.
+    #[arg(long, env = "HOOKLINE_DEDUP_WINDOW_HOURS", default_value_t = 72,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub dedup_window_hours: u64,
+
+    #[command(flatten)]
+    pub retention: hookline_store::lifecycle::RetentionArgs,
+
+    /// How often this worker runs the data lifecycle (`hookline maintain`: partitions ahead,
+    /// retention), in seconds; 0: never (leave it to a CronJob). One worker at a time does it.
+    #[arg(long, env = "HOOKLINE_MAINTAIN_EVERY_SECS", default_value_t = 3600)]
+    pub maintain_every_secs: u64,
+
     /// Test hook: `before_commit:N` or `after_commit:N` aborts the process (as `kill -9` would)
     /// at that point of its Nth database transaction. For fault tests only.
     #[arg(long, env = "HOOKLINE_FAULT_CRASH", hide = true)]
@@ -134,6 +149,9 @@ impl WorkerConfig {
             self.db_pool_size,
             self.writers
         );
+        self.retention
+            .check_covers(self.dedup_window())
+            .map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
             self.retry_base_ms <= self.retry_max_ms,
             "HOOKLINE_RETRY_BASE_MS ({}) is above HOOKLINE_RETRY_MAX_MS ({})",
@@ -141,6 +159,10 @@ impl WorkerConfig {
             self.retry_max_ms
         );
         Ok(())
+    }
+
+    pub fn dedup_window(&self) -> Duration {
+        Duration::from_secs(self.dedup_window_hours * 3600)
     }
 
     pub fn batch_settings(&self) -> BatchSettings {

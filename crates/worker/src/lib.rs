@@ -51,6 +51,8 @@ pub struct Worker {
     consumer_name: String,
     dlq_stream: String,
     sweep_every: Duration,
+    retention: hookline_store::lifecycle::RetentionArgs,
+    maintain_every: Duration,
     shutdown_deadline: Duration,
 }
 
@@ -92,7 +94,7 @@ impl Worker {
             .await?;
         let providers = hookline_runtime::sources::decoders(config.sources_file.as_deref())?;
         let pool = connect_db(config).await?;
-        let mut writer = BatchWriter::new(pool.clone());
+        let mut writer = BatchWriter::new(pool.clone()).with_dedup_window(config.dedup_window());
         if let Some(plan) = crash {
             writer = writer.with_crash_plan(plan);
         }
@@ -115,6 +117,8 @@ impl Worker {
             consumer_name: config.consumer.consumer.clone(),
             dlq_stream: config.dlq.dlq_stream.clone(),
             sweep_every: Duration::from_secs(config.dlq_sweep_secs),
+            retention: config.retention.clone(),
+            maintain_every: Duration::from_secs(config.maintain_every_secs),
             shutdown_deadline: Duration::from_millis(config.shutdown_deadline_ms),
         })
     }
@@ -188,6 +192,14 @@ impl Worker {
                 state.dlq_bytes.set(bytes as i64);
             },
         ));
+        let maintenance = (!self.maintain_every.is_zero()).then(|| {
+            tokio::spawn(maintain_every(
+                self.pool.clone(),
+                self.retention.clone(),
+                self.maintain_every,
+                self.consumer.metrics.clone(),
+            ))
+        });
         // The consumer finishes by the shutdown deadline on its own, unless NATS is unreachable
         // (a pull, an ack or a dead letter waiting on it): then it is cut off at the deadline and
         // JetStream redelivers what it held after the ack wait.
@@ -199,6 +211,9 @@ impl Worker {
         };
         advisories.abort();
         sweeps.abort();
+        if let Some(m) = maintenance {
+            m.abort();
+        }
         if let Some(server) = http_server {
             server.abort();
         }
@@ -218,6 +233,50 @@ impl Worker {
         }
         let _ = tokio::time::timeout(Duration::from_millis(200), self.pool.close()).await;
         result.unwrap_or(Ok(()))
+    }
+}
+
+/// Runs the data lifecycle now and then every `every`: partitions ahead, retention. Without
+/// ownership of the log it still creates ahead, and says once why it cannot drop.
+async fn maintain_every(
+    pool: sqlx::PgPool,
+    settings: hookline_store::lifecycle::RetentionArgs,
+    every: Duration,
+    metrics: Arc<metrics::WorkerMetrics>,
+) {
+    let mut refused_before = false;
+    loop {
+        match hookline_store::lifecycle::maintain(&pool, &settings, false).await {
+            Ok(Some(report)) => {
+                if let Some(day) = report.oldest_day.and_then(|d| d.and_hms_opt(0, 0, 0)) {
+                    metrics.oldest_event_day.set(day.and_utc().timestamp());
+                }
+                metrics
+                    .event_rows_dropped
+                    .inc_by(report.rows_dropped().max(0) as u64);
+                metrics.early_waiting.set(report.early_waiting);
+                if !report.created.is_empty() || !report.dropped.is_empty() {
+                    info!(
+                        created = ?report.created,
+                        dropped = ?report.dropped.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                        rows_dropped = report.rows_dropped(),
+                        "Event log maintained."
+                    );
+                }
+                if let (Some(why), false) = (&report.drop_refused, refused_before) {
+                    warn!(
+                        error = %why,
+                        deferred = ?report.deferred,
+                        "This worker's role cannot drop partitions past retention; run \
+                         `hookline maintain` as the schema owner (e.g. a CronJob)."
+                    );
+                }
+                refused_before = report.drop_refused.is_some();
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "Event log maintenance failed; it runs again later."),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -40,6 +40,10 @@ pub struct WorkerMetrics {
     pub ack_pending: IntGauge,
     pub processing_lag: Gauge,
     pub last_batch: Gauge,
+    /// The data lifecycle (`hookline_store::lifecycle`) as this worker last ran it.
+    pub oldest_event_day: IntGauge,
+    pub event_rows_dropped: IntCounter,
+    pub early_waiting: IntGauge,
 }
 
 impl WorkerMetrics {
@@ -102,6 +106,18 @@ impl WorkerMetrics {
                 "Dead letters waiting in the dead-letter stream for replay or purge.",
             ),
             dlq_bytes: gauge("webhook_dlq_bytes", "Bytes held by the dead-letter stream."),
+            oldest_event_day: gauge(
+                "webhook_event_log_oldest_day_seconds",
+                "Start (Unix time) of the oldest day the event log keeps, as of the last maintenance run.",
+            ),
+            event_rows_dropped: counter(
+                "webhook_event_rows_dropped_total",
+                "Stored events dropped with their day's partition, past event retention.",
+            ),
+            early_waiting: gauge(
+                "webhook_early_messages_waiting",
+                "Messages whose events came before their recipient was registered, still waiting.",
+            ),
             bisections: counter(
                 "webhook_db_bisections_total",
                 "Batches the database rejected for their data, split in two to isolate the event.",
@@ -164,6 +180,9 @@ impl WorkerMetrics {
             Box::new(m.dead_lettered.clone()),
             Box::new(m.requeued.clone()),
             Box::new(m.dlq_messages.clone()),
+            Box::new(m.oldest_event_day.clone()),
+            Box::new(m.event_rows_dropped.clone()),
+            Box::new(m.early_waiting.clone()),
             Box::new(m.dlq_bytes.clone()),
             Box::new(m.db_retries.clone()),
             Box::new(m.bisections.clone()),

@@ -7,6 +7,7 @@ mod db_rules;
 mod end_to_end;
 mod faults;
 mod kept;
+mod lifecycle;
 mod observability;
 mod outages;
 mod reconcile;

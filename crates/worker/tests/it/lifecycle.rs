@@ -1,0 +1,236 @@
+//! The data lifecycle on the partitioned event log, end to end: events received over several
+//! days (written through ingest and a worker, then aged into older days' partitions), a provider
+//! retry across a day boundary, `hookline maintain` (dry run, then for real, then batch
+//! retention), an early event registered later, and a replay of a window.
+
+use std::process::Command;
+use std::time::Duration;
+
+use hookline_ops::replay::{parse_since, replay, ReplayArgs};
+use hookline_testkit::{output_of, sibling_binary, wait_until};
+
+use crate::stack::Stack;
+use crate::support::*;
+
+/// Moves the events of `message` to `received_at = <sql>`, into that day's partition (created,
+/// as `hookline maintain` would have on that day), and their early-event note with them.
+async fn age(pool: &sqlx::PgPool, message: &str, received_at: &str) {
+    sqlx::query(&format!(
+        "SELECT create_event_partition((({received_at}) AT TIME ZONE 'UTC')::date)"
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "UPDATE delivery_events SET received_at = {received_at} WHERE provider_message_id = $1"
+    ))
+    .bind(message)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE early_messages e SET first_received_at = x.first, last_received_at = x.last \
+         FROM (SELECT min(received_at) AS first, max(received_at) AS last FROM delivery_events \
+               WHERE provider_message_id = $1) AS x \
+         WHERE e.provider_message_id = $1",
+    )
+    .bind(message)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn partitions(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'delivery_events'::regclass ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn maintain(stack: &Stack, extra: &[&str]) -> String {
+    let (ok, out) = output_of(
+        Command::new(sibling_binary("hookline"))
+            .arg("maintain")
+            .args(extra)
+            .env("DATABASE_URL", stack.pg.url()),
+    );
+    assert!(ok, "hookline maintain {extra:?} failed:\n{out}");
+    out
+}
+
+/// The JSON report in a run's output (stdout; the progress line is on stderr).
+fn json_line(out: &str) -> serde_json::Value {
+    let line = out.lines().find(|l| l.starts_with('{'));
+    serde_json::from_str(line.unwrap_or_else(|| panic!("no JSON report in:\n{out}"))).unwrap()
+}
+
+/// The stored events, as replay could change them.
+async fn events(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT concat_ws('|', provider, event_id, provider_message_id, event_type, status, \
+                occurred_at, received_at, md5(payload::text)) FROM delivery_events ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn old_days_go_whole_while_retries_early_events_replay_and_counters_hold() {
+    // A short NATS duplicate window, so that a retry reaches the database as it would hours later.
+    let stack = Stack::start(1, |c| c.stream.stream_duplicate_window_ms = 300).await;
+    let pool = &stack.pool;
+    let c = &stack.client;
+    let old_batch = new_batch(pool).await;
+    let kept_batch = new_batch(pool).await;
+    for m in ["old-1", "old-2"] {
+        add_recipient(pool, &old_batch, "telnyx", m).await;
+    }
+    for m in ["kept-1", "kept-2"] {
+        add_recipient(pool, &kept_batch, "telnyx", m).await;
+    }
+    let t = |s: u32| format!("2026-11-20T10:00:{s:02}.000+00:00");
+    for r in [
+        c.post_telnyx_at("o1", "old-1", "sent", &t(1)).await,
+        c.post_telnyx_at("o2", "old-1", "delivered", &t(2)).await,
+        c.post_telnyx_at("o3", "old-2", "delivery_failed", &t(3))
+            .await,
+        c.post_telnyx_at("k1", "kept-1", "sent", &t(4)).await,
+        c.post_telnyx_at("k2", "kept-2", "delivered", &t(5)).await,
+        // Before its recipient exists: kept, noted, applied at registration.
+        c.post_telnyx_at("e1", "early-1", "delivered", &t(6)).await,
+    ] {
+        assert_eq!(r.status(), 200);
+    }
+    wait_until("6 events stored", Duration::from_secs(20), || async {
+        stack.stored_events().await == 6
+    })
+    .await;
+    stack.wait_drained(Duration::from_secs(10)).await;
+
+    // History: the old batch's events 40 days back (past the 30-day retention), kept-1's a
+    // second before today's partition begins (yesterday, the boundary), kept-2's and the
+    // early event's two days back.
+    for m in ["old-1", "old-2"] {
+        age(pool, m, "now() - interval '40 days'").await;
+    }
+    age(
+        pool,
+        "kept-1",
+        "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '1 second'",
+    )
+    .await;
+    for m in ["kept-2", "early-1"] {
+        age(pool, m, "now() - interval '2 days'").await;
+    }
+    let old_day: String = sqlx::query_scalar(
+        "SELECT 'delivery_events_' || to_char((now() - interval '40 days') AT TIME ZONE 'UTC', \
+                'YYYYMMDD')",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(partitions(pool).await.contains(&old_day));
+
+    // Telnyx retries k1 today: it is found in yesterday's partition and absorbed. (Sent until
+    // one gets past JetStream's duplicate window to the worker.)
+    let duplicates = stack.total(|m| m.duplicates.get());
+    wait_until("the retry absorbed", Duration::from_secs(20), || async {
+        let r = c.post_telnyx_at("k1", "kept-1", "sent", &t(4)).await;
+        assert_eq!(r.status(), 200);
+        stack.wait_drained(Duration::from_secs(10)).await;
+        stack.total(|m| m.duplicates.get()) > duplicates
+    })
+    .await;
+    assert_eq!(
+        count(
+            pool,
+            "SELECT count(*) FROM delivery_events WHERE event_id = 'k1'"
+        )
+        .await,
+        1,
+        "a retry across the day boundary is stored once"
+    );
+
+    // A dry run names the old day and changes nothing.
+    let out = maintain(&stack, &["--dry-run"]);
+    assert!(
+        out.contains(&format!("Partition {old_day}")) && out.contains("would be dropped"),
+        "{out}"
+    );
+    assert!(partitions(pool).await.contains(&old_day));
+    assert_eq!(stack.stored_events().await, 6);
+
+    // The real run drops the old day whole; recipient state and counters stay.
+    let out = maintain(&stack, &["--json"]);
+    let report: serde_json::Value = json_line(&out);
+    assert_eq!(report["dropped"][0]["name"], old_day.as_str(), "{out}");
+    assert_eq!(report["dropped"][0]["rows"], 3, "{out}");
+    assert_eq!(report["early_waiting"], 1, "{out}");
+    assert!(!partitions(pool).await.contains(&old_day));
+    assert_eq!(stack.stored_events().await, 3);
+    assert_eq!(status(pool, "telnyx", "old-1").await, "delivered");
+    assert_eq!(status(pool, "telnyx", "old-2").await, "failed");
+    assert_counters_match_recount(pool).await;
+
+    // The early event, two days old, applies when its recipient is registered now.
+    add_recipient(pool, &kept_batch, "telnyx", "early-1").await;
+    assert_eq!(status(pool, "telnyx", "early-1").await, "delivered");
+    assert_counters_match_recount(pool).await;
+
+    // Replay of the last three days re-derives exactly: a (simulated) decoder bug stored k2
+    // as sent; replaying restores the event as it was, and touches nothing else.
+    let before = events(pool).await;
+    sqlx::query(
+        "UPDATE delivery_events SET status = 'sent', event_type = 'message.sent' \
+         WHERE event_id = 'k2'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let args = ReplayArgs {
+        from: parse_since("3d").unwrap(),
+        to: None,
+        provider: Some("telnyx".to_owned()),
+        sources_file: None,
+        dry_run: false,
+        page_size: 2,
+    };
+    let report = replay(&args, pool, &stack.js, |_, _| {}).await.unwrap();
+    assert_eq!(report.published, 3, "{report:?}");
+    wait_until("k2 re-derived", Duration::from_secs(20), || async {
+        stack.total(|m| m.rederived.get()) == 1
+    })
+    .await;
+    stack.wait_drained(Duration::from_secs(20)).await;
+    assert_eq!(events(pool).await, before, "the window re-derived exactly");
+    assert_eq!(status(pool, "telnyx", "kept-2").await, "delivered");
+    assert_counters_match_recount(pool).await;
+
+    // Batch retention: the old batch (every recipient final) goes once it is 90 days
+    // unchanged; the kept batch (kept-1 only sent) stays whatever its age.
+    sqlx::query("UPDATE batches SET updated_at = now() - interval '100 days'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let out = maintain(&stack, &["--batch-retention-days", "90", "--json"]);
+    let report: serde_json::Value = json_line(&out);
+    assert_eq!(report["batches_deleted"], 1, "{out}");
+    let left: Vec<String> = sqlx::query_scalar("SELECT id::text FROM batches")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![kept_batch.clone()]);
+    assert_eq!(
+        count(
+            pool,
+            "SELECT count(*) FROM recipients WHERE provider_message_id LIKE 'old-%'"
+        )
+        .await,
+        0
+    );
+    assert_counters_match_recount(pool).await;
+}
