@@ -50,7 +50,21 @@ CREATE INDEX delivery_events_by_event_id ON delivery_events USING hash (event_id
 CREATE INDEX delivery_events_by_message ON delivery_events USING hash (provider_message_id);
 CREATE INDEX delivery_events_by_received ON delivery_events (received_at);
 
--- Whoever could read or write the old table can use the new one.
+-- Messages whose events arrived before their recipient was registered; registration reads these
+-- messages' events only, and only in [first_received_at, last_received_at]. Rows are written by
+-- workers (a batch touching a message no recipient has yet), never by registration (which may
+-- lack the privilege), and trimmed by `hookline maintain` once the message has a recipient or
+-- its events are past retention.
+CREATE TABLE early_messages (
+    provider            text NOT NULL,
+    provider_message_id text NOT NULL,
+    first_received_at   timestamptz NOT NULL,
+    last_received_at    timestamptz NOT NULL,
+    PRIMARY KEY (provider, provider_message_id)
+);
+
+-- Whoever could read or write the old table can use the new one, and its early-event notes (which
+-- workers write and registration reads).
 DO $$
 DECLARE
     g record;
@@ -63,6 +77,9 @@ BEGIN
           AND a.grantee <> c.relowner
     LOOP
         EXECUTE format('GRANT %s ON delivery_events TO %I', g.privilege_type, g.rolname);
+        IF g.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE') THEN
+            EXECUTE format('GRANT %s ON early_messages TO %I', g.privilege_type, g.rolname);
+        END IF;
     END LOOP;
 END;
 $$;
@@ -131,19 +148,6 @@ SELECT received_at, occurred_at, provider, event_id, provider_message_id, event_
 FROM delivery_events_before_partitioning
 ORDER BY id;
 
--- Messages whose events arrived before their recipient was registered; registration reads these
--- messages' events only, and only in [first_received_at, last_received_at]. Rows are written by
--- workers (a batch touching a message no recipient has yet), never by registration (which may
--- lack the privilege), and trimmed by `hookline maintain` once the message has a recipient or
--- its events are past retention.
-CREATE TABLE early_messages (
-    provider            text NOT NULL,
-    provider_message_id text NOT NULL,
-    first_received_at   timestamptz NOT NULL,
-    last_received_at    timestamptz NOT NULL,
-    PRIMARY KEY (provider, provider_message_id)
-);
-
 INSERT INTO early_messages (provider, provider_message_id, first_received_at, last_received_at)
 SELECT d.provider, d.provider_message_id, min(d.received_at), max(d.received_at)
 FROM delivery_events d
@@ -151,23 +155,6 @@ WHERE d.provider_message_id IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM recipients r
                   WHERE r.provider = d.provider AND r.provider_message_id = d.provider_message_id)
 GROUP BY 1, 2;
-
-DO $$
-DECLARE
-    g record;
-BEGIN
-    FOR g IN
-        SELECT a.privilege_type, r.rolname
-        FROM pg_class c, aclexplode(c.relacl) a
-        JOIN pg_roles r ON r.oid = a.grantee
-        WHERE c.oid = 'delivery_events_before_partitioning'::regclass
-          AND a.grantee <> c.relowner
-          AND a.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
-    LOOP
-        EXECUTE format('GRANT %s ON early_messages TO %I', g.privilege_type, g.rolname);
-    END LOOP;
-END;
-$$;
 
 DROP TABLE delivery_events_before_partitioning;
 ALTER TABLE delivery_events RENAME CONSTRAINT delivery_events_engagement_check1

@@ -47,10 +47,10 @@ pub async fn maintain(args: MaintainArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", describe(&report));
     }
-    if let Some(why) = &report.drop_refused {
+    if let Some(why) = &report.refused {
         anyhow::bail!(
-            "partitions past retention could not be dropped: {why} (run as the role that owns \
-             delivery_events)"
+            "retention could not be applied: {why} (run as the role that owns the schema, on the \
+             primary)"
         );
     }
     Ok(())

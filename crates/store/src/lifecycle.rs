@@ -107,8 +107,9 @@ pub struct MaintainReport {
     pub early_waiting: i64,
     /// Finished batches deleted (with their recipients) past batch retention.
     pub batches_deleted: u64,
-    /// Set when the run could not drop (e.g. the role does not own the log): what PostgreSQL said.
-    pub drop_refused: Option<String>,
+    /// Set when the role may not drop partitions or delete (it does not own the log, lacks
+    /// DELETE, or the database is read-only): what PostgreSQL said. The rest of the run went on.
+    pub refused: Option<String>,
 }
 
 impl MaintainReport {
@@ -218,10 +219,19 @@ async fn run(
         }
         let rows = if reltuples >= 0.0 {
             reltuples as i64
+        } else if attached {
+            // Through the log (a worker's role has no privilege on the partitions themselves),
+            // pruned to the day.
+            let start = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+            sqlx::query_scalar(
+                "SELECT count(*) FROM delivery_events WHERE received_at >= $1 AND received_at < $2",
+            )
+            .bind(start)
+            .bind(end)
+            .fetch_one(&mut *conn)
+            .await?
         } else {
-            sqlx::query_scalar(&format!("SELECT count(*) FROM {}", quote(&name)))
-                .fetch_one(&mut *conn)
-                .await?
+            0 // detached by an interrupted run: its rows were counted then
         };
         let partition = Partition { name, day, rows };
         if dry_run {
@@ -232,7 +242,7 @@ async fn run(
             Ok(()) => report.dropped.push(partition),
             Err(e) if is_lock_timeout(&e) => report.deferred.push(partition.name),
             Err(e) if is_refused(&e) => {
-                report.drop_refused = Some(e.to_string());
+                report.refused = Some(e.to_string());
                 report.deferred.push(partition.name);
                 break;
             }
@@ -240,7 +250,11 @@ async fn run(
         }
     }
 
-    report.early_trimmed = trim_early(conn, cutoff, dry_run, settings.retention_chunk).await?;
+    match trim_early(conn, cutoff, dry_run, settings.retention_chunk).await {
+        Ok(n) => report.early_trimmed = n,
+        Err(e) if is_refused(&e) => report.refused = report.refused.or(Some(e.to_string())),
+        Err(e) => return Err(e.into()),
+    }
     report.early_waiting = sqlx::query_scalar(
         "SELECT count(*) FROM early_messages e WHERE NOT EXISTS (SELECT 1 FROM recipients r \
          WHERE r.provider = e.provider AND r.provider_message_id = e.provider_message_id)",
@@ -248,8 +262,11 @@ async fn run(
     .fetch_one(&mut *conn)
     .await?;
     if let Some(days) = settings.batch_retention_days {
-        report.batches_deleted =
-            delete_batches(conn, days, dry_run, settings.retention_chunk).await?;
+        match delete_batches(conn, days, dry_run, settings.retention_chunk).await {
+            Ok(n) => report.batches_deleted = n,
+            Err(e) if is_refused(&e) => report.refused = report.refused.or(Some(e.to_string())),
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(report)
 }

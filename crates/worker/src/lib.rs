@@ -263,15 +263,15 @@ async fn maintain_every(
                         "Event log maintained."
                     );
                 }
-                if let (Some(why), false) = (&report.drop_refused, refused_before) {
+                if let (Some(why), false) = (&report.refused, refused_before) {
                     warn!(
                         error = %why,
                         deferred = ?report.deferred,
-                        "This worker's role cannot drop partitions past retention; run \
-                         `hookline maintain` as the schema owner (e.g. a CronJob)."
+                        "This worker's role cannot apply retention (drop partitions, delete); \
+                         run `hookline maintain` as the schema owner (e.g. a CronJob)."
                     );
                 }
-                refused_before = report.drop_refused.is_some();
+                refused_before = report.refused.is_some();
             }
             Ok(None) => {}
             Err(e) => warn!(error = %e, "Event log maintenance failed; it runs again later."),

@@ -234,3 +234,43 @@ async fn old_days_go_whole_while_retries_early_events_replay_and_counters_hold()
     );
     assert_counters_match_recount(pool).await;
 }
+
+/// A worker's role (no DDL, not the owner) keeps the days ahead through the SECURITY DEFINER
+/// function, and is refused the drop, which it reports instead of failing: the partition past
+/// retention stays for `hookline maintain` as the owner, which then drops it.
+#[tokio::test]
+async fn a_worker_role_creates_ahead_but_leaves_dropping_to_the_owner() {
+    let (pg, admin) = migrated_db().await;
+    crate::classify::create_worker_role(&admin, "w-secret").await;
+    let old: String = sqlx::query_scalar(
+        "SELECT create_event_partition(((now() - interval '40 days') AT TIME ZONE 'UTC')::date)",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    let worker = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&pg.url_as(crate::classify::WORKER_ROLE, "w-secret"))
+        .await
+        .unwrap();
+    let mut settings = hookline_store::lifecycle::RetentionArgs::defaults();
+    settings.partitions_ahead_days = 9;
+    let report = hookline_store::lifecycle::maintain(&worker, &settings, false)
+        .await
+        .unwrap()
+        .expect("no other maintainer");
+    assert_eq!(report.created.len(), 2, "days 8 and 9 ahead: {report:?}");
+    assert!(report.dropped.is_empty(), "{report:?}");
+    assert_eq!(report.deferred, vec![old.clone()]);
+    let why = report.refused.expect("the drop is refused");
+    assert!(why.contains("owner"), "{why}");
+    assert!(partitions(&admin).await.contains(&old));
+
+    let report = hookline_store::lifecycle::maintain(&admin, &settings, false)
+        .await
+        .unwrap()
+        .expect("no other maintainer");
+    assert_eq!(report.dropped.len(), 1, "{report:?}");
+    assert!(report.refused.is_none());
+    assert!(!partitions(&admin).await.contains(&old));
+}
