@@ -1191,43 +1191,58 @@ async fn lifecycle(
     let db = pool(&ctx.pg, &full, 2).await?;
     let provider = ctx.traffic.provider.name();
     let filled = Instant::now();
-    sqlx::query(
-        "SELECT create_event_partition(((now() AT TIME ZONE 'UTC')::date - d)) \
-         FROM generate_series(1, $1) AS d",
-    )
-    .bind(days as i32)
-    .execute(&db)
-    .await?;
-    let chunk = 1_000_000u64.min(rows.max(1));
-    let mut done = 0;
-    while done < rows {
-        let n = chunk.min(rows - done);
-        // Spread over the past days (never today), two events per message, as traffic is.
-        sqlx::query(
-            "INSERT INTO delivery_events (received_at, occurred_at, provider, event_id, \
-                 provider_message_id, event_type, status, provider_status, payload) \
-             SELECT t, t, $3, 'fill-' || i, 'fm-' || (i / 2), 'message.sent', 'sent', 'sent', \
-                    '{\"fill\": true}' \
-             FROM generate_series($1::bigint, $2::bigint - 1) AS i, \
-                  LATERAL (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' \
-                                  - make_interval(days => 1 + (i % $4)::int) \
-                                  + make_interval(secs => (i * 7919) % 86400) AS t) AS x",
-        )
-        .bind(done as i64)
-        .bind((done + n) as i64)
-        .bind(provider)
-        .bind(days as i64)
-        .execute(&db)
+    // Each past day's partition is loaded bare, indexed in bulk, then attached (its indexes
+    // become the log's): what days of traffic leave behind, built in minutes instead of hours
+    // of row-by-row index inserts. Two events per message, as traffic is; never today.
+    let mut conn = db.acquire().await?;
+    sqlx::query("SET maintenance_work_mem = '512MB'")
+        .execute(&mut *conn)
         .await?;
-        done += n;
+    let per_day = rows.div_ceil(u64::from(days));
+    for d in 1..=days {
+        let (from, to) = (
+            per_day * u64::from(d - 1),
+            (per_day * u64::from(d)).min(rows),
+        );
+        let day: (String, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+            "SELECT 'delivery_events_' || to_char(x, 'YYYYMMDD'), x::timestamp AT TIME ZONE 'UTC' \
+             FROM (SELECT (now() AT TIME ZONE 'UTC')::date - $1 AS x) AS y",
+        )
+        .bind(d as i32)
+        .fetch_one(&mut *conn)
+        .await?;
+        let (name, start) = day;
+        let steps = [
+            format!(
+                "CREATE TABLE {name} (LIKE delivery_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ),
+            format!(
+                "INSERT INTO {name} (received_at, occurred_at, provider, event_id, \
+                     provider_message_id, event_type, status, provider_status, payload) \
+                 SELECT t, t, '{provider}', 'fill-' || i, 'fm-' || (i / 2), 'message.sent', \
+                        'sent', 'sent', '{{\"fill\": true}}' \
+                 FROM generate_series({from}::bigint, {to}::bigint - 1) AS i, \
+                      LATERAL (SELECT '{start}'::timestamptz \
+                                      + make_interval(secs => (i * 7919) % 86400) AS t) AS x"
+            ),
+            format!("CREATE INDEX ON {name} USING hash (event_id)"),
+            format!("CREATE INDEX ON {name} USING hash (provider_message_id)"),
+            format!("CREATE INDEX ON {name} (received_at)"),
+            format!(
+                "ALTER TABLE delivery_events ATTACH PARTITION {name} \
+                 FOR VALUES FROM ('{start}') TO ('{start}'::timestamptz + interval '1 day')"
+            ),
+            format!("VACUUM ANALYZE {name}"),
+        ];
+        for sql in &steps {
+            sqlx::query(sql).execute(&mut *conn).await?;
+        }
         eprintln!(
-            "[lifecycle] history: {done} of {rows} rows over {days} days ({:.0} s)",
+            "[lifecycle] history: {to} of {rows} rows, {d} of {days} days ({:.0} s)",
             filled.elapsed().as_secs_f64()
         );
     }
-    sqlx::query("VACUUM ANALYZE delivery_events")
-        .execute(&db)
-        .await?;
+    drop(conn);
     let fill_secs = filled.elapsed().as_secs_f64();
     let log_bytes: i64 = sqlx::query_scalar(
         "SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree('delivery_events')",
