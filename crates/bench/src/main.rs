@@ -1170,6 +1170,15 @@ async fn run_workers(ctx: &Ctx, db: &str, n: usize, events: u64) -> anyhow::Resu
     Ok((rate, rss))
 }
 
+/// `VACUUM ANALYZE` of a fresh copy: hint bits set, visibility map and statistics as a table
+/// that has lived a while has them.
+async fn settle(ctx: &Ctx, db: &str) -> anyhow::Result<()> {
+    let pool = pool(&ctx.pg, db, 1).await?;
+    sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
 /// The lifecycle section: one worker's throughput on an empty event log and on one holding
 /// `rows` events over `days` past days' partitions (same run, same recipients); then, on the
 /// full log, the longest stall of a worker writing at full speed while one day's partition is
@@ -1182,10 +1191,19 @@ async fn lifecycle(
     rows: u64,
     days: u32,
 ) -> anyhow::Result<Value> {
-    eprintln!("[lifecycle] one worker, empty event log: {events} events…");
-    let empty = fresh_db(admin, "log_empty").await?;
-    prefill(js, &ctx.traffic, events).await?;
-    let (rate_empty, _) = run_workers(ctx, &empty, 1, events).await?;
+    // The empty log is measured before the history is built and again after the full log's run,
+    // each on its own copy of the template, vacuumed and analysed as autovacuum would have left
+    // it: a first run on a fresh copy is slower for reasons that have nothing to do with the log
+    // (the previous harness measured the empty log once, first, and got a ratio of 2.17). The
+    // ratio is taken against the faster of the two.
+    let empty_run = |name: &'static str| async move {
+        eprintln!("[lifecycle] one worker, empty event log ({name}): {events} events…");
+        let empty = fresh_db(admin, name).await?;
+        settle(ctx, &empty).await?;
+        prefill(js, &ctx.traffic, events).await?;
+        Ok::<_, anyhow::Error>(run_workers(ctx, &empty, 1, events).await?.0)
+    };
+    let rate_empty_before = empty_run("log_empty_before").await?;
 
     let full = fresh_db(admin, "log_full").await?;
     let db = pool(&ctx.pg, &full, 2).await?;
@@ -1205,7 +1223,7 @@ async fn lifecycle(
             (per_day * u64::from(d)).min(rows),
         );
         let day: (String, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
-            "SELECT 'delivery_events_' || to_char(x, 'YYYYMMDD'), x::timestamp AT TIME ZONE 'UTC' \
+            "SELECT event_partition_name(x), x::timestamp AT TIME ZONE 'UTC' \
              FROM (SELECT (now() AT TIME ZONE 'UTC')::date - $1 AS x) AS y",
         )
         .bind(d as i32)
@@ -1249,9 +1267,12 @@ async fn lifecycle(
     )
     .fetch_one(&db)
     .await?;
+    settle(ctx, &full).await?;
     eprintln!("[lifecycle] one worker, {rows}-row log over {days} partitions: {events} events…");
     prefill(js, &ctx.traffic, events).await?;
     let (rate_full, _) = run_workers(ctx, &full, 1, events).await?;
+    let rate_empty_after = empty_run("log_empty_after").await?;
+    let rate_empty = rate_empty_before.max(rate_empty_after);
 
     // A drop while a worker writes at full speed: new events (another run's ids) for the same
     // recipients, and retention set so that exactly the oldest day is past it.
@@ -1322,6 +1343,8 @@ async fn lifecycle(
         "log_bytes": log_bytes,
         "fill_secs": fill_secs.round(),
         "empty_log_events_per_s": rate_empty.round(),
+        "empty_log_before_events_per_s": rate_empty_before.round(),
+        "empty_log_after_events_per_s": rate_empty_after.round(),
         "full_log_events_per_s": rate_full.round(),
         "ratio_full_to_empty": rate_full / rate_empty,
         "drop_partition_ms": drop_took.as_millis() as u64,
@@ -1477,12 +1500,13 @@ fn print_table(report: &Value) {
     let l = &r["lifecycle"];
     if l.is_object() {
         println!(
-            "| 1 worker, event log holding {} rows over {} days ({} bytes) | {} events/s | empty log {} events/s | {} | ≥ 0.90 |",
+            "| 1 worker, event log holding {} rows over {} days ({} bytes) | {} events/s | empty log, the faster of {} (before) and {} (after) | {} | ≥ 0.90 |",
             f(&l["log_rows"]),
             f(&l["log_days"]),
             f(&l["log_bytes"]),
             f(&l["full_log_events_per_s"]),
-            f(&l["empty_log_events_per_s"]),
+            f(&l["empty_log_before_events_per_s"]),
+            f(&l["empty_log_after_events_per_s"]),
             f(&l["ratio_full_to_empty"])
         );
         println!(

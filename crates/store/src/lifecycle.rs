@@ -47,15 +47,22 @@ pub struct RetentionArgs {
 }
 
 impl RetentionArgs {
-    /// The settings the defaults give (tests, and callers without flags).
+    /// The settings the flags' defaults give, whatever the environment says (tests, and callers
+    /// without flags): parsed from no arguments with every env fallback removed, so the defaults
+    /// are written once, in the attributes above.
     pub fn defaults() -> Self {
-        Self {
-            event_retention_days: 30,
-            batch_retention_days: None,
-            partitions_ahead_days: 7,
-            retention_chunk: 100,
-            maintain_lock_timeout_ms: 5_000,
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            retention: RetentionArgs,
         }
+        let command = <Only as clap::CommandFactory>::command().mut_args(|a| a.env(None));
+        let matches = command
+            .try_get_matches_from(["defaults"])
+            .expect("every retention setting has a default or is optional");
+        <Only as clap::FromArgMatches>::from_arg_matches(&matches)
+            .expect("the matches come from this struct's own command")
+            .retention
     }
 
     /// Events received before this are past retention.
@@ -122,7 +129,8 @@ impl MaintainReport {
 /// Class and key of the session advisory lock one maintainer holds while it works.
 const MAINTAIN_LOCK: (i32, i32) = (1_751_870_318, 2);
 
-/// The day a partition name `delivery_events_YYYYMMDD` is for.
+/// The day a partition name `delivery_events_YYYYMMDD` is for: the inverse of the SQL function
+/// `event_partition_name` (the lifecycle test checks a dropped partition's day against it).
 fn day_of(name: &str) -> Option<NaiveDate> {
     let digits = name.strip_prefix("delivery_events_")?;
     NaiveDate::parse_from_str(digits, "%Y%m%d").ok()
@@ -179,7 +187,7 @@ async fn run(
     let ahead = i32::try_from(settings.partitions_ahead_days)?;
     report.created = if dry_run {
         sqlx::query_scalar(
-            "SELECT n FROM (SELECT 'delivery_events_' || to_char(d, 'YYYYMMDD') AS n \
+            "SELECT n FROM (SELECT event_partition_name(d::date) AS n \
                             FROM generate_series((now() AT TIME ZONE 'UTC')::date, \
                                                  (now() AT TIME ZONE 'UTC')::date + $1, \
                                                  interval '1 day') AS d) AS x \
@@ -422,6 +430,19 @@ mod tests {
         assert_eq!(day_of("delivery_events_2026120"), None);
         assert_eq!(day_of("delivery_events_20261399"), None);
         assert_eq!(day_of("recipients"), None);
+    }
+
+    #[test]
+    fn defaults_are_the_flags_defaults_and_ignore_the_environment() {
+        // A variable set in this process must not leak into "the defaults" (the test runner
+        // gives each test its own process).
+        std::env::set_var("HOOKLINE_EVENT_RETENTION_DAYS", "3");
+        let d = RetentionArgs::defaults();
+        assert_eq!(d.event_retention_days, 30);
+        assert_eq!(d.batch_retention_days, None);
+        assert_eq!(d.partitions_ahead_days, 7);
+        assert_eq!(d.retention_chunk, 100);
+        assert_eq!(d.maintain_lock_timeout_ms, 5_000);
     }
 
     #[test]

@@ -126,9 +126,9 @@ async fn old_days_go_whole_while_retries_early_events_replay_and_counters_hold()
     for m in ["kept-2", "early-1"] {
         age(pool, m, "now() - interval '2 days'").await;
     }
-    let old_day: String = sqlx::query_scalar(
-        "SELECT 'delivery_events_' || to_char((now() - interval '40 days') AT TIME ZONE 'UTC', \
-                'YYYYMMDD')",
+    let (old_day, old_date): (String, chrono::NaiveDate) = sqlx::query_as(
+        "SELECT event_partition_name(d), d \
+         FROM (SELECT ((now() - interval '40 days') AT TIME ZONE 'UTC')::date AS d) AS x",
     )
     .fetch_one(pool)
     .await
@@ -168,6 +168,8 @@ async fn old_days_go_whole_while_retries_early_events_replay_and_counters_hold()
     let out = maintain(&stack, &["--json"]);
     let report: serde_json::Value = json_line(&out);
     assert_eq!(report["dropped"][0]["name"], old_day.as_str(), "{out}");
+    // The day read back from the name (Rust) is the day the name was made for (SQL).
+    assert_eq!(report["dropped"][0]["day"], old_date.to_string(), "{out}");
     assert_eq!(report["dropped"][0]["rows"], 3, "{out}");
     assert_eq!(report["early_waiting"], 1, "{out}");
     assert!(!partitions(pool).await.contains(&old_day));
