@@ -1,12 +1,16 @@
 // A duplicate storm: a provider retrying the same few events over and over. Every retry must be
 // answered 200 and flagged `duplicate` inside the dedup window; the events are stored once.
-//   EVENTS (distinct events, default 100), RATE (req/s, default 1000), DURATION (default 30s)
+//   EVENTS (distinct events, default 100), RATE (req/s, default 1000), DURATION (default 30s),
+//   P99_MS (default 50)
 import http from 'k6/http';
 import { check } from 'k6';
 import { Rate } from 'k6/metrics';
 import { signedResend, resendBody } from './lib.js';
 
 const EVENTS = parseInt(__ENV.EVENTS || '100', 10);
+// The p99 latency bound, ms (default 50): the CI smoke, which only checks that the scripts work,
+// passes a loose one, as a timing bound on a shared 2-core box is not what it tests.
+const P99_MS = parseInt(__ENV.P99_MS || '50', 10);
 // Answers flagged `duplicate: true`: after the first round, nearly all of them.
 const duplicates = new Rate('duplicate_answers');
 
@@ -19,7 +23,7 @@ export const options = {
   },
   thresholds: {
     http_req_failed: ['rate<0.01'],
-    http_req_duration: ['p(99)<50'],
+    http_req_duration: [`p(99)<${P99_MS}`],
     checks: ['rate>0.99'],
     duplicate_answers: ['rate>0.5'],
   },

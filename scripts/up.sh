@@ -101,8 +101,8 @@ say "Sending signed sample webhooks"
 if [ "$MODE" = smoke ]; then
     if [ "${HOOKLINE_K6_SMOKE:-0}" = 1 ]; then
         say "k6 smoke: k6/constant.js for 3 s at 20 req/s per provider"
-        bash "$ROOT/k6/run.sh" constant -e DURATION=3s -e RATE=20 --quiet
-        FIXTURES_COUNT=50 bash "$ROOT/k6/run.sh" duplicate-storm -e DURATION=2s -e RATE=20 -e EVENTS=5 --quiet
+        bash "$ROOT/k6/run.sh" constant -e DURATION=3s -e RATE=20 -e P99_MS=2000 --quiet
+        FIXTURES_COUNT=50 bash "$ROOT/k6/run.sh" duplicate-storm -e DURATION=2s -e RATE=20 -e EVENTS=5 -e P99_MS=2000 --quiet
     fi
     "$BIN/hookline" check
     exit 0
