@@ -187,11 +187,7 @@ async fn run(
     let ahead = i32::try_from(settings.partitions_ahead_days)?;
     report.created = if dry_run {
         sqlx::query_scalar(
-            "SELECT n FROM (SELECT event_partition_name(d::date) AS n \
-                            FROM generate_series((now() AT TIME ZONE 'UTC')::date, \
-                                                 (now() AT TIME ZONE 'UTC')::date + $1, \
-                                                 interval '1 day') AS d) AS x \
-             WHERE to_regclass(quote_ident(n)) IS NULL",
+            "SELECT event_partition_name(d) FROM event_partition_days_missing($1) AS d",
         )
         .bind(ahead)
         .fetch_all(&mut *conn)

@@ -276,3 +276,101 @@ async fn a_worker_role_creates_ahead_but_leaves_dropping_to_the_owner() {
     assert!(report.refused.is_none());
     assert!(!partitions(&admin).await.contains(&old));
 }
+
+/// A day's partition made by another tool (pg_partman names them `delivery_events_pYYYYMMDD`)
+/// counts as there: the dry run does not list the day, and the real run neither creates an
+/// overlapping partition (PostgreSQL would refuse the ATTACH, failing the run) nor touches it.
+#[tokio::test]
+async fn a_day_another_tool_partitioned_is_not_created_again() {
+    let (_pg, admin) = migrated_db().await;
+    let (ours, theirs, day): (String, String, chrono::NaiveDate) = sqlx::query_as(
+        "SELECT event_partition_name(d), 'delivery_events_p' || to_char(d, 'YYYYMMDD'), d \
+         FROM (SELECT (now() AT TIME ZONE 'UTC')::date + 3 AS d) AS x",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    for sql in [
+        format!("ALTER TABLE delivery_events DETACH PARTITION {ours}"),
+        format!("DROP TABLE {ours}"),
+        format!(
+            "CREATE TABLE {theirs} PARTITION OF delivery_events FOR VALUES \
+             FROM ('{day} 00:00:00+00') TO ('{day} 00:00:00+00'::timestamptz + interval '1 day')"
+        ),
+    ] {
+        sqlx::query(&sql).execute(&admin).await.unwrap();
+    }
+    let settings = hookline_store::lifecycle::RetentionArgs::defaults();
+    for dry_run in [true, false] {
+        let report = hookline_store::lifecycle::maintain(&admin, &settings, dry_run)
+            .await
+            .unwrap()
+            .expect("no other maintainer");
+        assert!(report.created.is_empty(), "dry run {dry_run}: {report:?}");
+    }
+    let now = partitions(&admin).await;
+    assert!(now.contains(&theirs) && !now.contains(&ours), "{now:?}");
+
+    // A day nobody covers is still created, under hookline's name.
+    sqlx::query(&format!("ALTER TABLE delivery_events DETACH PARTITION {theirs}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let report = hookline_store::lifecycle::maintain(&admin, &settings, false)
+        .await
+        .unwrap()
+        .expect("no other maintainer");
+    assert_eq!(report.created, vec![ours]);
+}
+
+/// The dedup probe is a lookup per event in the window's partitions whatever their statistics
+/// say. Today's partition here was vacuumed while empty (as `vacuumdb --all` leaves the days
+/// ahead), which makes it look empty to the planner: an anti-join would then scan it whole for
+/// every batch, slower with each event stored (until autovacuum analyses it). Counted by
+/// PostgreSQL itself, for this transaction alone: no sequential scan of the log, an index lookup
+/// per event.
+#[tokio::test]
+async fn storing_probes_each_event_by_index_even_on_a_partition_without_statistics() {
+    let (_pg, admin) = migrated_db().await;
+    let today: String =
+        sqlx::query_scalar("SELECT event_partition_name((now() AT TIME ZONE 'UTC')::date)")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    sqlx::query("VACUUM delivery_events").execute(&admin).await.unwrap();
+    let mut tx = admin.begin().await.unwrap();
+    let (batches, per_batch) = (5, 100);
+    for b in 0..batches {
+        let ids: Vec<String> = (0..per_batch).map(|i| format!("probe-{b}-{i}")).collect();
+        let n = ids.len();
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM store_events($1, $2, $2, $3, $4, $5, $6, $5, $5, $4, $7, \
+                                               interval '72 hours')",
+        )
+        .bind(vec!["resend"; n])
+        .bind(&ids)
+        .bind(vec!["email.delivered"; n])
+        .bind(vec!["delivered"; n])
+        .bind(vec![None::<String>; n])
+        .bind(vec![chrono::Utc::now(); n])
+        .bind(vec!["{}"; n])
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(stored, per_batch as i64);
+    }
+    let (seq, idx): (i64, i64) = sqlx::query_as(
+        "SELECT seq_scan, coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = $1",
+    )
+    .bind(&today)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(seq, 0, "sequential scans of {today} in this transaction");
+    assert!(
+        idx >= batches * per_batch,
+        "{idx} index lookups in {today}, expected one per event ({})",
+        batches * per_batch
+    );
+    tx.commit().await.unwrap();
+}
