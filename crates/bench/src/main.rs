@@ -1317,7 +1317,7 @@ async fn lifecycle(
             ),
             format!("CREATE INDEX ON {name} USING hash (event_id)"),
             format!("CREATE INDEX ON {name} USING hash (provider_message_id)"),
-            format!("CREATE INDEX ON {name} (received_at)"),
+            format!("CREATE INDEX ON {name} ((received_at AT TIME ZONE 'UTC'))"),
             format!(
                 "ALTER TABLE delivery_events ATTACH PARTITION {name} \
                  FOR VALUES FROM ('{start}') TO ('{start}'::timestamptz + interval '1 day')"

@@ -28,6 +28,8 @@ pub struct StoredEvent {
 pub async fn count_events(pool: &PgPool, w: &EventWindow<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM delivery_events WHERE received_at >= $1 AND received_at < $2 \
+         AND (received_at AT TIME ZONE 'UTC') >= ($1 AT TIME ZONE 'UTC') \
+         AND (received_at AT TIME ZONE 'UTC') < ($2 AT TIME ZONE 'UTC') \
          AND ($3::text IS NULL OR provider = $3)",
     )
     .bind(w.from)
@@ -58,7 +60,8 @@ impl PageCursor {
 }
 
 /// The window's events past `after` (from the start when it is the default), in key order, at
-/// most `limit`. The window prunes the log to its days' partitions.
+/// most `limit`. The window prunes the log to its days' partitions; its UTC form is what the
+/// replay index (on `received_at AT TIME ZONE 'UTC'`, an expression no other lookup names) serves.
 pub async fn events_page(
     pool: &PgPool,
     w: &EventWindow<'_>,
@@ -70,9 +73,11 @@ pub async fn events_page(
                 payload::text AS payload \
          FROM delivery_events \
          WHERE received_at >= greatest($1, $2) AND received_at < $3 \
+           AND (received_at AT TIME ZONE 'UTC') >= (greatest($1, $2) AT TIME ZONE 'UTC') \
+           AND (received_at AT TIME ZONE 'UTC') < ($3 AT TIME ZONE 'UTC') \
            AND ($4::text IS NULL OR provider = $4) \
            AND ($1 IS NULL OR (received_at, provider, event_id) > ($1, $5, $6)) \
-         ORDER BY received_at, provider, event_id LIMIT $7",
+         ORDER BY received_at AT TIME ZONE 'UTC', provider, event_id LIMIT $7",
     )
     .bind(after.received_at)
     .bind(w.from)
