@@ -339,8 +339,18 @@ async fn lookups_use_the_hash_indexes_even_on_a_partition_without_statistics() {
             .fetch_one(&admin)
             .await
             .unwrap();
+    let yesterday: String = sqlx::query_scalar(
+        "SELECT create_event_partition(((now() AT TIME ZONE 'UTC') - interval '1 day')::date)",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
     sqlx::query("VACUUM delivery_events").execute(&admin).await.unwrap();
     let mut tx = admin.begin().await.unwrap();
+    // The counts so far of this connection not yet reported (pg_stat_xact_* includes them): what
+    // this transaction adds is measured from here.
+    let counts = Counts::of(&mut tx, &today).await;
+    let yesterday_counts = Counts::of(&mut tx, &yesterday).await;
     let (batches, per_batch) = (5i64, 100usize);
     for b in 0..batches {
         let ids: Vec<String> = (0..per_batch).map(|i| format!("probe-{b}-{i}")).collect();
@@ -390,31 +400,62 @@ async fn lookups_use_the_hash_indexes_even_on_a_partition_without_statistics() {
             .unwrap();
     assert_eq!(delivered, events, "every early event applied at registration");
 
-    let seq: i64 =
-        sqlx::query_scalar("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = $1")
-            .bind(&today)
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
-    assert_eq!(seq, 0, "sequential scans of {today} in this transaction");
-    let by_index: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT pg_get_indexdef(indexrelid), pg_stat_get_xact_numscans(indexrelid) \
-         FROM pg_index WHERE indrelid = $1::regclass",
+    let now = Counts::of(&mut tx, &today).await;
+    assert_eq!(now.seq, counts.seq, "sequential scans of {today} in this transaction");
+    let scans = |column: &str| now.scans(column) - counts.scans(column);
+    assert!(scans("(event_id)") >= events, "{:?}", now.by_index);
+    // A lookup per key when the worker merges, and again at registration.
+    assert!(scans("(provider_message_id)") >= 2 * events, "{:?}", now.by_index);
+    assert_eq!(scans("received_at"), 0, "{:?}", now.by_index);
+
+    // Fresh events were not looked for in yesterday's partition; an event from two days ago is.
+    let probed = |c: Counts| c.scans("(event_id)") - yesterday_counts.scans("(event_id)");
+    assert_eq!(probed(Counts::of(&mut tx, &yesterday).await), 0);
+    sqlx::query(
+        "SELECT * FROM store_events(array['resend'], array['old-1'], array['old-1'], \
+             array['email.delivered'], array['delivered'], array[NULL], \
+             array[now() - interval '2 days'], array[NULL], array[NULL], array['delivered'], \
+             array['{}'], interval '72 hours')",
     )
-    .bind(&today)
-    .fetch_all(&mut *tx)
+    .execute(&mut *tx)
     .await
     .unwrap();
-    let scans = |column: &str| {
-        by_index
+    assert_eq!(probed(Counts::of(&mut tx, &yesterday).await), 1);
+    tx.rollback().await.unwrap();
+}
+
+/// A partition's scans counted by this connection and not yet reported, whole and per index.
+struct Counts {
+    seq: i64,
+    by_index: Vec<(String, i64)>,
+}
+
+impl Counts {
+    async fn of(conn: &mut sqlx::PgConnection, table: &str) -> Self {
+        let seq = sqlx::query_scalar(
+            "SELECT coalesce(seq_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = $1",
+        )
+        .bind(table)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        let by_index = sqlx::query_as(
+            "SELECT pg_get_indexdef(indexrelid), pg_stat_get_xact_numscans(indexrelid) \
+             FROM pg_index WHERE indrelid = $1::regclass ORDER BY 1",
+        )
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        Self { seq, by_index }
+    }
+
+    /// Scans of the indexes whose definition contains `column`.
+    fn scans(&self, column: &str) -> i64 {
+        self.by_index
             .iter()
             .filter(|(def, _)| def.contains(column))
-            .map(|(_, n)| *n)
-            .sum::<i64>()
-    };
-    assert!(scans("(event_id)") >= events, "{by_index:?}");
-    // A lookup per key when the worker merges, and again at registration.
-    assert!(scans("(provider_message_id)") >= 2 * events, "{by_index:?}");
-    assert_eq!(scans("received_at"), 0, "{by_index:?}");
-    tx.rollback().await.unwrap();
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
