@@ -137,6 +137,10 @@ struct Traffic {
     signer: Arc<dyn Signer>,
     /// The signing and verifying keys (ingest is started with these).
     keys: Values,
+    /// When the events happened, for every event of the run: the bench's start, as live traffic
+    /// is fresh (the dedup probe starts at an event's own time, so an old one would look like a
+    /// retry and be looked for in every day of the window).
+    at: String,
 }
 
 /// The message ids the bench uses are `bm-{n}`, a prefix no event id shares.
@@ -152,6 +156,7 @@ impl Traffic {
             provider,
             signer,
             keys,
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         })
     }
 
@@ -178,7 +183,7 @@ impl Traffic {
                 event_id: &event_id,
                 message_id: &message_id,
                 status,
-                at: "2026-11-23T10:00:00.000Z",
+                at: &self.at,
             })
             .expect("the bench provider has sample bodies");
         let ts = chrono::Utc::now().timestamp();
