@@ -94,8 +94,24 @@ impl NatsServer {
 
     /// Sends `STOP` or `CONT`: a server that hangs (its connections stay open, nothing is
     /// answered), as a stalled disk or a GC pause would make it.
+    /// Returns once the kernel reports the process stopped (`STOP`) or running again (`CONT`).
     pub fn signal(&mut self, sig: &str) {
         self.proc.signal(sig);
+        let want_stopped = match sig {
+            "STOP" => true,
+            "CONT" => false,
+            _ => return,
+        };
+        let Some(pid) = self.pid() else { return };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while stopped(pid) != Some(want_stopped) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server {pid} not {} 10 s after SIG{sig}",
+                if want_stopped { "stopped" } else { "running" }
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// SIGKILL: no goodbye to clients, as in a crash.
@@ -170,4 +186,12 @@ impl NatsCluster {
             .expect("a node name like n2");
         &mut self.nodes[i - 1]
     }
+}
+
+/// Whether process `pid` is stopped by a signal (state `T` in /proc/PID/stat); `None` if unknown.
+fn stopped(pid: u32) -> Option<bool> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (comm) STATE ...": the state follows the last ')' (comm may hold spaces or parens).
+    let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+    Some(state == 'T')
 }

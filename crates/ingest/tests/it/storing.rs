@@ -292,8 +292,9 @@ async fn a_missing_stream_and_a_hung_broker_answer_503() {
     ingest.nats.signal("CONT");
     assert_eq!(r.status(), 503, "PubAck timeout");
     assert_eq!(r.headers()["retry-after"], "7");
+    let why = r.text().await.unwrap_or_default();
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-        "answered at the 1 s PubAck timeout, not before and not much after: {took:?}"
+        "answered at the 1 s PubAck timeout, not before and not much after: {took:?} ({why})"
     );
 }
