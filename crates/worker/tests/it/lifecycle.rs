@@ -312,10 +312,12 @@ async fn a_day_another_tool_partitioned_is_not_created_again() {
     assert!(now.contains(&theirs) && !now.contains(&ours), "{now:?}");
 
     // A day nobody covers is still created, under hookline's name.
-    sqlx::query(&format!("ALTER TABLE delivery_events DETACH PARTITION {theirs}"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    sqlx::query(&format!(
+        "ALTER TABLE delivery_events DETACH PARTITION {theirs}"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
     let report = hookline_store::lifecycle::maintain(&admin, &settings, false)
         .await
         .unwrap()
@@ -345,7 +347,10 @@ async fn lookups_use_the_hash_indexes_even_on_a_partition_without_statistics() {
     .fetch_one(&admin)
     .await
     .unwrap();
-    sqlx::query("VACUUM delivery_events").execute(&admin).await.unwrap();
+    sqlx::query("VACUUM delivery_events")
+        .execute(&admin)
+        .await
+        .unwrap();
     let mut tx = admin.begin().await.unwrap();
     // The counts so far of this connection not yet reported (pg_stat_xact_* includes them): what
     // this transaction adds is measured from here.
@@ -398,14 +403,24 @@ async fn lookups_use_the_hash_indexes_even_on_a_partition_without_statistics() {
             .fetch_one(&mut *tx)
             .await
             .unwrap();
-    assert_eq!(delivered, events, "every early event applied at registration");
+    assert_eq!(
+        delivered, events,
+        "every early event applied at registration"
+    );
 
     let now = Counts::of(&mut tx, &today).await;
-    assert_eq!(now.seq, counts.seq, "sequential scans of {today} in this transaction");
+    assert_eq!(
+        now.seq, counts.seq,
+        "sequential scans of {today} in this transaction"
+    );
     let scans = |column: &str| now.scans(column) - counts.scans(column);
     assert!(scans("(event_id)") >= events, "{:?}", now.by_index);
     // A lookup per key when the worker merges, and again at registration.
-    assert!(scans("(provider_message_id)") >= 2 * events, "{:?}", now.by_index);
+    assert!(
+        scans("(provider_message_id)") >= 2 * events,
+        "{:?}",
+        now.by_index
+    );
     assert_eq!(scans("received_at"), 0, "{:?}", now.by_index);
 
     // Fresh events were not looked for in yesterday's partition; an event from two days ago is.
