@@ -2,7 +2,7 @@
 # Brings the docker-compose stack up for real, sends signed webhooks, checks the rows in
 # PostgreSQL and that Prometheus scrapes ingest and every worker, then tears it all down.
 # Not in CI: it needs a running Docker engine and the images docker-compose.yml names
-# (nats:2.10-alpine, postgres:15, prom/prometheus, and rust:1-bookworm plus
+# (nats:2.12.15-alpine, postgres:15, prom/prometheus, and rust:1-bookworm plus
 # gcr.io/distroless/cc-debian12 to build hookline's image). Where the registries are out of reach
 # (this project's machines), scripts/compose-standins.sh builds local stand-ins for them.
 #

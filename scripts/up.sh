@@ -58,7 +58,20 @@ PG_PORT="$(free_port "${HOOKLINE_PG_PORT:-5432}")"
 HTTP_PORT="$(free_port "${HOOKLINE_HTTP_PORT:-8080}")"
 
 say "Starting nats-server with JetStream on 127.0.0.1:$NATS_PORT"
-"$VENV/bin/nats-server" -js -sd "$RUN/nats" -a 127.0.0.1 -p "$NATS_PORT" > "$LOGS/nats.log" 2>&1 &
+# A config file rather than flags: nats-server has no flag for sync_interval. Without `always` a
+# PubAck (so ingest's 2xx) is not an fsync: the event is only in the page cache until the next
+# sync, by default within 2 minutes, and a power cut or kernel crash loses it. `always` fsyncs
+# before every PubAck, as docker-compose.yml and deploy/kubernetes/nats.yaml do too (README,
+# "Dead letters"; measured cost: README, the harness's durable-acks section).
+cat > "$RUN/nats.conf" <<CONF
+host: 127.0.0.1
+port: $NATS_PORT
+jetstream {
+  store_dir: "$RUN/nats"
+  sync_interval: always
+}
+CONF
+"$VENV/bin/nats-server" -c "$RUN/nats.conf" > "$LOGS/nats.log" 2>&1 &
 PIDS+=($!)
 
 say "Starting PostgreSQL ($PGBIN) on 127.0.0.1:$PG_PORT"

@@ -6,6 +6,7 @@ mod check;
 mod connect;
 mod demo;
 mod dlq;
+mod log;
 mod maintain;
 mod probe;
 mod reconcile;
@@ -49,6 +50,9 @@ enum Command {
     /// Look up recipients stuck in a non-final status in the providers' APIs and publish what is
     /// newer as synthetic webhooks (once, or on a schedule with --every-secs).
     Reconcile(reconcile::ReconcileCmd),
+    /// The event log (the WEBHOOKS stream): `log replay` re-delivers a window of it to the
+    /// workers after the database lost committed rows (a failover that lagged, a restore).
+    Log(log::LogCmd),
     /// Re-publish archived events (delivery_events) received in a time range, so the workers
     /// re-derive state from their payloads (after a decoder fix). Dead letters: `hookline dlq replay`.
     Replay(replay::ReplayCmd),
@@ -77,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Check(a) => check::check(a).await,
         Command::Demo(a) => demo::demo(a).await,
         Command::Dlq(a) => dlq::dlq(a).await,
+        Command::Log(a) => log::log(a).await,
         Command::Maintain(a) => maintain::maintain(a).await,
         Command::Probe(a) => probe::probe(a).await,
         Command::Reconcile(a) => reconcile::reconcile(a).await,

@@ -45,6 +45,10 @@ pub struct StreamsArgs {
     dlq: hookline_jetstream::DlqArgs,
     #[command(flatten)]
     consumer: hookline_jetstream::ConsumerArgs,
+    /// First move a work-queue stream of an earlier release to the event log, keeping every
+    /// event still queued (stop the workers first; ingest may run and answers 503 for a moment).
+    #[arg(long)]
+    upgrade: bool,
     #[command(subcommand)]
     print: Option<StreamsCommand>,
 }
@@ -87,12 +91,33 @@ pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
         .nats
         .context("NATS_URL is not set (the NATS server whose streams to create or update)")?;
     let js = crate::connect::jetstream(&nats).await?;
+    if args.upgrade {
+        let report = hookline_jetstream::upgrade::upgrade_to_log(
+            &js,
+            &args.stream,
+            &args.consumer,
+            |line| println!("{line}"),
+        )
+        .await?;
+        if report.already_a_log {
+            println!("Stream {} is already a log; nothing to upgrade.", args.stream.stream);
+        } else {
+            println!(
+                "Upgraded {} to the event log: {} queued events copied, {} published back.",
+                args.stream.stream, report.copied, report.restored
+            );
+        }
+    }
     let info = hookline_jetstream::ensure_stream(&js, &args.stream, Ownership::Manage).await?;
     println!(
-        "Stream {}: subjects {:?}, {} messages, replicas {}, dedup window {:?}.",
+        "Stream {} (the event log): subjects {:?}, {} messages, retention {:?}, {} bytes of {}, \
+         replicas {}, dedup window {:?}.",
         info.config.name,
         info.config.subjects,
         info.state.messages,
+        info.config.max_age,
+        info.state.bytes,
+        info.config.max_bytes,
         info.config.num_replicas,
         info.config.duplicate_window
     );
@@ -123,12 +148,8 @@ pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
     .await?;
     let info = consumer.info().await?;
     println!(
-        "Consumer {} on {}: ack wait {:?}, max deliver {}, {} pending.",
-        info.name,
-        info.stream_name,
-        info.config.ack_wait,
-        info.config.max_deliver,
-        info.num_pending
+        "Consumer {} on {}: ack wait {:?}, {} pending, {} unacknowledged.",
+        info.name, info.stream_name, info.config.ack_wait, info.num_pending, info.num_ack_pending
     );
     Ok(())
 }

@@ -51,6 +51,10 @@ pub struct IngestConfig {
     #[command(flatten)]
     pub streams: hookline_jetstream::OwnershipArgs,
 
+    /// The workers' durable consumer, read for `webhook_stream_unprocessed_messages`.
+    #[arg(long, env = "HOOKLINE_CONSUMER", default_value = "hookline-worker")]
+    pub consumer: String,
+
     /// Each built-in provider's verification keys (its file in `hookline_core::providers`
     /// declares them); a provider without them is not routed (404).
     #[command(flatten)]

@@ -86,6 +86,7 @@ pub async fn run(
         providers,
         publisher,
         stream: config.stream.stream.clone(),
+        consumer: config.consumer.clone(),
         max_body_bytes: config.max_body_bytes,
         body_timeout: config.body_timeout(),
         answer_deadline: Duration::from_millis(config.answer_deadline_ms),

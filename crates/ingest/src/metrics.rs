@@ -31,6 +31,10 @@ pub struct IngestMetrics {
     pub stream_messages: IntGauge,
     pub stream_bytes: IntGauge,
     pub stream_fullness: prometheus::Gauge,
+    /// Events no worker has stored yet (the workers' consumer: pending + ack pending).
+    pub stream_unprocessed: IntGauge,
+    /// The log's retention (`max_age`), for alerts on unprocessed events nearing it.
+    pub stream_max_age: IntGauge,
 }
 
 pub use crate::error::SHED_REASONS;
@@ -97,7 +101,7 @@ impl IngestMetrics {
         .unwrap();
         let stream_messages = IntGauge::new(
             "webhook_stream_messages",
-            "Events in the stream (accepted, not yet stored by a worker), as last checked.",
+            "Events in the log (accepted, stored or not, within its retention), as last checked.",
         )
         .unwrap();
         let stream_bytes = IntGauge::new(
@@ -110,10 +114,23 @@ impl IngestMetrics {
             "Stream bytes divided by its byte limit (0 without a limit); at 1 ingest answers 503.",
         )
         .unwrap();
+        let stream_unprocessed = IntGauge::new(
+            "webhook_stream_unprocessed_messages",
+            "Events in the log no worker has stored yet (the workers' consumer's pending and \
+             ack-pending counts; every event in the log while the consumer does not exist).",
+        )
+        .unwrap();
+        let stream_max_age = IntGauge::new(
+            "webhook_stream_max_age_seconds",
+            "The log's retention: an event older than this is dropped, stored or not.",
+        )
+        .unwrap();
         hookline_runtime::register_all(
             &registry,
             vec![
                 Box::new(stream_messages.clone()),
+                Box::new(stream_unprocessed.clone()),
+                Box::new(stream_max_age.clone()),
                 Box::new(stream_bytes.clone()),
                 Box::new(stream_fullness.clone()),
                 Box::new(received.clone()),
@@ -155,11 +172,23 @@ impl IngestMetrics {
             stream_messages,
             stream_bytes,
             stream_fullness,
+            stream_unprocessed,
+            stream_max_age,
         }
     }
 
-    /// Records what a stream lookup said of the stream's size.
-    pub fn observe_stream(&self, info: &async_nats::jetstream::stream::Info) {
+    /// Records what a stream lookup said of the stream's size, and what the workers' consumer
+    /// said of what is left to store (`None`: no consumer yet, so nothing is stored).
+    pub fn observe_stream(
+        &self,
+        info: &async_nats::jetstream::stream::Info,
+        unprocessed: Option<u64>,
+    ) {
+        let unprocessed = unprocessed.unwrap_or(info.state.messages);
+        self.stream_unprocessed
+            .set(i64::try_from(unprocessed).unwrap_or(i64::MAX));
+        self.stream_max_age
+            .set(i64::try_from(info.config.max_age.as_secs()).unwrap_or(i64::MAX));
         let bytes = info.state.bytes;
         self.stream_messages
             .set(i64::try_from(info.state.messages).unwrap_or(i64::MAX));

@@ -27,6 +27,8 @@ pub struct AppState {
     pub providers: Providers,
     pub publisher: Publisher,
     pub stream: String,
+    /// The workers' consumer, whose counts say what is left to store.
+    pub consumer: String,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
     /// Every webhook is answered within this (503 past it).
@@ -81,7 +83,22 @@ pub async fn watch_readiness(state: Arc<AppState>, every: Duration) {
             None
         };
         if let Some(s) = &stream {
-            state.metrics.observe_stream(s.cached_info());
+            let consumer = tokio::time::timeout(
+                Duration::from_secs(2),
+                s.consumer_info(&state.consumer),
+            )
+            .await;
+            let unprocessed = match consumer {
+                Ok(Ok(c)) => Some(c.num_pending + c.num_ack_pending as u64),
+                Ok(Err(e))
+                    if e.kind() == async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound =>
+                {
+                    None
+                }
+                // Unknown this time (a permission missing, a timeout): keep the last figure.
+                _ => Some(state.metrics.stream_unprocessed.get().max(0) as u64),
+            };
+            state.metrics.observe_stream(s.cached_info(), unprocessed);
         }
         let reachable = stream.is_some();
         state.stream_reachable.store(reachable, Ordering::Relaxed);

@@ -13,6 +13,9 @@ pub const REQUEST_ID: &str = "Hookline-Request-Id";
 pub const REPLAY: &str = "Hookline-Replay";
 /// Set by `hookline reconcile` on an event it learned from a provider's API (value: `reconcile`).
 pub const SYNTHETIC: &str = "Hookline-Synthetic";
+/// On a copy `hookline log replay` published: the stream sequence of the event it copies. A
+/// later log replay skips copies (their originals are in the log).
+pub const REPLAYED_FROM: &str = "Hookline-Replayed-From";
 /// On a copy the worker re-published at shutdown: the stream sequence of the event it replaces.
 pub const REQUEUED_FROM: &str = "Hookline-Requeued-From";
 

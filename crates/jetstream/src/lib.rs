@@ -11,6 +11,7 @@ pub mod connect;
 pub mod headers;
 pub mod publish;
 pub mod topology;
+pub mod upgrade;
 
 pub use connect::{connect, server_addrs, ConnectError, NatsArgs, Reconnect};
 pub use publish::{publish_event, Outgoing, PublishFailure, Publisher, Stored};

@@ -1,5 +1,6 @@
-//! The streams and the consumer: `WEBHOOKS` (work queue, what ingest accepted), the durable pull
-//! consumer the workers share, and `WEBHOOKS_DLQ` (limits, what could never be stored). Binaries
+//! The streams and the consumer: `WEBHOOKS` (the event log: every event ingest accepted, kept for
+//! its retention window whether or not a worker has stored it), the durable pull consumer the
+//! workers share, and `WEBHOOKS_DLQ` (limits, what could never be stored). Binaries
 //! either create or update them from their flags at start-up ([`Ownership::Manage`], the local
 //! run), or, where an operator owns them (`nats stream edit` must stick, and binaries should not
 //! hold stream-admin permissions), only check that they exist with settings hookline's promise
@@ -41,6 +42,11 @@ pub enum TopologyError {
         source: async_nats::Error,
     },
     #[error(
+        "stream {0} is a work queue (hookline before the event log): run `hookline streams \
+         upgrade` once, with the workers stopped, to make it a log without losing a queued event"
+    )]
+    WorkQueue(String),
+    #[error(
         "{what} is incompatible with hookline (HOOKLINE_STREAMS=check leaves it to its operator; \
          `hookline streams` would set it right): {}",
         .problems.join("; ")
@@ -52,7 +58,7 @@ impl TopologyError {
     /// Whether waiting could fix it: a stream that is not there yet may be created by its
     /// operator; one with incompatible settings will not fix itself.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::Incompatible { .. })
+        matches!(self, Self::Incompatible { .. } | Self::WorkQueue(_))
     }
 }
 
@@ -138,6 +144,11 @@ impl Comparison {
 /// Checks an existing stream against `want`: what makes it hookline's kind of stream must match
 /// (subjects, retention, storage, discard); limits may differ.
 fn compare_stream(have: &stream::Config, want: &stream::Config) -> Result<(), TopologyError> {
+    if have.retention == stream::RetentionPolicy::WorkQueue
+        && want.retention == stream::RetentionPolicy::Limits
+    {
+        return Err(TopologyError::WorkQueue(want.name.clone()));
+    }
     let mut c = Comparison::new(format!("stream {}", want.name));
     for subject in &want.subjects {
         if !have.subjects.contains(subject) {
@@ -178,21 +189,27 @@ pub async fn check_stream(
     Ok(info.clone())
 }
 
-/// The stream's settings (defaults: 24 h, 1 GiB, a 60 s dedup window).
+/// The log's default retention: three days, so the log still holds everything since the
+/// previous day's backup when a restore or a lagging failover is found a day or more late.
+pub const DEFAULT_RETENTION_SECS: u64 = 3 * 24 * 60 * 60;
+
+/// The stream's settings (defaults: a 3-day log, 10 GiB, a 60 s dedup window).
 #[derive(clap::Args, Debug, Clone)]
 pub struct StreamArgs {
-    /// JetStream stream holding accepted webhooks.
+    /// JetStream stream holding accepted webhooks (the event log).
     #[arg(long, env = "HOOKLINE_STREAM", default_value = "WEBHOOKS")]
     pub stream: String,
     /// Stream replicas (3 on a JetStream cluster).
     #[arg(long, env = "HOOKLINE_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
-    /// Oldest an unprocessed event may get before JetStream drops it, in seconds.
-    #[arg(long, env = "HOOKLINE_STREAM_MAX_AGE_SECS", default_value_t = 24 * 60 * 60)]
+    /// How long the log keeps every accepted event, stored by a worker or not, in seconds: the
+    /// window `hookline log replay` can recover from after a database loses committed rows. An
+    /// event no worker has stored by then is dropped too (alert: WebhookUnprocessedNearExpiry).
+    #[arg(long, env = "HOOKLINE_STREAM_MAX_AGE_SECS", default_value_t = DEFAULT_RETENTION_SECS)]
     pub stream_max_age_secs: u64,
-    /// Stream size limit in bytes; when full, publishes are refused (ingest answers 503), nothing
-    /// is dropped.
-    #[arg(long, env = "HOOKLINE_STREAM_MAX_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    /// Log size limit in bytes: size it as bytes per event x events per second x the retention
+    /// window. When full, publishes are refused (ingest answers 503), nothing is dropped.
+    #[arg(long, env = "HOOKLINE_STREAM_MAX_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
     pub stream_max_bytes: i64,
     /// JetStream duplicate window for `Nats-Msg-Id`, in milliseconds.
     #[arg(
@@ -208,8 +225,10 @@ impl StreamArgs {
         stream::Config {
             name: self.stream.clone(),
             subjects: vec![SUBJECTS.to_owned()],
-            // Work-queue: a message is removed once a worker acks it.
-            retention: stream::RetentionPolicy::WorkQueue,
+            // Limits: a message stays for max_age whether or not the workers' consumer has acked
+            // it, so a database that loses committed rows can be refilled from the log. (A
+            // work-queue stream forgets an event at its ack; see `upgrade.rs`.)
+            retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             // A full stream refuses new events (ingest answers 503 and the provider retries)
             // instead of silently discarding the oldest unprocessed ones.
@@ -233,6 +252,13 @@ pub async fn ensure_stream(
     if ownership == Ownership::Check {
         return check_stream(js, &args.config()).await;
     }
+    if let Ok(mut existing) = js.get_stream(&args.stream).await {
+        if let Ok(info) = existing.info().await {
+            if info.config.retention == stream::RetentionPolicy::WorkQueue {
+                return Err(TopologyError::WorkQueue(args.stream.clone()));
+            }
+        }
+    }
     js.create_or_update_stream(args.config())
         .await
         .map_err(|source| TopologyError::Stream {
@@ -250,7 +276,9 @@ pub struct ConsumerArgs {
     /// How long a delivered event may stay unacknowledged before JetStream redelivers it, in seconds.
     #[arg(long, env = "HOOKLINE_ACK_WAIT_SECS", default_value_t = 30)]
     pub ack_wait_secs: u64,
-    /// Deliveries of one event before it is given up on (1 + retries).
+    /// Deliveries of one event without an ack before a worker dead-letters it on its next
+    /// delivery, unprocessed (a worker crashing on it each time). Counted by the workers:
+    /// JetStream itself never gives up on an event (the consumer's max_deliver is unlimited).
     #[arg(long, env = "HOOKLINE_MAX_DELIVER", default_value_t = 4)]
     pub max_deliver: i64,
     /// Unacknowledged events in flight across all workers.
@@ -265,7 +293,10 @@ impl ConsumerArgs {
             description: Some("hookline workers: webhook events into PostgreSQL".to_owned()),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: Duration::from_secs(self.ack_wait_secs),
-            max_deliver: self.max_deliver,
+            // Unlimited: the workers count deliveries and dead-letter an event past
+            // HOOKLINE_MAX_DELIVER themselves. An event JetStream gave up on would sit in the log
+            // unprocessed, acked by nobody and indistinguishable from a stored one.
+            max_deliver: -1,
             max_ack_pending: self.max_ack_pending,
             filter_subject: SUBJECTS.to_owned(),
             ..Default::default()
@@ -312,6 +343,13 @@ pub async fn ensure_consumer(
     let want = args.config();
     let mut c = Comparison::new(format!("consumer {} on {stream}", args.consumer));
     c.require("ack_policy", have.ack_policy, want.ack_policy);
+    if have.max_deliver > 0 {
+        c.problems.push(format!(
+            "max_deliver is {}, hookline needs it unlimited (-1): the workers count deliveries \
+             themselves (HOOKLINE_MAX_DELIVER)",
+            have.max_deliver
+        ));
+    }
     if !(have.filter_subject == SUBJECTS
         || have.filter_subject.is_empty() && have.filter_subjects.is_empty())
     {
@@ -321,7 +359,6 @@ pub async fn ensure_consumer(
         ));
     }
     c.note("ack_wait", have.ack_wait, want.ack_wait);
-    c.note("max_deliver", have.max_deliver, want.max_deliver);
     c.note(
         "max_ack_pending",
         have.max_ack_pending,

@@ -39,12 +39,10 @@ pub struct WorkerConfig {
     #[command(flatten)]
     pub dlq: hookline_jetstream::DlqArgs,
 
-    /// How often to look for events JetStream gave up on (past max deliveries) that neither the
-    /// worker nor the advisory moved to the dead-letter stream, and to refresh the DLQ gauges,
-    /// in seconds.
-    #[arg(long, env = "HOOKLINE_DLQ_SWEEP_SECS", default_value_t = 30,
+    /// How often to read the dead-letter stream's size into the DLQ gauges, in seconds.
+    #[arg(long, env = "HOOKLINE_DLQ_REFRESH_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
-    pub dlq_sweep_secs: u64,
+    pub dlq_refresh_secs: u64,
 
     /// Replicas of the dead-letter stream when the worker creates it (3 on a JetStream cluster).
     #[arg(long, env = "HOOKLINE_STREAM_REPLICAS", default_value_t = 1)]
@@ -176,6 +174,7 @@ impl WorkerConfig {
                 breaker_threshold: self.breaker_threshold,
                 breaker_open_for: Duration::from_millis(self.breaker_open_ms),
             },
+            max_deliver: self.consumer.max_deliver,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct BatchSettings {
     pub writers: usize,
     pub flush_interval: Duration,
     pub retry: RetrySettings,
+    /// Deliveries without an ack after which an event is dead-lettered unprocessed on its next
+    /// delivery (`HOOKLINE_MAX_DELIVER`; JetStream's own limit is off, see `topology.rs`).
+    pub max_deliver: i64,
 }
 
 pub struct Consumer {
@@ -155,6 +158,22 @@ impl Consumer {
         let mut records = Vec::with_capacity(batch.len());
         let mut settled = vec![false; batch.len()];
         for (i, msg) in batch.iter().enumerate() {
+            // Past its budget: every earlier delivery ended without an ack (a worker crashing on
+            // it, each time). Dead-lettered before anything reads it, so it cannot crash this one.
+            let delivered = msg.info().map_or(0, |i| i.delivered);
+            if self.settings.max_deliver > 0 && delivered > self.settings.max_deliver {
+                let failure = Failure::new(
+                    Reason::MaxDeliveries,
+                    format!(
+                        "delivered {} times without an acknowledgement (HOOKLINE_MAX_DELIVER {})",
+                        delivered - 1,
+                        self.settings.max_deliver
+                    ),
+                );
+                self.dead_letter(msg, &failure).await;
+                settled[i] = true;
+                continue;
+            }
             match decode(
                 &self.providers,
                 &msg.subject,
@@ -246,7 +265,7 @@ impl Consumer {
                 // than after ack_wait, so another worker can take them. An event on its last
                 // allowed delivery would never be delivered again, and the outage is not its
                 // fault: it goes back as a fresh copy with a full delivery budget instead.
-                let max_deliver = self.consumer.cached_info().config.max_deliver;
+                let max_deliver = self.settings.max_deliver;
                 let (mut returned, mut requeued) = (0, 0);
                 for (msg, _) in batch.iter().zip(&settled).filter(|(_, s)| !**s) {
                     let last = msg

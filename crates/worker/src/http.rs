@@ -44,16 +44,24 @@ impl HealthState {
     /// Reads the consumer's counts and the oldest unprocessed event's age, and updates the gauges.
     async fn refresh(&self) -> Option<Backlog> {
         let work = async {
-            let mut stream = self.js.get_stream(&self.stream).await.ok()?;
+            let stream = self.js.get_stream_no_info(&self.stream).await.ok()?;
             let info = stream.consumer_info(&self.consumer).await.ok()?;
-            let state = stream.info().await.ok()?.state.clone();
-            // A work-queue stream holds only unprocessed events: its first is the oldest.
-            let lag_seconds = if state.messages == 0 {
+            // The log keeps what was stored too: the oldest unprocessed event is the first one
+            // past the consumer's ack floor.
+            let unprocessed = info.num_pending + info.num_ack_pending as u64;
+            let lag_seconds = if unprocessed == 0 {
                 0.0
             } else {
-                let first_ns = state.first_timestamp.unix_timestamp_nanos();
+                let oldest = stream
+                    .raw_message_builder()
+                    .sequence(info.ack_floor.stream_sequence + 1)
+                    .next_by_subject(hookline_jetstream::SUBJECTS.to_owned())
+                    .send()
+                    .await
+                    .ok()?;
+                let then_ns = oldest.time.unix_timestamp_nanos();
                 let now_ns = i128::from(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
-                ((now_ns - first_ns).max(0) as f64) / 1e9
+                ((now_ns - then_ns).max(0) as f64) / 1e9
             };
             Some(Backlog {
                 pending: info.num_pending,

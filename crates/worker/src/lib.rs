@@ -50,7 +50,7 @@ pub struct Worker {
     stream: String,
     consumer_name: String,
     dlq_stream: String,
-    sweep_every: Duration,
+    dlq_refresh: Duration,
     retention: hookline_store::lifecycle::RetentionArgs,
     maintain_every: Duration,
     shutdown_deadline: Duration,
@@ -116,7 +116,7 @@ impl Worker {
             stream: config.stream.clone(),
             consumer_name: config.consumer.consumer.clone(),
             dlq_stream: config.dlq.dlq_stream.clone(),
-            sweep_every: Duration::from_secs(config.dlq_sweep_secs),
+            dlq_refresh: Duration::from_secs(config.dlq_refresh_secs),
             retention: config.retention.clone(),
             maintain_every: Duration::from_secs(config.maintain_every_secs),
             shutdown_deadline: Duration::from_millis(config.shutdown_deadline_ms),
@@ -161,32 +161,11 @@ impl Worker {
                 deadline: tokio::time::Instant::now() + deadline,
             });
         });
-        let metrics = self.consumer.metrics.clone();
-        let advisories = tokio::spawn(dead_letter::watch_max_deliveries(
-            self.client.clone(),
+        let state = self.consumer.metrics.clone();
+        let dlq_gauges = tokio::spawn(dead_letter::watch_size(
             self.consumer.js.clone(),
-            self.stream.clone(),
-            self.consumer_name.clone(),
-            move || {
-                metrics
-                    .dead_lettered
-                    .with_label_values(&[dead_letter::Reason::MaxDeliveries.label()])
-                    .inc()
-            },
-        ));
-        let (moved, state) = (self.consumer.metrics.clone(), self.consumer.metrics.clone());
-        let sweeps = tokio::spawn(dead_letter::run_sweeps(
-            self.consumer.js.clone(),
-            self.stream.clone(),
-            self.consumer_name.clone(),
             self.dlq_stream.clone(),
-            self.sweep_every,
-            move |n| {
-                moved
-                    .dead_lettered
-                    .with_label_values(&[dead_letter::Reason::MaxDeliveries.label()])
-                    .inc_by(n)
-            },
+            self.dlq_refresh,
             move |messages, bytes| {
                 state.dlq_messages.set(messages as i64);
                 state.dlq_bytes.set(bytes as i64);
@@ -209,8 +188,7 @@ impl Worker {
             result = &mut consuming => Some(result),
             () = past_deadline(&mut draining) => None,
         };
-        advisories.abort();
-        sweeps.abort();
+        dlq_gauges.abort();
         if let Some(m) = maintenance {
             m.abort();
         }

@@ -87,6 +87,27 @@ fn compose_file_is_valid_and_matches_the_binaries() {
     ] {
         assert!(services.contains_key(want), "service {want}");
     }
+    // NATS: a pinned image, with the config file that makes every PubAck follow an fsync.
+    let nats = &services["nats"];
+    assert_pinned_nats_image(nats["image"].as_str().unwrap());
+    let nats_args: Vec<&str> = nats["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let conf_at = nats_args.iter().position(|a| *a == "-c").expect("nats -c");
+    let mounts = serde_yaml::to_string(&nats["volumes"]).unwrap();
+    assert!(
+        mounts.contains("deploy/nats/jetstream-durable.conf")
+            && mounts.contains(nats_args[conf_at + 1]),
+        "nats mounts deploy/nats/jetstream-durable.conf where -c reads it: {mounts}"
+    );
+    let durable = std::fs::read_to_string(root.join("deploy/nats/jetstream-durable.conf")).unwrap();
+    assert!(
+        durable.lines().any(|l| l.trim() == "sync_interval: always"),
+        "deploy/nats/jetstream-durable.conf: sync_interval: always"
+    );
     let mut checked = 0;
     for (name, svc) in services {
         let name = name.as_str().unwrap();
@@ -394,6 +415,24 @@ fn kubernetes_manifests_are_valid_and_match_the_binaries() {
         .unwrap()
         .to_owned();
     assert!(conf.contains("include ./hookline-accounts.conf"));
+    // Durable acks: every PubAck follows an fsync, on a pinned image, one server per node.
+    assert!(
+        conf.lines().any(|l| l.trim() == "sync_interval: always"),
+        "nats.conf: sync_interval: always"
+    );
+    let nats_pod = &nats["spec"]["template"]["spec"];
+    assert_pinned_nats_image(nats_pod["containers"][0]["image"].as_str().unwrap());
+    let spread = nats_pod["topologySpreadConstraints"]
+        .as_sequence()
+        .expect("NATS topologySpreadConstraints");
+    assert!(
+        spread
+            .iter()
+            .any(|c| c["topologyKey"] == "kubernetes.io/hostname"
+                && c["whenUnsatisfiable"] == "DoNotSchedule"
+                && c["labelSelector"]["matchLabels"]["app"] == "nats"),
+        "NATS servers spread over nodes: {spread:?}"
+    );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("nats.conf"), conf).unwrap();
     std::fs::copy(&accounts, dir.path().join("hookline-accounts.conf")).unwrap();
@@ -431,6 +470,29 @@ fn kubernetes_manifests_are_valid_and_match_the_binaries() {
     assert_eq!(
         monitor["spec"]["jobLabel"], "app",
         "job names the alerts expect"
+    );
+}
+
+/// A NATS image pinned to one release (`nats:2.12.15-alpine`; not `nats:2.12-alpine`, `nats:2` or
+/// `nats:latest`), of 2.12 or later.
+fn assert_pinned_nats_image(image: &str) {
+    let tag = image
+        .strip_prefix("nats:")
+        .unwrap_or_else(|| panic!("{image}: not nats:TAG"));
+    let version: Vec<u32> = tag
+        .split(['-', '@'])
+        .next()
+        .unwrap()
+        .split('.')
+        .map(|n| {
+            n.parse()
+                .unwrap_or_else(|_| panic!("{image}: not a release tag"))
+        })
+        .collect();
+    assert_eq!(version.len(), 3, "{image}: a floating tag");
+    assert!(
+        (version[0], version[1]) >= (2, 12),
+        "{image}: older than 2.12"
     );
 }
 
