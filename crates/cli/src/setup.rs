@@ -100,7 +100,10 @@ pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
         )
         .await?;
         if report.already_a_log {
-            println!("Stream {} is already a log; nothing to upgrade.", args.stream.stream);
+            println!(
+                "Stream {} is already a log; nothing to upgrade.",
+                args.stream.stream
+            );
         } else {
             println!(
                 "Upgraded {} to the event log: {} queued events copied, {} published back.",

@@ -83,15 +83,14 @@ pub async fn watch_readiness(state: Arc<AppState>, every: Duration) {
             None
         };
         if let Some(s) = &stream {
-            let consumer = tokio::time::timeout(
-                Duration::from_secs(2),
-                s.consumer_info(&state.consumer),
-            )
-            .await;
+            let consumer =
+                tokio::time::timeout(Duration::from_secs(2), s.consumer_info(&state.consumer))
+                    .await;
             let unprocessed = match consumer {
                 Ok(Ok(c)) => Some(c.num_pending + c.num_ack_pending as u64),
                 Ok(Err(e))
-                    if e.kind() == async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound =>
+                    if e.kind()
+                        == async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound =>
                 {
                     None
                 }

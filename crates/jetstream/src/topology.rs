@@ -43,7 +43,7 @@ pub enum TopologyError {
     },
     #[error(
         "stream {0} is a work queue (hookline before the event log): run `hookline streams \
-         upgrade` once, with the workers stopped, to make it a log without losing a queued event"
+         --upgrade` once, with the workers stopped, to make it a log without losing a queued event"
     )]
     WorkQueue(String),
     #[error(
@@ -315,12 +315,17 @@ pub async fn ensure_consumer(
     ownership: Ownership,
 ) -> Result<consumer::PullConsumer, TopologyError> {
     let s = js
-        .get_stream_no_info(stream)
+        .get_stream(stream)
         .await
         .map_err(|source| TopologyError::Lookup {
             stream: stream.to_owned(),
             source,
         })?;
+    // The workers' delivery counting and the log's replay both need the log: a work queue of an
+    // earlier release is upgraded first, never consumed as if it were one.
+    if s.cached_info().config.retention == stream::RetentionPolicy::WorkQueue {
+        return Err(TopologyError::WorkQueue(stream.to_owned()));
+    }
     if ownership == Ownership::Manage {
         return s
             .create_consumer(args.config())

@@ -39,7 +39,10 @@ pub struct UpgradeReport {
 
 /// The holding stream's name and the subject prefix of its copies.
 fn holding(stream: &str) -> (String, String) {
-    (format!("{stream}_UPGRADE"), format!("hookline.upgrade.{stream}."))
+    (
+        format!("{stream}_UPGRADE"),
+        format!("hookline.upgrade.{stream}."),
+    )
 }
 
 /// Upgrades `args.stream` to the log, calling `progress` with a line now and then.
@@ -61,7 +64,13 @@ pub async fn upgrade_to_log(
     let mut report = UpgradeReport::default();
     let holding_exists = js.get_stream(&holding_name).await.is_ok();
     let current = match js.get_stream(name).await {
-        Ok(mut s) => Some(s.info().await.map_err(|e| step("read the stream")(e.into()))?.config.clone()),
+        Ok(mut s) => Some(
+            s.info()
+                .await
+                .map_err(|e| step("read the stream")(e.into()))?
+                .config
+                .clone(),
+        ),
         Err(_) => None,
     };
     match (&current, holding_exists) {

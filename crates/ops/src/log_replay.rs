@@ -140,7 +140,9 @@ pub async fn replay(
         let Ok(Some(msg)) = next else { break };
         let msg = msg?;
         to_read -= 1;
-        let meta = msg.info().map_err(|e| anyhow::anyhow!("reading the log: {e}"))?;
+        let meta = msg
+            .info()
+            .map_err(|e| anyhow::anyhow!("reading the log: {e}"))?;
         let seq = meta.stream_sequence;
         if seq > end_seq {
             break;
@@ -280,4 +282,3 @@ pub fn print_progress(started: Instant) -> impl FnMut(&LogReplayReport, &str) {
         );
     }
 }
-

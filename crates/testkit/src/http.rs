@@ -95,6 +95,14 @@ impl WebhookClient {
             .await
     }
 
+    /// GET `path` and return its body (empty when ingest does not answer).
+    pub async fn get_text(&self, path: &str) -> String {
+        match self.http.get(format!("{}{path}", self.base)).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
     /// GET `path` and return the status code (0 when ingest does not answer).
     pub async fn get_status(&self, path: &str) -> u16 {
         match self.http.get(format!("{}{path}", self.base)).send().await {

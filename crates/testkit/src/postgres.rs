@@ -125,6 +125,74 @@ impl Postgres {
         self.proc.reap();
     }
 
+    /// Immediate shutdown (SIGQUIT, `pg_ctl stop -m immediate`): no checkpoint, the way a
+    /// crashed or fenced-off primary stops.
+    pub fn stop_immediately(&mut self) {
+        self.proc.signal("QUIT");
+        self.proc.reap();
+    }
+
+    /// A base backup of this server into `into` (a new directory): `pg_basebackup -X stream`,
+    /// with `-R` for a streaming standby's data directory.
+    pub fn base_backup(&self, into: &Path, standby: bool) {
+        let mut cmd = as_pg_user(&self.bin.join("pg_basebackup"));
+        cmd.arg("-D")
+            .arg(into)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-X", "stream", "--checkpoint=fast", "--no-sync"]);
+        if standby {
+            cmd.arg("-R");
+        }
+        run(&mut cmd);
+    }
+
+    /// A streaming standby of this server (`pg_basebackup -R`), hot, on its own free port.
+    pub fn standby(&self) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("hookline-pg-standby-")
+            .tempdir()
+            .unwrap();
+        chmod(dir.path(), "777");
+        self.base_backup(&dir.path().join("data"), true);
+        chmod(dir.path(), "755");
+        let port = crate::free_port();
+        let proc = spawn(&self.bin, dir.path(), port, 0, self.durable, self.tls);
+        let pg = Self {
+            port,
+            dir,
+            bin: self.bin.clone(),
+            proc,
+            generation: 0,
+            durable: self.durable,
+            tls: self.tls,
+        };
+        pg.wait_ready();
+        pg
+    }
+
+    /// A directory the server's user may write a base backup into (kept with this server).
+    pub fn backup_dir(&self, name: &str) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        chmod(&dir, "777");
+        dir.join("data")
+    }
+
+    /// Destroys the data directory of a stopped server and puts `backup` (a `base_backup`) in its
+    /// place: the restore of a lost disk. Start it with [`Self::start_again`].
+    pub fn restore_from(&mut self, backup: &Path) {
+        let data = self.dir.path().join("data");
+        std::fs::remove_dir_all(&data).unwrap();
+        run(Command::new("cp").arg("-a").arg(backup).arg(&data));
+    }
+
     /// Starts again on the same port and data.
     pub fn start_again(&mut self) {
         self.proc.kill();

@@ -1,6 +1,7 @@
-//! The delivery budget (`max_deliver`) and the three ways an event past it still reaches a place
-//! a replay can reach, each proven where the others cannot act: the worker's own handling of a
-//! last attempt, the periodic sweep (no advisory heard), and the advisory (`faults.rs`). Also: a
+//! The delivery budget (`HOOKLINE_MAX_DELIVER`, counted by the workers): an event past it is
+//! dead-lettered unread by whichever worker it reaches next (here and in `faults.rs`), and an
+//! event on its last attempt through an outage and a shutdown is re-published with a fresh
+//! budget instead. Also: a
 //! poison batch dead-letters just its poison, and a worker told to stop while NATS is gone exits
 //! by its deadline and loses nothing.
 
@@ -24,10 +25,11 @@ fn short_budget(w: &mut hookline_worker::WorkerConfig) {
 }
 
 /// A poison event that crashes the worker each time it is processed. Both crashes use up the
-/// budget; JetStream notices on the next pull, while no worker runs to hear its advisory. The
-/// next worker's sweep finds the event stranded in the stream and dead-letters it.
+/// budget; the next worker it reaches (a healthy one here, with nobody else running) finds it
+/// delivered past `HOOKLINE_MAX_DELIVER` and dead-letters it unread. JetStream itself never gives
+/// up on it, so it cannot be stranded in the log where no worker looks.
 #[tokio::test]
-async fn a_crash_poison_reaches_the_dlq_with_nobody_listening_for_advisories() {
+async fn a_crash_poison_reaches_the_dlq_from_the_next_worker() {
     let stack = Stack::start_tuned(0, |_| {}, short_budget).await;
     assert_eq!(
         stack
@@ -46,40 +48,38 @@ async fn a_crash_poison_reaches_the_dlq_with_nobody_listening_for_advisories() {
             w.log_text()
         );
     }
-    // Nobody runs: a pull makes JetStream give up, and its advisory goes unheard.
-    let s = &stack;
-    wait_until(
-        "JetStream stops delivering the event",
-        Duration::from_secs(20),
-        || async move {
-            s.pull_once(Duration::from_millis(300)).await.is_none()
-                && s.consumer_info().await.num_ack_pending == 0
-        },
-    )
-    .await;
-    assert_eq!(
-        stack.stream_len("WEBHOOKS").await,
-        1,
-        "stranded in the stream"
-    );
+    assert_eq!(stack.unprocessed().await, 1, "still waiting for a worker");
     assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0, "nobody moved it");
 
-    let _worker = stack.worker_process(&[("HOOKLINE_DLQ_SWEEP_SECS", "1")]);
-    wait_until("the sweep moves it", Duration::from_secs(30), || async move {
-        s.stream_len("WEBHOOKS_DLQ").await == 1 && s.stream_len("WEBHOOKS").await == 0
-    })
+    let s = &stack;
+    let _worker = stack.worker_process(&[]);
+    wait_until(
+        "the next worker moves it",
+        Duration::from_secs(30),
+        || async move { s.stream_len("WEBHOOKS_DLQ").await == 1 && s.unprocessed().await == 0 },
+    )
     .await;
     let dead = dlq::list(&stack.js, "WEBHOOKS_DLQ", &Selection::All)
         .await
         .unwrap();
     assert_eq!(dead[0].reason(), "max_deliveries");
     assert_eq!(dead[0].header("svix-id"), Some("r-crash"));
-    assert_eq!(dead[0].header("Hookline-Dlq-Deliveries"), Some("2"));
+    assert_eq!(dead[0].header("Hookline-Dlq-Deliveries"), Some("3"));
+    assert_eq!(
+        count(
+            &stack.pool,
+            "SELECT count(*) FROM delivery_events WHERE event_id = 'r-crash'"
+        )
+        .await,
+        0,
+        "dead-lettered unread, not stored"
+    );
+    assert_eq!(stack.stream_len("WEBHOOKS").await, 1, "the log keeps it");
 }
 
 /// An event on its last allowed delivery, held through a database outage when the worker is told
 /// to stop: the worker re-publishes it with a fresh budget instead of handing it back to be given
-/// up on. No advisory and no sweep is involved (the event never passes the limit). Once the
+/// up on (the event never passes the limit). Once the
 /// database is back it is stored once, and nothing was dead-lettered.
 #[tokio::test]
 async fn an_event_on_its_last_attempt_survives_an_outage_and_a_shutdown() {
@@ -115,11 +115,7 @@ async fn an_event_on_its_last_attempt_survives_an_outage_and_a_shutdown() {
         "{}",
         worker.log_text()
     );
-    assert_eq!(
-        stack.stream_len("WEBHOOKS").await,
-        1,
-        "the fresh copy waits"
-    );
+    assert_eq!(stack.unprocessed().await, 1, "the fresh copy waits");
     set_read_only(&stack.pool, false).await;
     let _next = stack.worker_process(&[]);
     stack.wait_drained(DRAIN).await;
@@ -284,7 +280,7 @@ async fn a_full_dlq_keeps_the_event_in_the_stream_until_there_is_room() {
         |_| {},
         |w| {
             w.dlq.dlq_max_bytes = 1;
-            w.dlq_sweep_secs = 1;
+            w.dlq_refresh_secs = 1;
             w.consumer.ack_wait_secs = 1;
         },
     )
@@ -310,11 +306,11 @@ async fn a_full_dlq_keeps_the_event_in_the_stream_until_there_is_room() {
         s.stored_events().await == 20
     })
     .await;
-    // Several delivery rounds and sweeps pass: the event is kept, never acked away.
+    // Several delivery rounds pass: the event is kept, never acked away.
     let metrics = stack.workers[0].metrics.clone();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
-        assert_eq!(stack.stream_len("WEBHOOKS").await, 1, "kept in the stream");
+        assert_eq!(stack.unprocessed().await, 1, "kept for a worker");
         assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -324,7 +320,7 @@ async fn a_full_dlq_keeps_the_event_in_the_stream_until_there_is_room() {
     roomy.dlq_max_bytes = -1;
     stack.js.update_stream(roomy.config(1)).await.unwrap();
     wait_until("it lands in the DLQ", DRAIN, || async move {
-        s.stream_len("WEBHOOKS_DLQ").await == 1 && s.stream_len("WEBHOOKS").await == 0
+        s.stream_len("WEBHOOKS_DLQ").await == 1 && s.unprocessed().await == 0
     })
     .await;
     let dead = dlq::list(&stack.js, "WEBHOOKS_DLQ", &Selection::All)

@@ -199,9 +199,7 @@ async fn a_retry_after_the_dedup_window_is_absorbed_by_the_database() {
     wait_until(
         "the late copy is processed",
         Duration::from_secs(20),
-        || async {
-            stack.total(|m| m.duplicates.get()) >= 1 && stack.stream_len("WEBHOOKS").await == 0
-        },
+        || async { stack.total(|m| m.duplicates.get()) >= 1 && stack.unprocessed().await == 0 },
     )
     .await;
     assert_eq!(count(pool, "SELECT count(*) FROM delivery_events").await, 1);

@@ -11,6 +11,7 @@ mod lifecycle;
 mod observability;
 mod outages;
 mod reconcile;
+mod recovery;
 mod registration;
 mod replay;
 mod settings;

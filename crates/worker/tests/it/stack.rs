@@ -148,7 +148,13 @@ impl Stack {
         crate::support::count(&self.pool, "SELECT count(*) FROM delivery_events").await
     }
 
-    /// Messages still in a stream (the main one is a work queue: acked events leave it).
+    /// Events the workers have not stored yet: the consumer's pending and ack-pending counts (the
+    /// main stream is a log: a stored event stays in it).
+    pub async fn unprocessed(&self) -> u64 {
+        unprocessed(&self.js).await.unwrap_or(u64::MAX)
+    }
+
+    /// Messages in a stream (the main one keeps stored events too; see [`Self::unprocessed`]).
     pub async fn stream_len(&self, name: &str) -> u64 {
         match self.js.get_stream(name).await {
             Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(u64::MAX),
@@ -158,8 +164,8 @@ impl Stack {
 
     /// Waits until every accepted event has been consumed and acknowledged.
     pub async fn wait_drained(&self, deadline: Duration) {
-        wait_until("the stream is drained", deadline, || async {
-            self.stream_len("WEBHOOKS").await == 0
+        wait_until("every event is stored", deadline, || async {
+            self.unprocessed().await == 0
         })
         .await;
     }
@@ -196,6 +202,13 @@ impl Stack {
     pub fn total(&self, f: impl Fn(&WorkerMetrics) -> u64) -> u64 {
         self.workers.iter().map(|w| f(&w.metrics)).sum()
     }
+}
+
+/// Events the workers' consumer has not had acknowledged (`None`: no stream or consumer yet).
+pub async fn unprocessed(js: &jetstream::Context) -> Option<u64> {
+    let s = js.get_stream_no_info("WEBHOOKS").await.ok()?;
+    let c = s.consumer_info("hookline-worker").await.ok()?;
+    Some(c.num_pending + c.num_ack_pending as u64)
 }
 
 /// The `Nats-Msg-Id` of every event in the main stream: what JetStream holds, for comparing its
