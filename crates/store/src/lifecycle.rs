@@ -259,6 +259,18 @@ async fn run(
         Err(e) if is_refused(&e) => report.refused = report.refused.or(Some(e.to_string())),
         Err(e) => return Err(e.into()),
     }
+    if !dry_run {
+        // Notes of future-dated events go with the days their events were stored on.
+        let trimmed = sqlx::query("DELETE FROM future_dated_events WHERE received_at < $1")
+            .bind(cutoff)
+            .execute(&mut *conn)
+            .await;
+        match trimmed {
+            Ok(_) => {}
+            Err(e) if is_refused(&e) => report.refused = report.refused.or(Some(e.to_string())),
+            Err(e) => return Err(e.into()),
+        }
+    }
     report.early_waiting = sqlx::query_scalar(
         "SELECT count(*) FROM early_messages e WHERE NOT EXISTS (SELECT 1 FROM recipients r \
          WHERE r.provider = e.provider AND r.provider_message_id = e.provider_message_id)",

@@ -25,7 +25,8 @@
 //! message_id = "/message/id"
 //! event_type = "header:X-GitHub-Event"
 //! status = "/message/status"
-//! occurred_at = "/message/updated_at"   # RFC 3339 string or unix seconds
+//! occurred_at = "/message/updated_at"
+//! occurred_at_unit = "rfc3339"          # or seconds, milliseconds (unix time): required
 //! error_code = "/message/error/code"    # optional
 //! error_description = "/message/error/message"  # optional
 //!
@@ -110,6 +111,18 @@ pub enum TimeUnit {
     Milliseconds,
 }
 
+/// The form of a source's `occurred_at` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OccurredUnit {
+    /// An RFC 3339 string.
+    Rfc3339,
+    /// Unix time in seconds (a number, or a string of one; fractions allowed).
+    Seconds,
+    /// Unix time in milliseconds.
+    Milliseconds,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimestampConfig {
@@ -132,6 +145,9 @@ pub struct FieldsConfig {
     pub event_type: String,
     pub status: String,
     pub occurred_at: String,
+    /// What `occurred_at` holds: declared, never guessed (a source sending unix milliseconds
+    /// read as seconds dates its events 50,000 years ahead).
+    pub occurred_at_unit: Option<OccurredUnit>,
     pub error_code: Option<String>,
     pub error_description: Option<String>,
 }
@@ -254,6 +270,7 @@ pub struct GenericSource {
     event_type: Field,
     status: Field,
     occurred_at: Field,
+    occurred_unit: OccurredUnit,
     error_code: Option<Field>,
     error_description: Option<Field>,
     statuses: BTreeMap<String, Mapped>,
@@ -337,6 +354,12 @@ impl GenericSource {
         let event_type = field("event_type", &f.event_type)?;
         let status = field("status", &f.status)?;
         let occurred_at = field("occurred_at", &f.occurred_at)?;
+        let occurred_unit = f.occurred_at_unit.ok_or_else(|| {
+            format!(
+                "source {name:?}: [source.fields] occurred_at_unit is missing: say whether \
+                 occurred_at holds \"rfc3339\" strings or unix \"seconds\" or \"milliseconds\""
+            )
+        })?;
         let error_code = f
             .error_code
             .as_deref()
@@ -389,6 +412,7 @@ impl GenericSource {
             event_type,
             status,
             occurred_at,
+            occurred_unit,
             error_code,
             error_description,
             statuses,
@@ -474,12 +498,18 @@ impl GenericSource {
     }
 }
 
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    let secs: f64 = s.parse().ok().filter(|v: &f64| v.is_finite())?;
-    Utc.timestamp_millis_opt((secs * 1000.0) as i64).single()
+fn parse_time(s: &str, unit: OccurredUnit) -> Option<DateTime<Utc>> {
+    let per_second = match unit {
+        OccurredUnit::Rfc3339 => {
+            return DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        }
+        OccurredUnit::Seconds => 1000.0,
+        OccurredUnit::Milliseconds => 1.0,
+    };
+    let n: f64 = s.parse().ok().filter(|v: &f64| v.is_finite())?;
+    Utc.timestamp_millis_opt((n * per_second) as i64).single()
 }
 
 impl GenericSource {
@@ -599,8 +629,12 @@ impl Provider for GenericSource {
             Some(Mapped::Engagement(e)) => (None, Some(*e)),
         };
         let occurred = required(&self.occurred_at, "occurred_at")?;
-        let occurred_at = parse_time(&occurred)
-            .ok_or_else(|| DecodeError::Shape(format!("occurred_at {occurred:?} is not a time")))?;
+        let occurred_at = parse_time(&occurred, self.occurred_unit).ok_or_else(|| {
+            DecodeError::Shape(format!(
+                "occurred_at {occurred:?} is not a time in {:?}",
+                self.occurred_unit
+            ))
+        })?;
         let optional = |f: &Option<Field>| f.as_ref().and_then(|f| f.get(headers, Some(&json)));
         Ok(DeliveryEvent {
             provider: self.name,
@@ -638,6 +672,7 @@ message_id = "/message/id"
 event_type = "header:X-Hub-Event"
 status = "/message/status"
 occurred_at = "/message/at"
+occurred_at_unit = "rfc3339"
 error_code = "/message/error/code"
 [source.statuses]
 delivered = "delivered"
@@ -697,19 +732,19 @@ typing = "ignore"
             "header fields travel with the event to the worker"
         );
 
-        let read = br#"{"message":{"id":"m-1","status":"read","at":1795168800}}"#;
+        let read = br#"{"message":{"id":"m-1","status":"read","at":"2026-11-23T10:00:00Z"}}"#;
         assert_eq!(
             s.decode(&headers, read).unwrap().engagement,
             Some(Engagement::Opened)
         );
-        let typing = br#"{"message":{"id":"m-1","status":"typing","at":1}}"#;
+        let typing = br#"{"message":{"id":"m-1","status":"typing","at":"2026-11-23T10:00:01Z"}}"#;
         let ev = s.decode(&headers, typing).unwrap();
         assert_eq!(
             (ev.status, ev.engagement, ev.unmapped),
             (None, None, false),
             "mapped to ignore: stored, no effect"
         );
-        let odd = br#"{"message":{"id":"m-1","status":"lost","at":1}}"#;
+        let odd = br#"{"message":{"id":"m-1","status":"lost","at":"2026-11-23T10:00:01Z"}}"#;
         let ev = s.decode(&headers, odd).unwrap();
         assert_eq!(
             (ev.status, ev.unmapped),
@@ -743,6 +778,7 @@ message_id = "/id"
 event_type = "/type"
 status = "/status"
 occurred_at = "/at"
+occurred_at_unit = "milliseconds"
 [source.statuses]
 sent = "sent"
 "#;
@@ -798,5 +834,36 @@ sent = "sent"
         assert!(broken("prefix = ", "prefx = ").contains("prefx"));
         let twice = format!("{GITHUB_STYLE}{GITHUB_STYLE}");
         assert!(parse_sources(&twice).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn occurred_at_is_read_in_the_declared_unit_never_guessed() {
+        let at = |unit: OccurredUnit, v: &str| parse_time(v, unit).map(|t| t.timestamp_millis());
+        assert_eq!(
+            at(OccurredUnit::Seconds, "1795168800"),
+            Some(1_795_168_800_000)
+        );
+        assert_eq!(
+            at(OccurredUnit::Seconds, "1795168800.5"),
+            Some(1_795_168_800_500)
+        );
+        assert_eq!(
+            at(OccurredUnit::Milliseconds, "1795168800123"),
+            Some(1_795_168_800_123)
+        );
+        assert_eq!(
+            at(OccurredUnit::Rfc3339, "2026-11-20T09:59:58Z"),
+            Some(1_795_168_798_000)
+        );
+        // A number where strings are declared, or a string where numbers are: not a time.
+        assert_eq!(at(OccurredUnit::Rfc3339, "1795168800"), None);
+        assert_eq!(at(OccurredUnit::Milliseconds, "2026-11-20T09:59:58Z"), None);
+        // Undeclared: the sources file is refused at start-up, naming the setting.
+        let undeclared = GITHUB_STYLE.replace("occurred_at_unit = \"rfc3339\"\n", "");
+        let cfg = parse_sources(&undeclared).unwrap();
+        let err = GenericSource::new(&cfg[0], vec![b"k".to_vec()])
+            .err()
+            .unwrap();
+        assert!(err.contains("occurred_at_unit is missing"), "{err}");
     }
 }

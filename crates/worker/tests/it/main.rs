@@ -2,6 +2,7 @@
 
 mod budget;
 mod classify;
+mod clock;
 mod cluster;
 mod db_rules;
 mod end_to_end;
