@@ -125,6 +125,28 @@ pub const SQLSTATE_RULES: &[(&str, Cause, &str)] = &[
     ("XX", Cause::Outage, "internal error"),
 ];
 
+/// Outage-class SQLSTATEs one write can cause on its own: a statement that always runs past the
+/// timeout (a pathological body, an application's trigger, a row lock never let go), or needs
+/// more memory than there is. Repeated `HOOKLINE_ISOLATE_AFTER` times with a canary write
+/// succeeding after each, they are the write's own (the worker's `store.rs`). Serialization
+/// failures and deadlocks (class 40) pass with a retry and are never suspected; the other
+/// outages fail the canary too.
+pub const SUSPECT_WHEN_REPEATED: &[(&str, &str)] = &[
+    ("57014", "query canceled: a statement timeout"),
+    ("53200", "out of memory"),
+];
+
+/// Whether `e` is one of [`SUSPECT_WHEN_REPEATED`].
+pub fn suspect_when_repeated(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    let code = db.code();
+    SUSPECT_WHEN_REPEATED
+        .iter()
+        .any(|(c, _)| code.as_deref() == Some(*c))
+}
+
 /// The cause of a SQLSTATE, by the longest prefix in `SQLSTATE_RULES`; unknown codes are outages.
 pub fn cause_of_sqlstate(code: &str) -> Cause {
     SQLSTATE_RULES
@@ -192,6 +214,25 @@ mod tests {
             );
             assert_eq!(cause, expected, "rule {prefix} ({why})");
             assert_eq!(cause_of_sqlstate(code), *expected, "{code} under {prefix}");
+        }
+    }
+
+    #[test]
+    fn only_timeouts_and_memory_are_suspected_when_repeated() {
+        for (code, _) in SUSPECT_WHEN_REPEATED {
+            assert_eq!(
+                cause_of_sqlstate(code),
+                Cause::Outage,
+                "{code} is an outage first"
+            );
+        }
+        assert!(!suspect_when_repeated(&sqlx::Error::PoolTimedOut));
+        let codes: Vec<&str> = SUSPECT_WHEN_REPEATED.iter().map(|(c, _)| *c).collect();
+        for transient in ["40001", "40P01", "25006", "08006", "53100"] {
+            assert!(
+                !codes.contains(&transient),
+                "{transient} is never suspected"
+            );
         }
     }
 

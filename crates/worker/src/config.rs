@@ -102,6 +102,14 @@ pub struct WorkerConfig {
     #[arg(long, env = "HOOKLINE_BREAKER_THRESHOLD", default_value_t = 10)]
     pub breaker_threshold: u32,
 
+    /// Attempts of one write failing with an outage-class error (a statement timeout, say) while
+    /// a canary write succeeds, before its events are isolated by bisection; an event that then
+    /// fails alone as often is dead-lettered (`db_fails_alone`). A real outage fails the canary
+    /// too and is retried for as long as it lasts.
+    #[arg(long, env = "HOOKLINE_ISOLATE_AFTER", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub isolate_after: u32,
+
     /// How long the breaker stays open before probing the database again, in milliseconds.
     #[arg(long, env = "HOOKLINE_BREAKER_OPEN_MS", default_value_t = 60_000)]
     pub breaker_open_ms: u64,
@@ -173,6 +181,7 @@ impl WorkerConfig {
                 retry_max: Duration::from_millis(self.retry_max_ms),
                 breaker_threshold: self.breaker_threshold,
                 breaker_open_for: Duration::from_millis(self.breaker_open_ms),
+                isolate_after: self.isolate_after,
             },
             max_deliver: self.consumer.max_deliver,
         }

@@ -223,8 +223,12 @@ impl Consumer {
             .collect();
         match self.store.store(&recs, phase).await {
             Ok(poison) => {
-                for (i, err) in poison {
-                    let failure = Failure::new(Reason::DbRejected, err.to_string());
+                for (i, rejected) in poison {
+                    let reason = match rejected {
+                        crate::store::Rejected::Data(_) => Reason::DbRejected,
+                        crate::store::Rejected::FailsAlone { .. } => Reason::DbFailsAlone,
+                    };
+                    let failure = Failure::new(reason, rejected.to_string());
                     self.dead_letter(&batch[i], &failure).await;
                     settled[i] = true;
                 }

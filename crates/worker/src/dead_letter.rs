@@ -49,6 +49,9 @@ pub enum Reason {
     Undecodable(&'static str),
     /// The database rejects the event itself (confirmed by a canary write).
     DbRejected,
+    /// Writing the event alone keeps failing with an outage-class error (a statement timeout)
+    /// while canary writes succeed (`HOOKLINE_ISOLATE_AFTER` attempts).
+    DbFailsAlone,
     /// Delivered `HOOKLINE_MAX_DELIVER` times without an ack.
     MaxDeliveries,
 }
@@ -59,13 +62,14 @@ impl Reason {
         DecodeError::REASONS
             .into_iter()
             .map(Self::Undecodable)
-            .chain([Self::DbRejected, Self::MaxDeliveries])
+            .chain([Self::DbRejected, Self::DbFailsAlone, Self::MaxDeliveries])
     }
 
     pub fn label(self) -> &'static str {
         match self {
             Self::Undecodable(reason) => reason,
             Self::DbRejected => "db_rejected",
+            Self::DbFailsAlone => "db_fails_alone",
             Self::MaxDeliveries => "max_deliveries",
         }
     }
@@ -74,7 +78,7 @@ impl Reason {
     pub fn stage(self) -> &'static str {
         match self {
             Self::Undecodable(_) => "decode",
-            Self::DbRejected => "db_write",
+            Self::DbRejected | Self::DbFailsAlone => "db_write",
             Self::MaxDeliveries => "consume",
         }
     }

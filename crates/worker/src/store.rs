@@ -3,6 +3,12 @@
 //! caller keeps the events alive meanwhile); a failure the database attributes to the data is
 //! narrowed down by bisection, and an event that fails alone is dead-lettered only if a canary
 //! write succeeds right after, i.e. the database accepts writes and rejects just this event.
+//!
+//! An outage-class failure that persists while canary writes succeed (one event that always runs
+//! past `statement_timeout`, say) is the data's fault after all: after `isolate_after` attempts
+//! the batch is bisected like a rejection, and an event failing alone `isolate_after` times more,
+//! each time with the canary succeeding, is dead-lettered (`db_fails_alone`). A real outage fails
+//! the canary too and is retried for as long as it lasts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +40,31 @@ pub struct RetrySettings {
     pub retry_max: Duration,
     pub breaker_threshold: u32,
     pub breaker_open_for: Duration,
+    /// Attempts of one write failing with an outage-class error, with canary writes succeeding,
+    /// before its events are suspected (`HOOKLINE_ISOLATE_AFTER`).
+    pub isolate_after: u32,
+}
+
+/// Why the database will not take an isolated event.
+#[derive(Debug)]
+pub enum Rejected {
+    /// It rejects the event's data (the SQLSTATE says so, and a canary write succeeded).
+    Data(WriteError),
+    /// It failed alone `attempts` times with an outage-class error while canary writes succeeded.
+    FailsAlone { error: WriteError, attempts: u32 },
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Data(e) => write!(f, "{e}"),
+            Self::FailsAlone { error, attempts } => write!(
+                f,
+                "failed alone {attempts} times with an outage-class error while the database \
+                 accepted a canary write each time: {error}"
+            ),
+        }
+    }
 }
 
 /// The database side of a worker: the writer, and the circuit breaker every batch shares.
@@ -81,7 +112,20 @@ impl Store {
         &self,
         recs: &[(usize, EventRecord<'_>)],
         phase: &watch::Receiver<Phase>,
-    ) -> Result<Vec<(usize, WriteError)>, Interrupted> {
+    ) -> Result<Vec<(usize, Rejected)>, Interrupted> {
+        self.store_suspecting(recs, phase, self.settings.isolate_after.max(1))
+            .await
+    }
+
+    /// [`Self::store`], suspecting the events after `suspect_after` outage-class failures with
+    /// the canary succeeding: a whole batch after `isolate_after`, the halves of a suspected one
+    /// after one (an innocent half commits at once), a single event after `isolate_after` again.
+    async fn store_suspecting(
+        &self,
+        recs: &[(usize, EventRecord<'_>)],
+        phase: &watch::Receiver<Phase>,
+        suspect_after: u32,
+    ) -> Result<Vec<(usize, Rejected)>, Interrupted> {
         let only: Vec<EventRecord<'_>> = recs
             .iter()
             .map(|(_, r)| EventRecord {
@@ -90,7 +134,7 @@ impl Store {
                 replay: r.replay,
             })
             .collect();
-        match self.write_retrying(&only, phase).await? {
+        match self.write_retrying(&only, phase, suspect_after).await? {
             Ok(()) => Ok(Vec::new()),
             Err(e) if recs.len() == 1 => {
                 let ev = recs[0].1.event;
@@ -101,8 +145,16 @@ impl Store {
                 self.metrics.bisections.inc();
                 warn!(stage = "db_write", batch_size = recs.len(), error = %e, "Batch rejected; isolating the failing events.");
                 let (a, b) = recs.split_at(recs.len() / 2);
-                let mut poison = Box::pin(self.store(a, phase)).await?;
-                poison.extend(Box::pin(self.store(b, phase)).await?);
+                let after = |half: &[_]| {
+                    if half.len() == 1 || !matches!(e, Rejected::FailsAlone { .. }) {
+                        self.settings.isolate_after.max(1)
+                    } else {
+                        1
+                    }
+                };
+                let (after_a, after_b) = (after(a), after(b));
+                let mut poison = Box::pin(self.store_suspecting(a, phase, after_a)).await?;
+                poison.extend(Box::pin(self.store_suspecting(b, phase, after_b)).await?);
                 Ok(poison)
             }
         }
@@ -110,12 +162,14 @@ impl Store {
 
     /// One write, retried for as long as the database has an outage. The outer `Err` means the
     /// shutdown deadline passed; the inner `Err` is a rejection of the data (for a single event:
-    /// confirmed by a canary write).
+    /// confirmed by a canary write), or an outage-class failure that `suspect_after` attempts in
+    /// a row showed to be this write's alone (the canary succeeding after each from then on).
     async fn write_retrying(
         &self,
         recs: &[EventRecord<'_>],
         phase: &watch::Receiver<Phase>,
-    ) -> Result<Result<(), WriteError>, Interrupted> {
+        suspect_after: u32,
+    ) -> Result<Result<(), Rejected>, Interrupted> {
         let mut attempt: u32 = 0;
         loop {
             // While the breaker is open, only the batch holding the probe writes; the others wait
@@ -132,11 +186,21 @@ impl Store {
                     return Ok(Ok(()));
                 }
                 Err(e) => match self.confirm_rejection(e, recs.len()).await {
-                    Ok(rejected) => return Ok(Err(rejected)),
+                    Ok(rejected) => return Ok(Err(Rejected::Data(rejected))),
                     Err(outage) => outage,
                 },
             };
             attempt += 1;
+            if attempt >= suspect_after
+                && hookline_store::failure::suspect_when_repeated(&outage.source)
+                && self.writer.canary().await.is_ok()
+            {
+                warn!(stage = "db_write", events = recs.len(), attempts = attempt, error = %outage, "A write keeps failing with an outage-class error while the database accepts a canary write: isolating its events.");
+                return Ok(Err(Rejected::FailsAlone {
+                    error: outage,
+                    attempts: attempt,
+                }));
+            }
             let wait = self.on_outage(&outage, attempt);
             self.sleep_or_close(wait, phase).await?;
         }
@@ -276,6 +340,7 @@ mod tests {
             retry_max: Duration::from_secs(2),
             breaker_threshold: 1,
             breaker_open_for: Duration::ZERO,
+            isolate_after: 5,
         };
         let b1 = backoff(&s, 1);
         assert!(b1 >= Duration::from_millis(50) && b1 <= Duration::from_millis(100));

@@ -20,5 +20,6 @@ mod sources;
 mod stack;
 mod starvation;
 mod support;
+mod timeouts;
 mod transient;
 mod workload;
