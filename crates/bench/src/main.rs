@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod ceilings;
+mod durable;
 mod loadgen;
 
 use std::net::SocketAddr;
@@ -83,7 +84,7 @@ struct Cli {
     #[arg(long, default_value_t = 30)]
     log_days: u32,
 
-    /// Only these sections (comma-separated: verify, http, flood, broker, worker, e2e,
+    /// Only these sections (comma-separated: verify, http, durable, flood, broker, worker, e2e,
     /// lifecycle); default all but lifecycle (minutes of setup; the smoke run includes it). A partial
     /// run is printed but not written as latest.json.
     #[arg(long, value_delimiter = ',')]
@@ -671,6 +672,17 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
         );
         js.delete_stream("INGEST_BENCH").await?;
         let _ = js.delete_stream("CEILING").await;
+    }
+
+    if want("durable") {
+        eprintln!(
+            "[1/5] durable acks: ingest with nats-server's default sync and with sync_interval: always, at several connection counts…"
+        );
+        let per_run = if cli.smoke { 500 } else { cli.requests };
+        results.insert(
+            "durable_acks".into(),
+            durable::measure(&ctx, duration, per_run, worker_events / 2, cli.smoke).await?,
+        );
     }
 
     if want("flood") {
@@ -1569,6 +1581,7 @@ fn print_table(report: &Value) {
         "| load generator (one thread, pre-signed requests) | at most {} of one core in any HTTP run | | | < 1 (idle CPU left) |",
         f(&json!(generator))
     );
+    durable::print_rows(&r["durable_acks"], f);
     let fl = &r["flood"];
     if fl.is_object() {
         println!(

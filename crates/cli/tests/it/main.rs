@@ -207,3 +207,71 @@ async fn check_catches_a_corrupted_counter() {
         assert!(mismatches().await.is_empty(), "repaired");
     }
 }
+
+/// `hookline streams --upgrade` moves a work-queue stream of an earlier release, events queued,
+/// to the log; `hookline log replay` then counts (dry run) and re-delivers a window of it,
+/// printing its progress.
+#[tokio::test]
+async fn streams_upgrade_and_log_replay_from_the_command_line() {
+    let nats = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    js.create_stream(jetstream::stream::Config {
+        name: "WEBHOOKS".into(),
+        subjects: vec!["webhook.>".into()],
+        retention: jetstream::stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for n in 0..3 {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", format!("resend:q{n}").as_str());
+        js.publish_with_headers(
+            "webhook.resend.email.sent",
+            h,
+            format!("{{\"n\":{n}}}").into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let (ok, out) = hookline(&nats, &["streams"]);
+    assert!(!ok && out.contains("hookline streams --upgrade"), "{out}");
+    let (ok, out) = hookline(&nats, &["streams", "--upgrade"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(
+            "Upgraded WEBHOOKS to the event log: 3 queued events copied, 3 published back."
+        ),
+        "{out}"
+    );
+    let (ok, out) = hookline(&nats, &["streams", "--upgrade"]);
+    assert!(ok && out.contains("already a log"), "{out}");
+
+    let (ok, out) = hookline(&nats, &["log", "replay", "--since", "1h", "--dry-run"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Dry run: 3 events would be replayed (sequences 1..3)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("log replay (dry run): 3 selected"),
+        "progress on stderr: {out}"
+    );
+    let (ok, out) = hookline(&nats, &["log", "replay", "--from-seq", "2"]);
+    assert!(
+        ok && out.contains("Replayed 2 events from the log (sequences 2..3)"),
+        "{out}"
+    );
+    let mut log = js.get_stream("WEBHOOKS").await.unwrap();
+    assert_eq!(log.info().await.unwrap().state.messages, 5);
+    let copy = log.get_raw_message(4).await.unwrap();
+    assert_eq!(
+        copy.headers.get("Hookline-Replayed-From").unwrap().as_str(),
+        "2"
+    );
+    assert_eq!(copy.payload.as_ref(), b"{\"n\":1}");
+    let (ok, out) = hookline(&nats, &["log", "replay"]);
+    assert!(!ok && out.contains("--since"), "a start is required: {out}");
+}

@@ -383,3 +383,74 @@ fn signal(pid: i32, sig: &str) {
         .success();
     assert!(ok, "kill -{sig} {pid}");
 }
+
+/// What a log replay selects: by receive time (`--since`, `--until`), by stream sequence, by
+/// provider; a dry run publishes nothing; copies of an earlier replay are skipped.
+#[tokio::test]
+async fn a_log_replay_selects_by_time_sequence_and_provider() {
+    let stack = Stack::start_tuned(0, |_| {}, |_| {}).await;
+    let start = Utc::now() - chrono::Duration::seconds(1);
+    for i in 0..6 {
+        assert_eq!(
+            stack
+                .client
+                .post_resend(&format!("r-sel-{i}"), &format!("em-sel-{i}"), "email.sent")
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(
+            stack
+                .client
+                .post_telnyx(&format!("t-sel-{i}"), &format!("tm-sel-{i}"), "sent")
+                .await
+                .status(),
+            200
+        );
+    }
+    let dry = |since, from_seq, provider: Option<&str>| LogReplayArgs {
+        since,
+        from_seq,
+        provider: provider.map(str::to_owned),
+        dry_run: true,
+        wait: false,
+        ..replay_args(start)
+    };
+    let (all, _) = replay(&stack, &dry(Some(start), None, None)).await;
+    assert_eq!(
+        (all.selected, all.published),
+        (12, 0),
+        "a dry run publishes nothing"
+    );
+    assert_eq!(stack.stream_len("WEBHOOKS").await, 12);
+    let (resend, _) = replay(&stack, &dry(Some(start), None, Some("resend"))).await;
+    assert_eq!(resend.selected, 6);
+    let (tail, _) = replay(&stack, &dry(None, Some(9), None)).await;
+    assert_eq!((tail.selected, tail.first_seq), (4, Some(9)));
+    let (future, _) = replay(
+        &stack,
+        &dry(Some(Utc::now() + chrono::Duration::hours(1)), None, None),
+    )
+    .await;
+    assert_eq!(future.selected, 0);
+    let until = LogReplayArgs {
+        until: Some(start - chrono::Duration::hours(1)),
+        ..dry(Some(start - chrono::Duration::hours(2)), None, None)
+    };
+    assert_eq!(replay(&stack, &until).await.0.selected, 0);
+
+    let real = LogReplayArgs {
+        wait: false,
+        dry_run: false,
+        ..dry(None, Some(1), Some("telnyx"))
+    };
+    let (done, _) = replay(&stack, &real).await;
+    assert_eq!(done.published, 6);
+    assert_eq!(stack.stream_len("WEBHOOKS").await, 18);
+    let (again, _) = replay(&stack, &dry(Some(start), None, None)).await;
+    assert_eq!(
+        (again.selected, again.skipped_copies),
+        (12, 6),
+        "copies skipped"
+    );
+}

@@ -1,0 +1,123 @@
+//! The durable-acks section: ingest's throughput and p99 with nats-server's default
+//! `sync_interval` (the PubAck follows a write to the page cache, fsynced within two minutes) and
+//! with `sync_interval: always` (the PubAck follows an fsync: what every config hookline ships
+//! sets), at several connection counts, the same kind of pre-signed requests, in the same run,
+//! interleaved. Concurrent publishes share an fsync, so the cost falls as concurrency rises.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hookline_testkit::{free_port, NatsServer};
+use serde_json::{json, Value};
+
+use crate::loadgen::{self, Mode};
+use crate::{build, http, spawn_server, Ctx};
+
+/// Connection counts measured (a smoke run takes the first).
+const CONNECTIONS: [usize; 3] = [16, 64, 256];
+
+pub async fn measure(
+    ctx: &Ctx,
+    duration: Duration,
+    requests: usize,
+    messages: u64,
+    smoke: bool,
+) -> anyhow::Result<Value> {
+    let conf = ctx.logs.0.join("nats-sync-always.conf");
+    std::fs::write(&conf, "jetstream { sync_interval: always }\n")?;
+    let always = NatsServer::start_with_args(vec!["-c".into(), conf.display().to_string()]);
+    let mut ingests = Vec::new();
+    let servers = [
+        ("default", "hookline-ingest-sync-default", ctx.nats.url()),
+        ("always", "hookline-ingest-sync-always", always.url()),
+    ];
+    for (name, log, url) in servers {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let mut cmd = ctx.bins.cmd("hookline-ingest");
+        ctx.traffic.configure(&mut cmd);
+        cmd.env("NATS_URL", url)
+            .env("HOOKLINE_LISTEN", addr.to_string())
+            .env("HOOKLINE_STREAM", "DURABLE_BENCH")
+            .env("HOOKLINE_STREAM_MAX_BYTES", (8u64 << 30).to_string());
+        let ingest = spawn_server(cmd, log, &ctx.logs.0, addr, "/readyz").await?;
+        ingests.push((name, addr, ingest));
+    }
+    let counts: &[usize] = if smoke {
+        &CONNECTIONS[..1]
+    } else {
+        &CONNECTIONS
+    };
+    let mut by_connections = serde_json::Map::new();
+    for &connections in counts {
+        let mut results = Vec::new();
+        for (name, addr, _) in &ingests {
+            let run = format!("durable-{name}-{connections}");
+            let reqs = build(requests, |i| ctx.traffic.request(&run, i, messages));
+            let r = loadgen::run(*addr, connections, Mode::Closed { duration }, reqs).await;
+            anyhow::ensure!(
+                r.failed == 0,
+                "{} requests failed with sync {name}",
+                r.failed
+            );
+            results.push(r);
+        }
+        let (default, always) = (&results[0], &results[1]);
+        eprintln!(
+            "      {connections} connections: default {:.0} req/s p99 {:.1} ms; always {:.0} req/s p99 {:.1} ms",
+            default.rate(),
+            default.percentile_ms(0.99),
+            always.rate(),
+            always.percentile_ms(0.99)
+        );
+        by_connections.insert(
+            connections.to_string(),
+            json!({
+                "sync_default": http(default),
+                "sync_always": http(always),
+                "throughput_ratio": always.rate() / default.rate(),
+                "p99_ratio": always.percentile_ms(0.99) / default.percentile_ms(0.99),
+            }),
+        );
+    }
+    // What an event takes in the log (body, provider headers, hookline's, JetStream's framing),
+    // for sizing its byte limit.
+    let js = async_nats::jetstream::new(async_nats::connect(ctx.nats.url()).await?);
+    let state = js
+        .get_stream("DURABLE_BENCH")
+        .await?
+        .info()
+        .await?
+        .state
+        .clone();
+    let _ = js.delete_stream("DURABLE_BENCH").await;
+    Ok(json!({
+        "stream": "R1, file storage",
+        "by_connections": by_connections,
+        "log_bytes_per_event": state.bytes as f64 / state.messages.max(1) as f64,
+    }))
+}
+
+/// The section's rows in the printed table.
+pub fn print_rows(d: &Value, f: impl Fn(&Value) -> String) {
+    for connections in CONNECTIONS.map(|c| c.to_string()) {
+        let r = &d["by_connections"][&connections];
+        if !r.is_object() {
+            continue;
+        }
+        println!(
+            "| durable acks (sync_interval: always), {connections} connections | {} req/s, p99 {} ms | default sync: {} req/s, p99 {} ms | {} (p99 × {}) | the cost of a 200 that survives a power cut |",
+            f(&r["sync_always"]["req_per_s"]),
+            f(&r["sync_always"]["p99_ms"]),
+            f(&r["sync_default"]["req_per_s"]),
+            f(&r["sync_default"]["p99_ms"]),
+            f(&r["throughput_ratio"]),
+            f(&r["p99_ratio"])
+        );
+    }
+    if d.is_object() {
+        println!(
+            "| the log: bytes per event (body, headers, framing) | {} | | | sizing: bytes × rate × retention |",
+            f(&d["log_bytes_per_event"])
+        );
+    }
+}
