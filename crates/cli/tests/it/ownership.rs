@@ -89,16 +89,16 @@ async fn checked_streams_keep_their_operators_edits_and_refuse_incompatible_ones
         .unwrap()
         .expect("served once the streams exist");
 
-    // The operator raises the stream's age limit, as `nats stream edit --max-age 72h` would.
+    // The operator raises the log's retention, as `nats stream edit --max-age 96h` would.
     let mut edited = stream_config(&js, "WEBHOOKS").await;
-    edited.max_age = Duration::from_secs(72 * 3600);
+    edited.max_age = Duration::from_secs(96 * 3600);
     js.update_stream(&edited).await.unwrap();
     ingest_outcome(ingest_config(&nats, Ownership::Check))
         .await
         .unwrap();
     assert_eq!(
         stream_config(&js, "WEBHOOKS").await.max_age,
-        Duration::from_secs(72 * 3600),
+        Duration::from_secs(96 * 3600),
         "a checking ingest keeps the operator's edit"
     );
     ingest_outcome(ingest_config(&nats, Ownership::Manage))
@@ -106,7 +106,7 @@ async fn checked_streams_keep_their_operators_edits_and_refuse_incompatible_ones
         .unwrap();
     assert_eq!(
         stream_config(&js, "WEBHOOKS").await.max_age,
-        Duration::from_secs(24 * 3600),
+        Duration::from_secs(hookline_jetstream::topology::DEFAULT_RETENTION_SECS),
         "a managing ingest converges to its flags (why check exists)"
     );
 
@@ -151,7 +151,49 @@ async fn checked_streams_keep_their_operators_edits_and_refuse_incompatible_ones
         "{e}"
     );
 
-    // Incompatible: a stream that discards the oldest events when full, and keeps acked ones.
+    // Incompatible: a consumer JetStream would give up on events for (the workers count
+    // deliveries themselves; an event JetStream stopped delivering would sit in the log unstored).
+    s.delete_consumer("hookline-worker").await.unwrap();
+    s.create_consumer(consumer::pull::Config {
+        durable_name: Some("hookline-worker".into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        max_deliver: 4,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let e = hookline_worker::Worker::connect(&wcfg)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("max_deliver is 4, hookline needs it unlimited"),
+        "{e}"
+    );
+
+    // Incompatible: a work queue of an earlier release (it forgets an event at its ack).
+    js.delete_stream("WEBHOOKS").await.unwrap();
+    js.create_stream(stream::Config {
+        name: "WEBHOOKS".into(),
+        subjects: vec!["webhook.>".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for ownership in [Ownership::Check, Ownership::Manage] {
+        let e = ingest_outcome(ingest_config(&nats, ownership))
+            .await
+            .unwrap_err();
+        assert!(
+            e.contains("stream WEBHOOKS is a work queue")
+                && e.contains("hookline streams --upgrade"),
+            "{e}"
+        );
+    }
+
+    // Incompatible: a log that discards the oldest events when full, stored or not.
     js.delete_stream("WEBHOOKS").await.unwrap();
     js.create_stream(stream::Config {
         name: "WEBHOOKS".into(),
@@ -166,7 +208,7 @@ async fn checked_streams_keep_their_operators_edits_and_refuse_incompatible_ones
         .unwrap_err();
     assert!(
         e.contains("stream WEBHOOKS is incompatible")
-            && e.contains("retention is Limits, hookline needs WorkQueue")
+            && !e.contains("retention")
             && e.contains("discard is Old, hookline needs New"),
         "{e}"
     );

@@ -206,6 +206,24 @@ async fn each_binary_works_with_its_own_nats_user_over_tls_and_fails_clearly_wit
             .await
             .unwrap();
     assert!(tls_in_use, "the database connection is encrypted");
+    // The cli user replays the log to the workers (its own reading consumer, copies published,
+    // the workers' ack floor watched); the three events are absorbed as duplicates.
+    let (ok, out) = cli(
+        &cli_env,
+        &[
+            "log",
+            "replay",
+            "--since",
+            "1h",
+            "--wait",
+            "--wait-secs",
+            "30",
+        ],
+    );
+    assert!(
+        ok && out.contains("Replayed 3 events from the log"),
+        "{out}"
+    );
     // A signed but unparseable event: the worker dead-letters it (its own DLQ permissions); the
     // cli user lists it, replays it (the worker dead-letters it again), and replays the archive.
     let garbage = "{\"type\": 1}";
