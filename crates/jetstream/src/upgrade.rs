@@ -146,7 +146,8 @@ pub async fn upgrade_to_log(
 }
 
 /// Copies every webhook message of `stream` from sequence `*next` on into the holding subjects,
-/// headers and body unchanged; `*next` ends past the last one copied.
+/// headers and body unchanged (its dedup id too: a second pass after a crash leaves one copy);
+/// `*next` ends past the last one copied.
 async fn copy_out(
     js: &jetstream::Context,
     stream: &str,
@@ -154,32 +155,17 @@ async fn copy_out(
     next: &mut u64,
     progress: &impl Fn(&str),
 ) -> Result<u64, async_nats::Error> {
-    let source = js.get_stream_no_info(stream).await?;
-    let mut copied = 0;
-    loop {
-        let found = source
-            .raw_message_builder()
-            .sequence(*next)
-            .next_by_subject(SUBJECTS.to_owned())
-            .send()
-            .await;
-        let m = match found {
-            Ok(m) => m,
-            Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => break,
-            Err(e) => return Err(e.into()),
-        };
-        *next = m.sequence + 1;
-        let subject = format!("{prefix}{}", m.subject);
-        // Headers unchanged, its dedup id too: a second pass after a crash leaves one copy.
-        js.publish_with_headers(subject, m.headers.clone(), m.payload.clone())
-            .await?
-            .await?;
-        copied += 1;
-        if copied % 1000 == 0 {
-            progress(&format!("{copied} queued events copied..."));
-        }
-    }
-    Ok(copied)
+    let to = |subject: &str| format!("{prefix}{subject}");
+    let copied = republish(
+        js,
+        stream,
+        SUBJECTS,
+        next,
+        to,
+        "queued events copied",
+        progress,
+    );
+    copied.await
 }
 
 /// Publishes every copy in the holding stream back to its original subject, with its original
@@ -190,15 +176,33 @@ async fn restore(
     prefix: &str,
     progress: &impl Fn(&str),
 ) -> Result<u64, async_nats::Error> {
-    let Ok(source) = js.get_stream_no_info(holding).await else {
+    if js.get_stream_no_info(holding).await.is_err() {
         return Ok(0);
-    };
-    let (mut next, mut restored) = (1, 0);
+    }
+    let to = |subject: &str| subject.trim_start_matches(prefix).to_owned();
+    let filter = format!("{prefix}>");
+    let done = "events published into the log";
+    republish(js, holding, &filter, &mut 1, to, done, progress).await
+}
+
+/// Publishes each message of `stream` on `filter` from sequence `*next` on to `to(subject)`,
+/// headers and body unchanged, one PubAck at a time; returns how many.
+async fn republish(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: &str,
+    next: &mut u64,
+    to: impl Fn(&str) -> String,
+    done: &str,
+    progress: &impl Fn(&str),
+) -> Result<u64, async_nats::Error> {
+    let source = js.get_stream_no_info(stream).await?;
+    let mut count = 0;
     loop {
         let found = source
             .raw_message_builder()
-            .sequence(next)
-            .next_by_subject(format!("{prefix}>"))
+            .sequence(*next)
+            .next_by_subject(filter.to_owned())
             .send()
             .await;
         let m = match found {
@@ -206,15 +210,14 @@ async fn restore(
             Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => break,
             Err(e) => return Err(e.into()),
         };
-        next = m.sequence + 1;
-        let subject = m.subject.trim_start_matches(prefix).to_owned();
-        js.publish_with_headers(subject, m.headers.clone(), m.payload.clone())
+        *next = m.sequence + 1;
+        js.publish_with_headers(to(m.subject.as_str()), m.headers.clone(), m.payload.clone())
             .await?
             .await?;
-        restored += 1;
-        if restored % 1000 == 0 {
-            progress(&format!("{restored} events published into the log..."));
+        count += 1;
+        if count % 1000 == 0 {
+            progress(&format!("{count} {done}..."));
         }
     }
-    Ok(restored)
+    Ok(count)
 }

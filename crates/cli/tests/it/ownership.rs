@@ -131,20 +131,15 @@ async fn checked_streams_keep_their_operators_edits_and_refuse_incompatible_ones
     );
 
     // Incompatible: a consumer that sees only Telnyx's events would leave every other one unstored.
-    s.delete_consumer("hookline-worker").await.unwrap();
-    s.create_consumer(consumer::pull::Config {
-        durable_name: Some("hookline-worker".into()),
-        ack_policy: consumer::AckPolicy::Explicit,
-        filter_subject: "webhook.telnyx.>".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let e = hookline_worker::Worker::connect(&wcfg)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let e = refused_consumer(
+        &s,
+        &wcfg,
+        consumer::pull::Config {
+            filter_subject: "webhook.telnyx.>".into(),
+            ..worker_consumer()
+        },
+    )
+    .await;
     assert!(
         e.contains("consumer hookline-worker on WEBHOOKS is incompatible")
             && e.contains("filter is \"webhook.telnyx.>\""),
@@ -153,35 +148,29 @@ async fn checked_streams_keep_their_operators_edits_and_refuse_incompatible_ones
 
     // Incompatible: a consumer JetStream would give up on events for (the workers count
     // deliveries themselves; an event JetStream stopped delivering would sit in the log unstored).
-    s.delete_consumer("hookline-worker").await.unwrap();
-    s.create_consumer(consumer::pull::Config {
-        durable_name: Some("hookline-worker".into()),
-        ack_policy: consumer::AckPolicy::Explicit,
-        max_deliver: 4,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let e = hookline_worker::Worker::connect(&wcfg)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let e = refused_consumer(
+        &s,
+        &wcfg,
+        consumer::pull::Config {
+            max_deliver: 4,
+            ..worker_consumer()
+        },
+    )
+    .await;
     assert!(
         e.contains("max_deliver is 4, hookline needs it unlimited"),
         "{e}"
     );
 
     // Incompatible: a work queue of an earlier release (it forgets an event at its ack).
-    js.delete_stream("WEBHOOKS").await.unwrap();
-    js.create_stream(stream::Config {
-        name: "WEBHOOKS".into(),
-        subjects: vec!["webhook.>".into()],
-        retention: stream::RetentionPolicy::WorkQueue,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    replace_log(
+        &js,
+        stream::Config {
+            retention: stream::RetentionPolicy::WorkQueue,
+            ..bare_log()
+        },
+    )
+    .await;
     for ownership in [Ownership::Check, Ownership::Manage] {
         let e = ingest_outcome(ingest_config(&nats, ownership))
             .await
@@ -194,15 +183,14 @@ async fn checked_streams_keep_their_operators_edits_and_refuse_incompatible_ones
     }
 
     // Incompatible: a log that discards the oldest events when full, stored or not.
-    js.delete_stream("WEBHOOKS").await.unwrap();
-    js.create_stream(stream::Config {
-        name: "WEBHOOKS".into(),
-        subjects: vec!["webhook.>".into()],
-        discard: stream::DiscardPolicy::Old,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    replace_log(
+        &js,
+        stream::Config {
+            discard: stream::DiscardPolicy::Old,
+            ..bare_log()
+        },
+    )
+    .await;
     let e = ingest_outcome(ingest_config(&nats, Ownership::Check))
         .await
         .unwrap_err();
@@ -264,4 +252,42 @@ async fn printed_definitions_create_the_topology_through_the_jetstream_api() {
     hookline_worker::Worker::connect(&wcfg).await.unwrap();
     let (ok, out) = hookline_with(&nats, &[], &["streams", "print", "nonsense"]);
     assert!(!ok && out.contains("possible values"), "{out}");
+}
+
+/// The workers' consumer as an operator might create it by hand: durable, explicit acks.
+fn worker_consumer() -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some("hookline-worker".into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ..Default::default()
+    }
+}
+
+/// Puts `config` in place of the workers' consumer; returns why a checking worker refuses it.
+async fn refused_consumer(
+    s: &jetstream::stream::Stream,
+    wcfg: &hookline_worker::WorkerConfig,
+    config: consumer::pull::Config,
+) -> String {
+    s.delete_consumer("hookline-worker").await.unwrap();
+    s.create_consumer(config).await.unwrap();
+    hookline_worker::Worker::connect(wcfg)
+        .await
+        .err()
+        .expect("refused")
+        .to_string()
+}
+
+/// A stream named like the log over every webhook subject, all else JetStream's defaults.
+fn bare_log() -> stream::Config {
+    stream::Config {
+        name: "WEBHOOKS".into(),
+        subjects: vec!["webhook.>".into()],
+        ..Default::default()
+    }
+}
+
+async fn replace_log(js: &jetstream::Context, config: stream::Config) {
+    js.delete_stream("WEBHOOKS").await.unwrap();
+    js.create_stream(config).await.unwrap();
 }
