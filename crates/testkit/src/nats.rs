@@ -145,6 +145,11 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     pub fn start(size: usize) -> Self {
+        Self::start_with_args(size, Vec::new())
+    }
+
+    /// With extra command-line arguments on every node (e.g. `-c` a configuration file).
+    pub fn start_with_args(size: usize, extra: Vec<String>) -> Self {
         let cluster_ports: Vec<u16> = (0..size).map(|_| crate::free_port()).collect();
         let routes: Vec<String> = cluster_ports
             .iter()
@@ -154,7 +159,7 @@ impl NatsCluster {
             .iter()
             .enumerate()
             .map(|(i, port)| {
-                NatsServer::start_with_args(vec![
+                let mut args = vec![
                     "--name".into(),
                     format!("n{}", i + 1),
                     "--cluster_name".into(),
@@ -163,7 +168,9 @@ impl NatsCluster {
                     format!("nats://127.0.0.1:{port}"),
                     "--routes".into(),
                     routes.join(","),
-                ])
+                ];
+                args.extend(extra.iter().cloned());
+                NatsServer::start_with_args(args)
             })
             .collect();
         Self { nodes }
