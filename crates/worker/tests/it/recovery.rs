@@ -288,11 +288,12 @@ async fn the_upgrade_from_a_work_queue_loses_no_queued_event() {
     load.assert_exactly_once(&stack.pool).await;
     assert_eq!(stack.stream_len("WEBHOOKS_DLQ").await, 0);
     println!(
-        "figures: queued={} copied={} restored={} arriving_during={} retried_after_503={retried}",
+        "figures: queued={} copied={} restored={} arriving_during={} refused_then_retried={}",
         before.len(),
         report.copied,
         report.restored,
-        load.sends.len() - before.len()
+        load.sends.len() - before.len(),
+        retried - (load.sends.len() - before.len())
     );
 }
 
