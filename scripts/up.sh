@@ -61,8 +61,8 @@ say "Starting nats-server with JetStream on 127.0.0.1:$NATS_PORT"
 # A config file rather than flags: nats-server has no flag for sync_interval. Without `always` a
 # PubAck (so ingest's 2xx) is not an fsync: the event is only in the page cache until the next
 # sync, by default within 2 minutes, and a power cut or kernel crash loses it. `always` fsyncs
-# before every PubAck, as docker-compose.yml and deploy/kubernetes/nats.yaml do too (README,
-# "Dead letters"; measured cost: README, the harness's durable-acks section).
+# before every PubAck, as docker-compose.yml and deploy/kubernetes/nats.yaml do too (docs/failure-model.md,
+# "Dead letters", with the measured cost).
 cat > "$RUN/nats.conf" <<CONF
 host: 127.0.0.1
 port: $NATS_PORT

@@ -44,7 +44,7 @@ use loadgen::{LoadResult, Mode, Requests};
 #[derive(Parser)]
 #[command(
     name = "hookline-bench",
-    about = "hookline's benchmark harness (see Performance in README.md)"
+    about = "hookline's benchmark harness (see docs/performance.md)"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -1,6 +1,6 @@
 //! `hookline log replay`: re-deliver the event log (the `WEBHOOKS` stream) from a time or a
 //! sequence to the workers, after the database lost committed rows. See hookline_ops::log_replay
-//! and the disaster-recovery runbooks in the README.
+//! and the disaster-recovery runbooks in docs/failure-model.md.
 
 use std::time::Instant;
 

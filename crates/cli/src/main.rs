@@ -39,7 +39,7 @@ enum Command {
     Sign(sign::SignArgs),
     /// Sign a webhook body and POST it to ingest.
     Send(sign::SendArgs),
-    /// Write N correctly signed requests as JSON (k6 fixtures; see k6/README.md).
+    /// Write N correctly signed requests as JSON (k6 fixtures; see docs/performance.md, "k6").
     Fixtures(sign::FixturesArgs),
     /// Generate test signing keys for every provider (key pairs, shared secrets) as env lines.
     Keygen,

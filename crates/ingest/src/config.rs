@@ -98,8 +98,8 @@ pub struct IngestConfig {
 
     /// Most request body bytes held at once (a request reserves its declared length, or the body
     /// limit if chunked, before its body is read; beyond it 503). Sources without a recently
-    /// verified request share half of it. Size the pod's memory limit from it: see README,
-    /// "Hardening".
+    /// verified request share half of it. Size the pod's memory limit from it: see
+    /// docs/hardening.md.
     #[arg(long, env = "HOOKLINE_MAX_INFLIGHT_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_inflight_body_bytes: usize,
 

@@ -1,9 +1,11 @@
 //! The HTTP surface: `POST /webhooks/{provider}`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 //!
-//! A webhook's path through ingest, in order: known provider (404) → provider rate limit (429)
-//! → a slot under the in-flight cap (503) → body within the size limit (413) and the body
-//! timeout (408) → signature and timestamp (401) → envelope (event id, type) → publish and await
-//! the PubAck (503 on failure) → 200. Nothing here touches a database.
+//! A webhook's path through ingest, in order (`accept`): known provider (404) → `admit`: a
+//! declared size within the limit (413), the source allowlist (403), the signature headers' cheap
+//! precheck (401), a slot under the in-flight caps (503) → the body within the size limit (413)
+//! and the body timeout (408) → signature and timestamp (401) → the provider's rate limit, on
+//! verified requests only (429) → envelope (event id, type) → publish and await the PubAck (503
+//! on failure) → 200. Nothing here touches a database.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

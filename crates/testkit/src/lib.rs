@@ -72,12 +72,16 @@ pub fn workspace_root() -> std::path::PathBuf {
         .expect("workspace root")
 }
 
-/// What is wrong with a binary's flags as its `--help` and README.md show them: every flag has
-/// help text, a flag whose name gives a unit (`_ms`, `_secs`, `_bytes`) says that unit in its
-/// help, and every environment variable is documented in README.md. With `require_env` (the
-/// services), every flag that takes a value has an environment variable. Subcommands too.
+/// The page that documents every setting.
+pub const CONFIGURATION_PAGE: &str = "docs/configuration.md";
+
+/// What is wrong with a binary's flags as its `--help` and the configuration page show them:
+/// every flag has help text, a flag whose name gives a unit (`_ms`, `_secs`, `_bytes`) says that
+/// unit in its help, and every environment variable is documented in [`CONFIGURATION_PAGE`].
+/// With `require_env` (the services), every flag that takes a value has an environment variable.
+/// Subcommands too.
 pub fn flag_problems(command: &clap::Command, require_env: bool) -> Vec<String> {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(workspace_root().join(CONFIGURATION_PAGE)).unwrap();
     let mut problems = Vec::new();
     let mut command = command.clone();
     command.build();
@@ -128,7 +132,7 @@ fn check_flags(
                 problems.push(format!("{at}: no environment variable"))
             }
             Some(env) if !mentions(readme, &env.to_string_lossy()) => problems.push(format!(
-                "{at}: README.md does not document {}",
+                "{at}: {CONFIGURATION_PAGE} does not document {}",
                 env.to_string_lossy()
             )),
             _ => {}

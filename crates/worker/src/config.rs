@@ -135,7 +135,8 @@ pub struct WorkerConfig {
     pub maintain_every_secs: u64,
 
     /// Test hook: `before_commit:N` or `after_commit:N` aborts the process (as `kill -9` would)
-    /// at that point of its Nth database transaction. For fault tests only.
+    /// at that point of its Nth database transaction; `event:ID` when it writes event ID. For
+    /// fault tests only.
     #[arg(long, env = "HOOKLINE_FAULT_CRASH", hide = true)]
     pub fault_crash: Option<String>,
 

@@ -275,3 +275,118 @@ async fn streams_upgrade_and_log_replay_from_the_command_line() {
     let (ok, out) = hookline(&nats, &["log", "replay"]);
     assert!(!ok && out.contains("--since"), "a start is required: {out}");
 }
+
+/// Every `hookline <command>` the docs name is a command of the binary (its `--help` succeeds),
+/// and every command the binary has is named in the docs.
+#[test]
+fn every_command_the_docs_name_exists_and_every_command_is_documented() {
+    let root = hookline_testkit::workspace_root();
+    let mut text = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for page in std::fs::read_dir(root.join("docs")).unwrap() {
+        text += &std::fs::read_to_string(page.unwrap().path()).unwrap();
+    }
+    // Code only: fenced blocks and `inline spans`, where a command is written as one.
+    let mut code = String::new();
+    for (i, part) in text.split("```").enumerate() {
+        if i % 2 == 1 {
+            code += part;
+        } else {
+            part.split('`').skip(1).step_by(2).for_each(|span| {
+                code += span;
+                code.push('\n');
+            });
+        }
+    }
+    let named: std::collections::BTreeSet<String> = code
+        .match_indices("hookline ")
+        .filter(|(i, _)| *i == 0 || !code.as_bytes()[i - 1].is_ascii_alphanumeric())
+        // "a hookline status" in a comment or an error message is a noun, not a command.
+        .filter(|(i, _)| !code[..*i].ends_with("a "))
+        .map(|(i, m)| {
+            code[i + m.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    let help = output_of(Command::new(env!("CARGO_BIN_EXE_hookline")).arg("--help")).1;
+    let commands: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() > 10, "{help}");
+    let unknown: Vec<&String> = named.iter().filter(|w| !commands.contains(w)).collect();
+    assert!(
+        unknown.is_empty(),
+        "the docs name commands hookline does not have: {unknown:?}"
+    );
+    let undocumented: Vec<&String> = commands.iter().filter(|c| !named.contains(*c)).collect();
+    assert!(
+        undocumented.is_empty(),
+        "commands the docs never name: {undocumented:?}"
+    );
+}
+
+/// Every environment variable the configuration page lists is read by a binary: ingest, the
+/// worker, or a `hookline` command (the other direction is `flag_problems`, in each binary).
+#[test]
+fn every_variable_the_configuration_page_lists_is_read_by_a_binary() {
+    use clap::CommandFactory as _;
+    let page =
+        std::fs::read_to_string(hookline_testkit::workspace_root().join("docs/configuration.md"))
+            .unwrap();
+    let mut read = String::new();
+    for mut command in [
+        hookline_ingest::IngestConfig::command(),
+        hookline_worker::WorkerConfig::command(),
+    ] {
+        read += &command.render_long_help().to_string();
+    }
+    // Every `hookline` command and subcommand's help, found from the top.
+    let mut todo = vec![Vec::<String>::new()];
+    while let Some(path) = todo.pop() {
+        let help = output_of(
+            Command::new(env!("CARGO_BIN_EXE_hookline"))
+                .args(&path)
+                .arg("--help"),
+        )
+        .1;
+        for line in help
+            .lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+        {
+            if !line.starts_with("  ") {
+                break;
+            }
+            if let Some(sub) = line.split_whitespace().next().filter(|s| *s != "help") {
+                todo.push(path.iter().cloned().chain([sub.to_owned()]).collect());
+            }
+        }
+        read += &help;
+    }
+    let listed: Vec<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .flat_map(|l| l.split(" |").next().unwrap_or("").split(", "))
+        .map(|v| v.trim_matches('`'))
+        .filter(|v| {
+            v.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    assert!(listed.len() > 50, "{listed:?}");
+    let unread: Vec<&&str> = listed
+        .iter()
+        .filter(|v| !read.contains(&format!("[env: {v}")))
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "listed in docs/configuration.md, read by no binary: {unread:?}"
+    );
+}

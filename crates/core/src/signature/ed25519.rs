@@ -32,7 +32,7 @@
 //! multiplications instead of a double-scalar multiplication that rebuilds `A`'s table on every
 //! call, and the hash is fed the timestamp, `|` and the body without copying them together.
 //! About 30 µs instead of 33–38 µs per signature on the benchmark machine (`bench/run.sh --only
-//! verify`; README.md, Performance).
+//! verify`; docs/performance.md).
 
 use std::sync::OnceLock;
 

@@ -5,6 +5,7 @@ mod classify;
 mod clock;
 mod cluster;
 mod db_rules;
+mod docs;
 mod end_to_end;
 mod faults;
 mod kept;
