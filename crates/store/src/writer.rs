@@ -19,9 +19,13 @@ use crate::failure::Cause;
 /// is skipped, whichever day's partition holds it.
 const INSERT_EVENTS: &str = r#"
 SELECT stored_provider, stored_message_id
-FROM store_events($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                  $7::timestamptz[], $8::text[], $9::text[], $11::text[], $10::text[],
-                  make_interval(secs => $12::float8))
+FROM store_events(p_provider => $1::text[], p_event_id => $2::text[],
+                  p_message_id => $3::text[], p_event_type => $4::text[],
+                  p_status => $5::text[], p_engagement => $6::text[],
+                  p_occurred_at => $7::timestamptz[], p_error_code => $8::text[],
+                  p_error_description => $9::text[], p_payload => $10::text[],
+                  p_provider_status => $11::text[],
+                  p_window => make_interval(secs => $12::float8))
 "#;
 
 /// Replayed events (`hookline replay`) that are already stored: their derived columns are

@@ -9,7 +9,7 @@ use hookline_jetstream::ConsumerArgs;
 use crate::consume::BatchSettings;
 use crate::store::RetrySettings;
 
-#[derive(Parser, Debug, Clone)]
+#[derive(Parser, Clone)]
 #[command(
     name = "hookline-worker",
     version,
@@ -145,6 +145,37 @@ pub struct WorkerConfig {
     pub log_format: hookline_runtime::LogFormat,
 }
 
+/// The settings that tell a worker apart, with `DATABASE_URL`'s password masked (hide_env_values
+/// keeps it out of `--help`; this keeps it out of every log line that prints the config).
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("database_url", &masked(&self.database_url))
+            .field("nats", &self.nats)
+            .field("stream", &self.stream)
+            .field("consumer", &self.consumer)
+            .field("batch_size", &self.batch_size)
+            .field("writers", &self.writers)
+            .field("db_pool_size", &self.db_pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with the password of its user part, if any, replaced by `***`.
+fn masked(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".to_owned();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((auth, host)) => (auth, host),
+        None => return url.to_owned(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 impl WorkerConfig {
     /// Settings that are each valid but do not fit together; the error names the variables.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -233,5 +264,15 @@ mod tests {
             "xml"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn debug_never_prints_the_database_password() {
+        let c = WorkerConfig::for_urls("nats://n:4222", "postgres://hook:s3cr%40t@db:5432/h");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr"), "{shown}");
+        assert!(shown.contains("postgres://hook:***@db:5432/h"), "{shown}");
+        assert_eq!(masked("postgres://db/h"), "postgres://db/h");
+        assert_eq!(masked("not a url"), "***");
     }
 }
