@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub mod failure;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod lifecycle;
 pub mod migrate;
 pub mod queries;

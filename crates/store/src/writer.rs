@@ -172,57 +172,6 @@ fn clean(s: &str) -> String {
     }
 }
 
-/// Where the crash test hook aborts the process (`HOOKLINE_FAULT_CRASH`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CrashPoint {
-    /// Inside the Nth transaction, after both statements, before COMMIT.
-    BeforeCommit(u64),
-    /// After the Nth COMMIT, before anything is acknowledged.
-    AfterCommit(u64),
-    /// Before COMMIT of every transaction holding this event id: a poison event that crashes
-    /// the worker each time it is processed.
-    Event(String),
-}
-
-/// Aborts the process at a point: a crash at an exact place, as `kill -9` would.
-#[derive(Debug)]
-pub struct CrashPlan {
-    pub point: CrashPoint,
-    writes: std::sync::atomic::AtomicU64,
-}
-
-impl CrashPlan {
-    /// Parses `before_commit:N`, `after_commit:N` or `event:EVENT_ID`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (point, arg) = s.split_once(':').ok_or("expected POINT:ARG")?;
-        let nth = || arg.parse().map_err(|_| format!("not a number: {arg:?}"));
-        let point = match point {
-            "before_commit" => CrashPoint::BeforeCommit(nth()?),
-            "after_commit" => CrashPoint::AfterCommit(nth()?),
-            "event" => CrashPoint::Event(arg.to_owned()),
-            other => return Err(format!("unknown crash point {other:?}")),
-        };
-        Ok(Self {
-            point,
-            writes: Default::default(),
-        })
-    }
-
-    /// Called before COMMIT (`committed` false) and after it (true).
-    fn check(&self, committed: bool, write_no: u64, records: &[EventRecord<'_>]) {
-        let hit = match &self.point {
-            CrashPoint::BeforeCommit(n) => !committed && *n == write_no,
-            CrashPoint::AfterCommit(n) => committed && *n == write_no,
-            CrashPoint::Event(id) => !committed && records.iter().any(|r| r.event.event_id == *id),
-        };
-        if hit {
-            let point = &self.point;
-            eprintln!("HOOKLINE_FAULT_CRASH: aborting at {point:?} of transaction {write_no}");
-            std::process::abort();
-        }
-    }
-}
-
 /// Applies the per-address outcomes of `records` (see `UPSERT_ADDRESSES`).
 async fn upsert_addresses(
     tx: &mut sqlx::PgConnection,
@@ -269,7 +218,8 @@ pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(72 * 3600);
 #[derive(Clone)]
 pub struct BatchWriter {
     pool: PgPool,
-    crash: Option<std::sync::Arc<CrashPlan>>,
+    #[cfg(feature = "fault-injection")]
+    crash: Option<std::sync::Arc<crate::fault::CrashPlan>>,
     dedup_window: Duration,
 }
 
@@ -277,6 +227,7 @@ impl BatchWriter {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
+            #[cfg(feature = "fault-injection")]
             crash: None,
             dedup_window: DEFAULT_DEDUP_WINDOW,
         }
@@ -288,7 +239,9 @@ impl BatchWriter {
         self
     }
 
-    pub fn with_crash_plan(mut self, plan: CrashPlan) -> Self {
+    /// The crash test hook (`HOOKLINE_FAULT_CRASH`); compiled only for the tests.
+    #[cfg(feature = "fault-injection")]
+    pub fn with_crash_plan(mut self, plan: crate::fault::CrashPlan) -> Self {
         self.crash = Some(std::sync::Arc::new(plan));
         self
     }
@@ -345,23 +298,18 @@ impl BatchWriter {
         })
     }
 
-    /// Commits, with the crash test hook (`HOOKLINE_FAULT_CRASH`) on either side when set.
+    /// Commits; in a test build, with the crash test hook on either side when set.
     async fn commit(
         &self,
         tx: sqlx::Transaction<'_, sqlx::Postgres>,
         records: &[EventRecord<'_>],
     ) -> Result<(), sqlx::Error> {
-        let Some(plan) = &self.crash else {
-            return tx.commit().await;
-        };
-        let n = plan
-            .writes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        plan.check(false, n, records);
-        tx.commit().await?;
-        plan.check(true, n, records);
-        Ok(())
+        #[cfg(feature = "fault-injection")]
+        if let Some(plan) = &self.crash {
+            return plan.commit(tx, records).await;
+        }
+        let _ = records;
+        tx.commit().await
     }
 }
 

@@ -137,6 +137,7 @@ pub struct WorkerConfig {
     /// Test hook: `before_commit:N` or `after_commit:N` aborts the process (as `kill -9` would)
     /// at that point of its Nth database transaction; `event:ID` when it writes event ID. For
     /// fault tests only.
+    #[cfg(feature = "fault-injection")]
     #[arg(long, env = "HOOKLINE_FAULT_CRASH", hide = true)]
     pub fault_crash: Option<String>,
 

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use config::WorkerConfig;
-use hookline_store::writer::{self, BatchWriter};
+use hookline_store::writer::BatchWriter;
 
 /// A pool with the worker's timeouts.
 pub async fn connect_db(config: &WorkerConfig) -> anyhow::Result<PgPool> {
@@ -60,10 +60,11 @@ impl Worker {
     /// Connects to NATS (retrying in the background while it is down), makes sure the
     /// dead-letter stream and the shared consumer exist, and prepares the database pool.
     pub async fn connect(config: &WorkerConfig) -> anyhow::Result<Self> {
+        #[cfg(feature = "fault-injection")]
         let crash = config
             .fault_crash
             .as_deref()
-            .map(writer::CrashPlan::parse)
+            .map(hookline_store::fault::CrashPlan::parse)
             .transpose()
             .map_err(|e| anyhow::anyhow!("HOOKLINE_FAULT_CRASH is invalid: {e}"))?;
         let client = hookline_jetstream::connect(
@@ -94,10 +95,12 @@ impl Worker {
             .await?;
         let providers = hookline_runtime::sources::decoders(config.sources_file.as_deref())?;
         let pool = connect_db(config).await?;
-        let mut writer = BatchWriter::new(pool.clone()).with_dedup_window(config.dedup_window());
-        if let Some(plan) = crash {
-            writer = writer.with_crash_plan(plan);
-        }
+        let writer = BatchWriter::new(pool.clone()).with_dedup_window(config.dedup_window());
+        #[cfg(feature = "fault-injection")]
+        let writer = match crash {
+            Some(plan) => writer.with_crash_plan(plan),
+            None => writer,
+        };
         let settings = config.batch_settings();
         let metrics = Arc::new(metrics::WorkerMetrics::new(&providers.names()));
         Ok(Self {
