@@ -16,6 +16,7 @@ mod reconcile;
 mod recovery;
 mod registration;
 mod replay;
+mod schema;
 mod settings;
 mod sources;
 mod stack;
