@@ -21,6 +21,7 @@ mod settings;
 mod sources;
 mod stack;
 mod starvation;
+mod statuses;
 mod support;
 mod timeouts;
 mod transient;
