@@ -128,7 +128,7 @@ pub const SQLSTATE_RULES: &[(&str, Cause, &str)] = &[
 /// Outage-class SQLSTATEs one write can cause on its own: a statement that always runs past the
 /// timeout (a pathological body, an application's trigger, a row lock never let go), or needs
 /// more memory than there is. Repeated `HOOKLINE_ISOLATE_AFTER` times with a canary write
-/// succeeding after each, they are the write's own (the worker's `store.rs`). Serialization
+/// succeeding after each, they are the write's own (the worker's `commit.rs`). Serialization
 /// failures and deadlocks (class 40) pass with a retry and are never suspected; the other
 /// outages fail the canary too.
 pub const SUSPECT_WHEN_REPEATED: &[(&str, &str)] = &[

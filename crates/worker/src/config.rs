@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Parser;
 use hookline_jetstream::ConsumerArgs;
 
+use crate::commit::RetrySettings;
 use crate::consume::BatchSettings;
-use crate::store::RetrySettings;
 
 #[derive(Parser, Clone)]
 #[command(

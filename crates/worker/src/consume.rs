@@ -1,5 +1,5 @@
 //! The fetch loop: pull up to `batch_size` events from the shared durable consumer (one pull
-//! request, waiting at most `flush_interval`), decode them, store them (see `store.rs`), and only
+//! request, waiting at most `flush_interval`), decode them, store them (see `commit.rs`), and only
 //! then acknowledge.
 //!
 //! One pull request per batch, not a prefetching stream. Up to `writers` batches are stored at
@@ -21,11 +21,17 @@ use tracing::{debug, info, warn};
 
 use hookline_store::EventRecord;
 
+use crate::commit::{Committer, Interrupted, RetrySettings};
 use crate::dead_letter::{self, Failure, Reason};
 use crate::decode::{decode, Decoded};
 use crate::metrics::WorkerMetrics;
-pub use crate::store::Phase;
-use crate::store::{Interrupted, RetrySettings, Store};
+
+/// Whether the worker should keep fetching, or finish what it holds before `deadline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    Draining { deadline: Instant },
+}
 
 #[derive(Debug, Clone)]
 pub struct BatchSettings {
@@ -42,7 +48,7 @@ pub struct BatchSettings {
 pub struct Consumer {
     pub js: jetstream::Context,
     pub consumer: PullConsumer,
-    pub store: Store,
+    pub committer: Committer,
     pub providers: Providers,
     pub settings: BatchSettings,
     pub metrics: Arc<WorkerMetrics>,
@@ -67,7 +73,7 @@ impl Consumer {
         while *phase.borrow() == Phase::Running {
             // A free writer, and a healthy database (else the batches in hand finish first).
             while writing.len() >= self.settings.writers.max(1)
-                || (!writing.is_empty() && self.store.breaker_failures() > 0)
+                || (!writing.is_empty() && self.committer.breaker_failures() > 0)
             {
                 writing.next().await;
             }
@@ -98,7 +104,7 @@ impl Consumer {
                 }
                 Err(e) => {
                     fetch_failures += 1;
-                    let delay = crate::store::backoff(&self.settings.retry, fetch_failures);
+                    let delay = crate::commit::backoff(&self.settings.retry, fetch_failures);
                     warn!(stage = "fetch", error = %e, retry_in_ms = delay.as_millis() as u64, "Fetching from JetStream failed.");
                     tokio::select! {
                         _ = phase.changed() => break,
@@ -221,12 +227,12 @@ impl Consumer {
                 )
             })
             .collect();
-        match self.store.store(&recs, phase).await {
+        match self.committer.store(&recs, phase).await {
             Ok(poison) => {
                 for (i, rejected) in poison {
                     let reason = match rejected {
-                        crate::store::Rejected::Data(_) => Reason::DbRejected,
-                        crate::store::Rejected::FailsAlone { .. } => Reason::DbFailsAlone,
+                        crate::commit::Rejected::Data(_) => Reason::DbRejected,
+                        crate::commit::Rejected::FailsAlone { .. } => Reason::DbFailsAlone,
                     };
                     let failure = Failure::new(reason, rejected.to_string());
                     self.dead_letter(&batch[i], &failure).await;

@@ -4,13 +4,13 @@
 #![forbid(unsafe_code)]
 
 pub mod breaker;
+pub mod commit;
 pub mod config;
 pub mod consume;
 pub mod dead_letter;
 pub mod decode;
 pub mod http;
 pub mod metrics;
-pub mod store;
 
 use std::future::Future;
 use std::str::FromStr;
@@ -107,7 +107,7 @@ impl Worker {
             consumer: consume::Consumer {
                 js,
                 consumer,
-                store: store::Store::new(writer, settings.retry.clone(), metrics.clone()),
+                committer: commit::Committer::new(writer, settings.retry.clone(), metrics.clone()),
                 metrics,
                 providers,
                 in_hand: Default::default(),

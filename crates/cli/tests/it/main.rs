@@ -180,7 +180,7 @@ async fn check_catches_a_corrupted_counter() {
     let (ok, out) = run(&["check"]);
     assert!(ok && out.contains("All 1 batches"), "{out}");
     let mismatches = || async {
-        sqlx::query_scalar::<_, String>(hookline_store::writer::COUNTER_MISMATCHES)
+        sqlx::query_scalar::<_, String>(hookline_store::queries::COUNTER_MISMATCHES)
             .fetch_all(&pool)
             .await
             .unwrap()

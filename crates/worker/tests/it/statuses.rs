@@ -4,7 +4,7 @@
 //! open-status index predicates. Adding a status cannot miss one of them.
 
 use hookline_core::DeliveryStatus;
-use hookline_store::writer::COUNTER_MISMATCHES;
+use hookline_store::queries::COUNTER_MISMATCHES;
 
 #[tokio::test]
 async fn every_status_has_its_row_counter_recount_and_index_place() {

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use hookline_core::{DeliveryEvent, DeliveryStatus, Engagement};
-use hookline_store::writer::COUNTER_MISMATCHES;
+use hookline_store::queries::COUNTER_MISMATCHES;
 use hookline_store::{BatchWriter, EventRecord};
 use hookline_testkit::Postgres;
 use sqlx::postgres::PgPoolOptions;

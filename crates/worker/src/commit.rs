@@ -21,17 +21,11 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::breaker::{Breaker, Transition};
+use crate::consume::Phase;
 use crate::metrics::WorkerMetrics;
 
 /// The shutdown deadline passed while the database was still failing.
 pub struct Interrupted;
-
-/// Whether the worker should keep fetching, or finish what it holds before `deadline`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Running,
-    Draining { deadline: Instant },
-}
 
 /// How failed writes are retried.
 #[derive(Debug, Clone)]
@@ -68,7 +62,7 @@ impl std::fmt::Display for Rejected {
 }
 
 /// The database side of a worker: the writer, and the circuit breaker every batch shares.
-pub struct Store {
+pub struct Committer {
     writer: BatchWriter,
     settings: RetrySettings,
     metrics: Arc<WorkerMetrics>,
@@ -80,7 +74,7 @@ pub struct Store {
     breaker_closed: tokio::sync::Notify,
 }
 
-impl Store {
+impl Committer {
     pub fn new(writer: BatchWriter, settings: RetrySettings, metrics: Arc<WorkerMetrics>) -> Self {
         Self {
             writer,
