@@ -96,6 +96,11 @@ impl Committer {
         self.breaker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether the circuit breaker is open (or half-open, probing) now.
+    pub fn breaker_open(&self) -> bool {
+        self.breaker().state().as_gauge() != 0
+    }
+
     /// Consecutive failed writes (0 while the database is healthy).
     pub fn breaker_failures(&self) -> u32 {
         self.breaker().consecutive_failures()

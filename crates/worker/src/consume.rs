@@ -48,7 +48,7 @@ pub struct BatchSettings {
 pub struct Consumer {
     pub js: jetstream::Context,
     pub consumer: PullConsumer,
-    pub committer: Committer,
+    pub committer: Arc<Committer>,
     pub providers: Providers,
     pub settings: BatchSettings,
     pub metrics: Arc<WorkerMetrics>,

@@ -1,6 +1,8 @@
 //! The worker's own small HTTP surface: `GET /metrics` (Prometheus), `GET /healthz` (alive) and
 //! `GET /readyz` (JSON: NATS connection, breaker, the consumer's pending and ack-pending counts,
-//! the last committed batch, the processing lag). Queue gauges are read from JetStream when asked.
+//! the last committed batch, the processing lag). Both answer from a snapshot a background task
+//! refreshes every second (`watch_backlog`), so a flood of probes or scrapes costs JetStream
+//! nothing; the breaker's state comes from the committer itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,9 @@ pub struct HealthState {
     pub stream: String,
     pub consumer: String,
     pub metrics: Arc<WorkerMetrics>,
+    pub committer: Arc<crate::commit::Committer>,
+    /// The last backlog read, if the last attempt succeeded.
+    pub backlog: std::sync::Mutex<Option<Backlog>>,
 }
 
 pub fn router(state: Arc<HealthState>) -> Router {
@@ -34,7 +39,8 @@ pub fn router(state: Arc<HealthState>) -> Router {
 }
 
 /// What JetStream says about the backlog.
-struct Backlog {
+#[derive(Debug, Clone, Copy)]
+pub struct Backlog {
     pending: u64,
     ack_pending: u64,
     lag_seconds: f64,
@@ -79,8 +85,21 @@ impl HealthState {
     }
 }
 
+/// Refreshes the backlog snapshot every `every`. Runs until aborted.
+pub async fn watch_backlog(state: Arc<HealthState>, every: Duration) {
+    loop {
+        let connected = state.client.connection_state() == async_nats::connection::State::Connected;
+        let backlog = if connected {
+            state.refresh().await
+        } else {
+            None
+        };
+        *state.backlog.lock().unwrap_or_else(|p| p.into_inner()) = backlog;
+        tokio::time::sleep(every).await;
+    }
+}
+
 async fn metrics(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
-    state.refresh().await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -94,11 +113,11 @@ async fn metrics(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
 async fn readyz(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
     let connected = state.client.connection_state() == async_nats::connection::State::Connected;
     let backlog = if connected {
-        state.refresh().await
+        *state.backlog.lock().unwrap_or_else(|p| p.into_inner())
     } else {
         None
     };
-    let breaker_open = state.metrics.breaker_open.get() == 1;
+    let breaker_open = state.committer.breaker_open();
     let last_batch = state.metrics.last_batch.get();
     let ready = connected && backlog.is_some() && !breaker_open;
     let body = serde_json::json!({

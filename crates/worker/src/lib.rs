@@ -107,7 +107,11 @@ impl Worker {
             consumer: consume::Consumer {
                 js,
                 consumer,
-                committer: commit::Committer::new(writer, settings.retry.clone(), metrics.clone()),
+                committer: Arc::new(commit::Committer::new(
+                    writer,
+                    settings.retry.clone(),
+                    metrics.clone(),
+                )),
                 metrics,
                 providers,
                 in_hand: Default::default(),
@@ -145,11 +149,15 @@ impl Worker {
                 stream: self.stream.clone(),
                 consumer: self.consumer_name.clone(),
                 metrics: self.consumer.metrics.clone(),
+                committer: self.consumer.committer.clone(),
+                backlog: Default::default(),
             });
             if let Ok(addr) = l.local_addr() {
                 info!(%addr, "Worker health and metrics listening.");
             }
-            tokio::spawn(async move { axum::serve(l, http::router(state)).await })
+            let watcher = tokio::spawn(http::watch_backlog(state.clone(), BACKLOG_EVERY));
+            let server = tokio::spawn(async move { axum::serve(l, http::router(state)).await });
+            (server, watcher)
         });
         let (tx, rx) = watch::channel(consume::Phase::Running);
         let deadline = self.shutdown_deadline;
@@ -195,8 +203,9 @@ impl Worker {
         if let Some(m) = maintenance {
             m.abort();
         }
-        if let Some(server) = http_server {
+        if let Some((server, watcher)) = http_server {
             server.abort();
+            watcher.abort();
         }
         // Acks are fire-and-forget publishes: make sure they have left before exiting, but never
         // wait past the deadline for a server that is not there.
@@ -260,6 +269,9 @@ async fn maintain_every(
         tokio::time::sleep(every).await;
     }
 }
+
+/// How often the health surface reads the backlog from JetStream.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Longest wait at exit for buffered acks to reach NATS.
 const FLUSH_AT_EXIT: Duration = Duration::from_millis(300);

@@ -226,3 +226,31 @@ fn every_link_between_the_pages_reaches_its_heading() {
     }
     assert!(broken.is_empty(), "{broken:#?}");
 }
+
+/// Every worker reports the same cluster-wide figures (the consumer's counts, the oldest
+/// unstored event's age), so every shipped query of them takes `max()`: a `sum()` over workers
+/// would count the backlog once per worker.
+#[test]
+fn cluster_wide_gauges_are_read_with_max_everywhere() {
+    let root = workspace_root();
+    let shipped = [
+        "deploy/prometheus/alerts.yml",
+        "deploy/kubernetes/optional/prometheus-rule.yaml",
+        "grafana/dashboards/hookline.json",
+    ];
+    for file in shipped {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for gauge in [
+            "webhook_queue_depth",
+            "webhook_ack_pending",
+            "webhook_processing_lag_seconds",
+        ] {
+            for (i, _) in text.match_indices(gauge) {
+                assert!(
+                    text[..i].ends_with("max("),
+                    "{file}: {gauge} read without max() at byte {i}"
+                );
+            }
+        }
+    }
+}
