@@ -108,7 +108,14 @@ impl Admission {
         let standing = {
             let mut sources = self.lock();
             if sources.len() >= MAX_SOURCES && !sources.contains_key(&ip) {
-                sources.retain(|_, s| s.inflight > 0);
+                // Forget idle unknown sources, never the trusted: a spray across many addresses
+                // (an IPv6 /64 is plenty) must not make ingest forget its providers.
+                let trusted_for = self.budget.trusted_for;
+                sources.retain(|_, s| {
+                    s.inflight > 0
+                        || s.verified_at
+                            .is_some_and(|t| now.duration_since(t) < trusted_for)
+                });
             }
             let s = sources.entry(ip).or_insert(Source {
                 inflight: 0,
@@ -279,5 +286,26 @@ mod tests {
             Err(IngestError::SourceRejected { .. })
         ));
         assert!(a.admit(ip(2), 1).is_ok(), "other sources are not affected");
+    }
+
+    #[test]
+    fn a_spray_across_many_ipv6_addresses_never_forgets_a_trusted_provider() {
+        let a = Admission::new(budget());
+        let provider = IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
+        drop(a.admit(provider, 100).unwrap());
+        a.verified(provider);
+        // More one-off addresses from one /64 than the table holds, each sending one request.
+        for n in 0..(MAX_SOURCES as u32 + 10) {
+            let sprayed = IpAddr::from([0x2001, 0xdb8, 0xbad, 0, 0, 0, (n >> 16) as u16, n as u16]);
+            drop(a.admit(sprayed, 100).unwrap());
+            a.failed(sprayed);
+        }
+        assert!(a.lock().len() <= MAX_SOURCES, "the table stays bounded");
+        let genuine = a.admit(provider, 100).unwrap();
+        assert_eq!(
+            genuine.standing,
+            Standing::Trusted,
+            "still trusted after the spray"
+        );
     }
 }
