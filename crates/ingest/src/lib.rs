@@ -7,6 +7,7 @@ pub mod admission;
 pub mod config;
 pub mod error;
 pub mod limits;
+pub mod log_throttle;
 pub mod metrics;
 pub mod network;
 pub mod routes;
@@ -97,6 +98,7 @@ pub async fn run(
         retry_after_secs: config.retry_after_secs,
         // The stream answered just now (the wait above).
         stream_reachable: true.into(),
+        refusal_log: log_throttle::LogThrottle::new(Duration::from_secs(1)),
     });
     let readiness = tokio::spawn(routes::watch_readiness(state.clone(), READINESS_EVERY));
     let admin = match config.admin_listen {

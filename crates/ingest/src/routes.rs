@@ -43,6 +43,8 @@ pub struct AppState {
     pub retry_after_secs: u64,
     /// Whether the stream answered the last background check (see [`watch_readiness`]).
     pub stream_reachable: std::sync::atomic::AtomicBool,
+    /// Refusal log lines, at most one a second per provider and reason.
+    pub refusal_log: crate::log_throttle::LogThrottle,
 }
 
 /// The public port: webhooks, plus health and metrics when `serve_health` (no admin port set).
@@ -443,12 +445,16 @@ fn record(
     if let Some(counter) = counter {
         counter.with_label_values(&[provider, reason]).inc();
     }
+    // Counted above every time; logged once a second per provider and reason at most.
+    let Some(left_out) = state.refusal_log.admit((provider, reason), Instant::now()) else {
+        return;
+    };
     let message = refusal.error.log_message();
     let event_id = refusal.msg_id.as_deref().unwrap_or_default();
     if let IngestError::Unavailable { .. } = refusal.error {
-        error!(%request_id, provider, stage, failed_at_stage = stage, reason, event_id, duration_ms, "{message}");
+        error!(%request_id, provider, stage, failed_at_stage = stage, reason, event_id, duration_ms, similar_not_logged = left_out, "{message}");
     } else {
-        warn!(%request_id, provider, source = %request.ip, stage, failed_at_stage = stage, reason, error = %refusal.error, duration_ms, "{message}");
+        warn!(%request_id, provider, source = %request.ip, stage, failed_at_stage = stage, reason, error = %refusal.error, duration_ms, similar_not_logged = left_out, "{message}");
     }
 }
 

@@ -204,3 +204,55 @@ async fn a_bad_key_stops_the_binary_naming_the_variable() {
         }
     }
 }
+
+/// A flood of refused webhooks is counted in full but logged once a second per provider and
+/// reason, the next line saying how many similar ones it left out: the log does not become a
+/// second flood.
+#[tokio::test]
+async fn a_flood_of_refusals_is_counted_in_full_and_logged_once_a_second() {
+    let nats = NatsServer::start();
+    let port = free_port();
+    let logs = tempfile_path("ingest-flood-log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookline-ingest"));
+    cmd.env("NATS_URL", nats.url())
+        .env("HOOKLINE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RESEND_WEBHOOK_SECRET", RESEND_SECRET)
+        // Every refused request may be an attacker's: no failure budget shuts it out here.
+        .env("HOOKLINE_SOURCE_FAILURE_BURST", "100000")
+        .env("HOOKLINE_LOG_FORMAT", "json");
+    let mut ingest = Service::spawn("hookline-ingest", &mut cmd, logs.clone());
+    let client = WebhookClient::new(format!("http://127.0.0.1:{port}"));
+    let c = &client;
+    wait_until("ingest ready", Duration::from_secs(20), || async move {
+        c.get_status("/readyz").await == 200
+    })
+    .await;
+    let body = signing::resend_body("email.delivered", "em-flood", "2026-11-23T10:00:00Z");
+    let mut bad = signing::resend_headers(RESEND_SECRET, "msg_flood", &body, signing::now());
+    bad[2].1 = "v1,bm90LXRoZS1zaWduYXR1cmU=".into();
+    let floods = 300;
+    for _ in 0..floods {
+        assert_eq!(client.post("resend", &bad, &body).await.status(), 401);
+    }
+    let metrics = client.get_text("/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "webhook_signature_failures_total{{provider=\"resend\",reason=\"mismatch\"}} {floods}"
+        )),
+        "every refusal counted: {metrics}"
+    );
+    ingest.signal("TERM");
+    assert!(ingest.wait_exit(Duration::from_secs(15)).await.is_some());
+    let text = std::fs::read_to_string(&logs).unwrap();
+    let refusals: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["reason"] == "mismatch" || v["reason"] == "mismatch")
+        .collect();
+    assert!(!refusals.is_empty(), "the first refusal is logged: {text}");
+    assert!(
+        refusals.len() < floods / 10,
+        "{} lines for {floods} refusals",
+        refusals.len()
+    );
+}
