@@ -210,7 +210,7 @@ impl ReconcileMetrics {
         let registry = Registry::new();
         let swept = IntCounterVec::new(
             Opts::new(
-                "hookline_reconcile_swept_total",
+                "webhook_reconcile_swept_total",
                 "Stuck recipients looked up in the provider's API.",
             ),
             &["provider"],
@@ -218,7 +218,7 @@ impl ReconcileMetrics {
         .unwrap();
         let corrected = IntCounterVec::new(
             Opts::new(
-                "hookline_reconcile_corrected_total",
+                "webhook_reconcile_corrected_total",
                 "Lookups that found a newer status and published it, by that status.",
             ),
             &["provider", "status"],
@@ -226,7 +226,7 @@ impl ReconcileMetrics {
         .unwrap();
         let unknown = IntCounterVec::new(
             Opts::new(
-                "hookline_reconcile_still_unknown_total",
+                "webhook_reconcile_still_unknown_total",
                 "Lookups that left the recipient as it was, by reason.",
             ),
             &["provider", "reason"],
@@ -234,7 +234,7 @@ impl ReconcileMetrics {
         .unwrap();
         let gave_up = IntCounterVec::new(
             Opts::new(
-                "hookline_reconcile_gave_up_total",
+                "webhook_reconcile_gave_up_total",
                 "Recipients no longer swept: looked up too often or too long without an answer.",
             ),
             &["provider"],
@@ -242,7 +242,7 @@ impl ReconcileMetrics {
         .unwrap();
         let remaining = IntGaugeVec::new(
             Opts::new(
-                "hookline_reconcile_remaining",
+                "webhook_reconcile_remaining",
                 "Lookups left in the sweep running now.",
             ),
             &["provider"],

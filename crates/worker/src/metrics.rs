@@ -107,7 +107,7 @@ impl WorkerMetrics {
             ),
             dlq_bytes: gauge("webhook_dlq_bytes", "Bytes held by the dead-letter stream."),
             oldest_event_day: gauge(
-                "webhook_event_log_oldest_day_seconds",
+                "webhook_event_log_oldest_day_timestamp_seconds",
                 "Start (Unix time) of the oldest day the event log keeps, as of the last maintenance run.",
             ),
             event_rows_dropped: counter(
