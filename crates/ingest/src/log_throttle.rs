@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// What a line is about: provider and reason.
+type Key = (&'static str, &'static str);
+
 pub struct LogThrottle {
     every: Duration,
     /// Per key: when its last line was written, and how many were left out since.
-    last: Mutex<HashMap<(&'static str, &'static str), (Instant, u64)>>,
+    last: Mutex<HashMap<Key, (Instant, u64)>>,
 }
 
 impl LogThrottle {
@@ -22,7 +25,7 @@ impl LogThrottle {
 
     /// `Some(left out since the last line)` if a line about `key` may be written at `now`;
     /// `None` (and one more left out) if not. Keys are bounded (providers × reasons).
-    pub fn admit(&self, key: (&'static str, &'static str), now: Instant) -> Option<u64> {
+    pub fn admit(&self, key: Key, now: Instant) -> Option<u64> {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         match last.get_mut(&key) {
             Some((at, left_out)) if now.duration_since(*at) < self.every => {
