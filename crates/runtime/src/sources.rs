@@ -36,7 +36,7 @@ pub fn load(path: &Path, secrets: Secrets) -> Result<Vec<GenericSource>, Sources
                 Secrets::Required => resolve_secrets(c).map_err(fail)?,
                 Secrets::NotNeeded => Vec::new(),
             };
-            GenericSource::new(c, keys).map_err(fail)
+            GenericSource::new(c, keys).map_err(|e| fail(e.to_string()))
         })
         .collect()
 }

@@ -15,7 +15,7 @@ pub mod samples;
 pub mod settings;
 mod telnyx;
 
-pub use generic::{parse_sources, GenericSource, SourceConfig};
+pub use generic::{parse_sources, GenericSource, SourceConfig, SourceConfigError};
 pub use resend::Resend;
 pub use settings::{ConfigError, Setting, Values};
 pub use telnyx::Telnyx;
