@@ -140,7 +140,7 @@ where
 /// besides the database write).
 fn message_of(body: &[u8]) -> anyhow::Result<String> {
     let s = std::str::from_utf8(body)?;
-    let key = format!("\"{}", crate::MESSAGE_PREFIX);
+    let key = format!("\"{}", crate::traffic::MESSAGE_PREFIX);
     let start = s
         .find(&key)
         .ok_or_else(|| anyhow::anyhow!("no message id"))?

@@ -12,7 +12,10 @@ use hookline_testkit::{free_port, NatsCluster, NatsServer};
 use serde_json::{json, Value};
 
 use crate::loadgen::{self, Mode};
-use crate::{build, http, spawn_server, Ctx};
+use crate::report::http;
+use crate::servers::spawn_server;
+use crate::traffic::build;
+use crate::Ctx;
 
 /// Connection counts measured (a smoke run takes the first).
 const CONNECTIONS: [usize; 3] = [16, 64, 256];

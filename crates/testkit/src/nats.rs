@@ -32,6 +32,11 @@ impl NatsServer {
 
     /// With extra arguments and environment variables (a configuration file's `$VARIABLES`).
     pub fn start_with_env(extra_args: Vec<String>, env: Vec<(String, String)>) -> Self {
+        Self::start_on(crate::free_port(), extra_args, env)
+    }
+
+    /// On client port `port`.
+    fn start_on(port: u16, extra_args: Vec<String>, env: Vec<(String, String)>) -> Self {
         let binary = find_binary(
             "nats-server",
             "HOOKLINE_NATS_SERVER",
@@ -41,7 +46,6 @@ impl NatsServer {
             .prefix("hookline-nats-")
             .tempdir()
             .unwrap();
-        let port = crate::free_port();
         let proc = Self::spawn(&binary, &dir, port, &extra_args, &env, 0);
         let server = Self {
             port,
@@ -150,7 +154,14 @@ impl NatsCluster {
 
     /// With extra command-line arguments on every node (e.g. `-c` a configuration file).
     pub fn start_with_args(size: usize, extra: Vec<String>) -> Self {
-        let cluster_ports: Vec<u16> = (0..size).map(|_| crate::free_port()).collect();
+        // Every node's route and client port at once, held until all are chosen: ports picked
+        // one by one could repeat (a client port handed out again as another node's route).
+        let held: Vec<std::net::TcpListener> = (0..2 * size)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+            .collect();
+        let ports: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        drop(held);
+        let (cluster_ports, client_ports) = ports.split_at(size);
         let routes: Vec<String> = cluster_ports
             .iter()
             .map(|p| format!("nats://127.0.0.1:{p}"))
@@ -170,7 +181,7 @@ impl NatsCluster {
                     routes.join(","),
                 ];
                 args.extend(extra.iter().cloned());
-                NatsServer::start_with_args(args)
+                NatsServer::start_on(client_ports[i], args, Vec::new())
             })
             .collect();
         Self { nodes }
