@@ -159,7 +159,10 @@ impl NatsCluster {
         let held: Vec<std::net::TcpListener> = (0..2 * size)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
             .collect();
-        let ports: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        let ports: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
         drop(held);
         let (cluster_ports, client_ports) = ports.split_at(size);
         let routes: Vec<String> = cluster_ports
