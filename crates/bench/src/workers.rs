@@ -130,7 +130,10 @@ pub async fn start_worker(ctx: &Ctx, db: &str, n: usize) -> anyhow::Result<(Serv
             "DATABASE_URL",
             format!("postgres://postgres@127.0.0.1:{}/{db}", ctx.pg.port),
         )
-        .env("HOOKLINE_WORKER_LISTEN", addr.to_string());
+        .env("HOOKLINE_WORKER_LISTEN", addr.to_string())
+        // The harness runs the data lifecycle itself (the lifecycle section's timed drop): a
+        // worker's own run at start-up would hold its lock at that moment now and then.
+        .env("HOOKLINE_MAINTAIN_EVERY_SECS", "0");
     let name: &'static str = ["hookline-worker-0", "hookline-worker-1"][n.min(1)];
     let s = spawn_server(cmd, name, &ctx.logs.0, addr, "/healthz").await?;
     Ok((s, addr))
