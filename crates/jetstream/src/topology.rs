@@ -252,11 +252,10 @@ pub async fn ensure_stream(
     if ownership == Ownership::Check {
         return check_stream(js, &args.config()).await;
     }
-    if let Ok(mut existing) = js.get_stream(&args.stream).await {
-        if let Ok(info) = existing.info().await {
-            if info.config.retention == stream::RetentionPolicy::WorkQueue {
-                return Err(TopologyError::WorkQueue(args.stream.clone()));
-            }
+    // The lookup's own answer holds the config: no second request.
+    if let Ok(existing) = js.get_stream(&args.stream).await {
+        if existing.cached_info().config.retention == stream::RetentionPolicy::WorkQueue {
+            return Err(TopologyError::WorkQueue(args.stream.clone()));
         }
     }
     js.create_or_update_stream(args.config())

@@ -63,16 +63,11 @@ pub async fn upgrade_to_log(
     let (holding_name, prefix) = holding(name);
     let mut report = UpgradeReport::default();
     let holding_exists = js.get_stream(&holding_name).await.is_ok();
-    let current = match js.get_stream(name).await {
-        Ok(mut s) => Some(
-            s.info()
-                .await
-                .map_err(|e| step("read the stream")(e.into()))?
-                .config
-                .clone(),
-        ),
-        Err(_) => None,
-    };
+    let current = js
+        .get_stream(name)
+        .await
+        .ok()
+        .map(|s| s.cached_info().config.clone());
     match (&current, holding_exists) {
         (None, false) => return Err(UpgradeError::Missing(name.to_owned())),
         (Some(c), false) if c.retention != stream::RetentionPolicy::WorkQueue => {
