@@ -17,7 +17,17 @@ CREATE TABLE batches (
     bounced_count integer NOT NULL DEFAULT 0,
     complained_count integer NOT NULL DEFAULT 0,
     suppressed_count integer NOT NULL DEFAULT 0,
+    completed_at timestamp with time zone,
     CONSTRAINT batches_pkey PRIMARY KEY (id)
+);
+
+CREATE TABLE change_outbox (
+    id bigint NOT NULL,
+    change_id text NOT NULL,
+    subject text NOT NULL,
+    payload json NOT NULL,
+    stored_at timestamp with time zone NOT NULL DEFAULT now(),
+    CONSTRAINT change_outbox_pkey PRIMARY KEY (id)
 );
 
 CREATE TABLE delivery_events (
@@ -184,6 +194,58 @@ END;
 $function$
 ;
 
+CREATE OR REPLACE FUNCTION public.batches_note_completion()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'public'
+AS $function$
+DECLARE
+    first_sent timestamptz;
+    last_final timestamptz;
+BEGIN
+    IF NEW.total_count > 0 AND NEW.queued_count + NEW.sending_count + NEW.sent_count
+                               + NEW.delayed_count = 0 THEN
+        IF NEW.completed_at IS NOT NULL THEN
+            RETURN NEW;
+        END IF;
+        NEW.completed_at := now();
+        SELECT min(coalesce(r.sent_at, r.status_at)), max(r.status_at)
+        INTO first_sent, last_final
+        FROM recipients r WHERE r.batch_id = NEW.id;
+        INSERT INTO change_outbox (change_id, subject, payload)
+        SELECT feed_change_id('batch_completed', NEW.id::text, NEW.total_count::text,
+                              feed_time(NEW.completed_at)),
+               format('hookline.changes.%s._batch.completed', NEW.id),
+               json_build_object(
+                   'schema', 'hookline.change.v1',
+                   'change_id', feed_change_id('batch_completed', NEW.id::text,
+                                               NEW.total_count::text, feed_time(NEW.completed_at)),
+                   'kind', 'batch_completed',
+                   'batch_id', NEW.id,
+                   'batch', json_build_object(
+                       'name', NEW.name,
+                       'created_at', feed_time(NEW.created_at),
+                       'completed_at', feed_time(NEW.completed_at),
+                       'first_sent_at', feed_time(first_sent),
+                       'last_final_at', feed_time(last_final),
+                       'counts', json_build_object(
+                           'total', NEW.total_count,
+                           'unconfirmed', NEW.unconfirmed_count,
+                           'delivered', NEW.delivered_count,
+                           'failed', NEW.failed_count,
+                           'bounced', NEW.bounced_count,
+                           'complained', NEW.complained_count,
+                           'suppressed', NEW.suppressed_count)),
+                   'stored_at', feed_time(now()));
+    ELSE
+        NEW.completed_at := NULL;
+    END IF;
+    RETURN NEW;
+END;
+$function$
+;
+
 CREATE OR REPLACE FUNCTION public.create_event_partition(p_day date)
  RETURNS text
  LANGUAGE plpgsql
@@ -253,6 +315,20 @@ CREATE OR REPLACE FUNCTION public.event_partition_name(p_day date)
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
 AS $function$ SELECT 'delivery_events_' || to_char(p_day, 'YYYYMMDD') $function$
+;
+
+CREATE OR REPLACE FUNCTION public.feed_change_id(VARIADIC p_parts text[])
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+RETURN "left"(encode(sha256(convert_to(array_to_string(p_parts, ''::text, ''::text), 'UTF8'::name)), 'hex'::text), 32)
+;
+
+CREATE OR REPLACE FUNCTION public.feed_time(p timestamp with time zone)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+RETURN to_char((p AT TIME ZONE 'UTC'::text), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'::text)
 ;
 
 CREATE OR REPLACE FUNCTION public.lock_message_stripes(p_provider text[], p_message_id text[], p_exclusive boolean)
@@ -402,6 +478,62 @@ BEGIN
                   HINT = 'Use a READ COMMITTED transaction for writes to recipients.';
     END IF;
     INSERT INTO recipients_commit_pass DEFAULT VALUES ON CONFLICT DO NOTHING;
+END;
+$function$
+;
+
+CREATE OR REPLACE FUNCTION public.recipients_feed_changes()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'public'
+AS $function$
+BEGIN
+    IF current_setting('hookline.refreshing', true) IS DISTINCT FROM 'on' THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO change_outbox (change_id, subject, payload)
+    SELECT feed_change_id(c.kind, n.provider, n.provider_message_id, c.old_status, c.new_status,
+                          c.event_id, feed_time(c.occurred_at)),
+           format('hookline.changes.%s.%s.%s', coalesce(n.batch_id::text, 'none'), n.provider,
+                  c.what),
+           json_build_object(
+               'schema', 'hookline.change.v1',
+               'change_id', feed_change_id(c.kind, n.provider, n.provider_message_id,
+                                           c.old_status, c.new_status, c.event_id,
+                                           feed_time(c.occurred_at)),
+               'kind', c.kind,
+               'batch_id', n.batch_id,
+               'recipient', json_build_object(
+                   'id', n.id,
+                   'provider', n.provider,
+                   'message_id', n.provider_message_id,
+                   'address', n.address),
+               'old_status', c.old_status,
+               'new_status', c.new_status,
+               'provider_status', n.provider_status,
+               'event_id', c.event_id,
+               'occurred_at', feed_time(c.occurred_at),
+               'stored_at', feed_time(now()),
+               'error', CASE WHEN n.last_error_code IS NULL AND n.last_error_description IS NULL
+                             THEN NULL
+                             ELSE json_build_object('code', n.last_error_code,
+                                                    'description', n.last_error_description)
+                        END)
+    FROM new_rows n
+    JOIN old_rows o ON o.id = n.id
+    CROSS JOIN LATERAL (
+        VALUES ('status', n.status, o.status, n.status, n.status_event_id, n.status_at, 0,
+                o.status IS DISTINCT FROM n.status),
+               ('opened', 'opened', n.status, n.status, NULL, n.opened_at, 1,
+                o.opened_at IS NULL AND n.opened_at IS NOT NULL),
+               ('clicked', 'clicked', n.status, n.status, NULL, n.clicked_at, 2,
+                o.clicked_at IS NULL AND n.clicked_at IS NOT NULL)
+    ) AS c (kind, what, old_status, new_status, event_id, occurred_at, nth, changed)
+    WHERE c.changed
+    -- Per recipient in the order they happened; a recipient changes once per statement.
+    ORDER BY n.provider, n.provider_message_id, c.occurred_at, c.nth;
+    RETURN NULL;
 END;
 $function$
 ;
@@ -628,9 +760,13 @@ END;
 $function$
 ;
 
+CREATE TRIGGER batches_note_completion BEFORE UPDATE OF total_count, queued_count, sending_count, sent_count, delayed_count, unconfirmed_count, delivered_count, failed_count, bounced_count, complained_count, suppressed_count ON public.batches FOR EACH ROW EXECUTE FUNCTION batches_note_completion();
+
 CREATE TRIGGER recipients_10_apply_events_on_insert AFTER INSERT ON public.recipients REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION recipients_apply_stored_events();
 
 CREATE TRIGGER recipients_10_apply_events_on_update AFTER UPDATE ON public.recipients REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION recipients_apply_stored_events();
+
+CREATE TRIGGER recipients_15_feed_changes AFTER UPDATE ON public.recipients REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION recipients_feed_changes();
 
 CREATE TRIGGER recipients_20_count_delete AFTER DELETE ON public.recipients REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION recipients_count_rows();
 
@@ -639,3 +775,17 @@ CREATE TRIGGER recipients_20_count_insert AFTER INSERT ON public.recipients REFE
 CREATE TRIGGER recipients_20_count_update AFTER UPDATE ON public.recipients REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION recipients_count_rows();
 
 CREATE CONSTRAINT TRIGGER recipients_commit_pass AFTER INSERT ON public.recipients_commit_pass DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION recipients_apply_at_commit();
+
+CREATE VIEW unfinished_batches AS
+ SELECT b.id AS batch_id,
+    b.name,
+    b.created_at,
+    b.total_count,
+    (((b.queued_count + b.sending_count) + b.sent_count) + b.delayed_count) AS open_count,
+    o.oldest_open_at,
+    (now() - o.oldest_open_at) AS oldest_open_age
+   FROM (batches b
+     CROSS JOIN LATERAL ( SELECT min(r.created_at) AS oldest_open_at
+           FROM recipients r
+          WHERE ((r.batch_id = b.id) AND (r.status = ANY (ARRAY['queued'::text, 'sending'::text, 'sent'::text, 'delayed'::text])))) o)
+  WHERE ((b.completed_at IS NULL) AND (b.total_count > 0));

@@ -31,8 +31,8 @@ struct Cli {
 enum Command {
     /// Apply database migrations (idempotent).
     Migrate(setup::MigrateArgs),
-    /// Create or update the WEBHOOKS and WEBHOOKS_DLQ streams and the workers' consumer, or print
-    /// their definitions (`streams print`).
+    /// Create or update the WEBHOOKS, WEBHOOKS_DLQ and WEBHOOK_CHANGES streams and the workers'
+    /// consumer, or print their definitions (`streams print`).
     #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Streams(setup::StreamsArgs),
     /// Print the headers that sign a webhook body, as the provider would send them.

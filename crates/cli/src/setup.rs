@@ -44,6 +44,8 @@ pub struct StreamsArgs {
     #[command(flatten)]
     dlq: hookline_jetstream::DlqArgs,
     #[command(flatten)]
+    feed: hookline_jetstream::FeedArgs,
+    #[command(flatten)]
     consumer: hookline_jetstream::ConsumerArgs,
     /// First move a work-queue stream of an earlier release to the event log, keeping every
     /// event still queued (stop the workers first; ingest may run and answers 503 for a moment).
@@ -69,11 +71,13 @@ enum Definition {
     Stream,
     /// The dead-letter stream (`HOOKLINE_DLQ_STREAM`).
     Dlq,
+    /// The change feed stream (`HOOKLINE_FEED_STREAM`).
+    Feed,
     /// The workers' shared durable consumer (`HOOKLINE_CONSUMER`).
     Consumer,
 }
 
-/// Creates or updates both streams and the workers' consumer to the flags (what binaries running
+/// Creates or updates the streams and the workers' consumer to the flags (what binaries running
 /// with `HOOKLINE_STREAMS=check` then only check), or prints one definition.
 pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
     use hookline_jetstream::Ownership;
@@ -82,6 +86,7 @@ pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
         let json = match what {
             Definition::Stream => serde_json::to_string_pretty(&args.stream.config()),
             Definition::Dlq => serde_json::to_string_pretty(&args.dlq.config(replicas)),
+            Definition::Feed => serde_json::to_string_pretty(&args.feed.config(replicas)),
             Definition::Consumer => serde_json::to_string_pretty(&args.consumer.config()),
         }?;
         println!("{json}");
@@ -141,6 +146,19 @@ pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
         } else {
             format!("{:?}", info.config.max_age)
         }
+    );
+    let info = js
+        .create_or_update_stream(args.feed.config(replicas))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot create the change feed stream {}",
+                args.feed.feed_stream
+            )
+        })?;
+    println!(
+        "Stream {} (the change feed): subjects {:?}, {} messages, retention {:?}.",
+        info.config.name, info.config.subjects, info.state.messages, info.config.max_age
     );
     let mut consumer = hookline_jetstream::ensure_consumer(
         &js,

@@ -1,5 +1,6 @@
 //! hookline's JetStream side, in one place: the topology (the `WEBHOOKS` stream ingest publishes
-//! to, the durable pull consumer every worker shares, and the `WEBHOOKS_DLQ` dead-letter stream),
+//! to, the durable pull consumer every worker shares, the `WEBHOOKS_DLQ` dead-letter stream and
+//! the `WEBHOOK_CHANGES` change feed),
 //! the name of every header hookline puts on a message, how a binary connects and waits for the
 //! topology, and the one way an event is published to the main stream (ingest, replay and
 //! reconcile all go through [`publish_event`]).
@@ -16,6 +17,7 @@ pub mod upgrade;
 pub use connect::{connect, server_addrs, ConnectError, NatsArgs, Reconnect};
 pub use publish::{publish_event, Outgoing, PublishFailure, Publisher, Stored};
 pub use topology::{
-    check_stream, ensure_consumer, ensure_dlq_stream, ensure_stream, ConsumerArgs, DlqArgs,
-    Ownership, OwnershipArgs, StreamArgs, TopologyError, DLQ_SUBJECT_PREFIX, SUBJECTS,
+    check_stream, ensure_consumer, ensure_dlq_stream, ensure_feed_stream, ensure_stream,
+    ConsumerArgs, DlqArgs, FeedArgs, Ownership, OwnershipArgs, StreamArgs, TopologyError,
+    DLQ_SUBJECT_PREFIX, FEED_SUBJECTS, SUBJECTS,
 };

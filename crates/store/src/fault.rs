@@ -14,6 +14,9 @@ pub enum CrashPoint {
     /// Before COMMIT of every transaction holding this event id: a poison event that crashes
     /// the worker each time it is processed.
     Event(String),
+    /// In the change feed's relay, after its Nth round got every PubAck, before it deletes the
+    /// relayed rows: they are relayed again (the worker's own writes are unaffected).
+    FeedPublished(u64),
 }
 
 /// Aborts the process at a point: a crash at an exact place, as `kill -9` would.
@@ -24,7 +27,7 @@ pub struct CrashPlan {
 }
 
 impl CrashPlan {
-    /// Parses `before_commit:N`, `after_commit:N` or `event:EVENT_ID`.
+    /// Parses `before_commit:N`, `after_commit:N`, `event:EVENT_ID` or `feed_published:N`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let (point, arg) = s.split_once(':').ok_or("expected POINT:ARG")?;
         let nth = || arg.parse().map_err(|_| format!("not a number: {arg:?}"));
@@ -32,6 +35,7 @@ impl CrashPlan {
             "before_commit" => CrashPoint::BeforeCommit(nth()?),
             "after_commit" => CrashPoint::AfterCommit(nth()?),
             "event" => CrashPoint::Event(arg.to_owned()),
+            "feed_published" => CrashPoint::FeedPublished(nth()?),
             other => return Err(format!("unknown crash point {other:?}")),
         };
         Ok(Self {
@@ -62,11 +66,28 @@ impl CrashPlan {
             CrashPoint::BeforeCommit(n) => !committed && *n == write_no,
             CrashPoint::AfterCommit(n) => committed && *n == write_no,
             CrashPoint::Event(id) => !committed && records.iter().any(|r| r.event.event_id == *id),
+            CrashPoint::FeedPublished(_) => false,
         };
         if hit {
             let point = &self.point;
             eprintln!("HOOKLINE_FAULT_CRASH: aborting at {point:?} of transaction {write_no}");
             std::process::abort();
+        }
+    }
+
+    /// Called by the change feed's relay after a round's PubAcks, before its delete commits.
+    pub fn feed_published(&self) {
+        if let CrashPoint::FeedPublished(n) = self.point {
+            let round = self
+                .writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            if round == n {
+                eprintln!(
+                    "HOOKLINE_FAULT_CRASH: aborting at FeedPublished({n}) of relay round {round}"
+                );
+                std::process::abort();
+            }
         }
     }
 }

@@ -72,6 +72,8 @@ pub struct Committer {
     breaker: std::sync::Mutex<Breaker>,
     /// Wakes the batches waiting out an open breaker when a probe closes it.
     breaker_closed: tokio::sync::Notify,
+    /// Wakes the change feed's relay after a commit that changed recipients.
+    changed: tokio::sync::Notify,
 }
 
 impl Committer {
@@ -83,9 +85,15 @@ impl Committer {
                 settings.breaker_open_for,
             )),
             breaker_closed: Default::default(),
+            changed: Default::default(),
             settings,
             metrics,
         }
+    }
+
+    /// Notified after each commit that changed recipients (their changes are in the outbox).
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.changed
     }
 
     pub fn settings(&self) -> &RetrySettings {
@@ -241,6 +249,9 @@ impl Committer {
             }
             breaker.state()
         };
+        if outcome.recipients_changed > 0 {
+            self.changed.notify_one();
+        }
         let m = &self.metrics;
         m.breaker_open.set(state.as_gauge().into());
         m.stored.inc_by(outcome.inserted as u64);

@@ -52,6 +52,22 @@ pub struct WorkerConfig {
     pub consumer: ConsumerArgs,
 
     #[command(flatten)]
+    pub feed: hookline_jetstream::FeedArgs,
+
+    /// Relay the change feed from the database's outbox to JetStream (`true`/`false`). Every
+    /// worker may; one at a time does. With no worker relaying, the outbox grows.
+    #[arg(long, env = "HOOKLINE_FEED_RELAY", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub feed_relay: bool,
+
+    /// How often the relay looks at the outbox for changes other processes committed (an
+    /// application's registration, another worker), in milliseconds; this worker's own commits
+    /// wake it at once.
+    #[arg(long, env = "HOOKLINE_FEED_POLL_MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub feed_poll_ms: u64,
+
+    #[command(flatten)]
     pub streams: hookline_jetstream::OwnershipArgs,
 
     /// Most events per database transaction.
@@ -135,8 +151,9 @@ pub struct WorkerConfig {
     pub maintain_every_secs: u64,
 
     /// Test hook: `before_commit:N` or `after_commit:N` aborts the process (as `kill -9` would)
-    /// at that point of its Nth database transaction; `event:ID` when it writes event ID. For
-    /// fault tests only.
+    /// at that point of its Nth database transaction; `event:ID` when it writes event ID;
+    /// `feed_published:N` after the change feed relay's Nth round is acknowledged, before its
+    /// delete. For fault tests only.
     #[cfg(feature = "fault-injection")]
     #[arg(long, env = "HOOKLINE_FAULT_CRASH", hide = true)]
     pub fault_crash: Option<String>,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod consume;
 pub mod dead_letter;
 pub mod decode;
+pub mod feed;
 pub mod http;
 pub mod metrics;
 
@@ -26,18 +27,22 @@ use tracing::{info, warn};
 pub use config::WorkerConfig;
 use hookline_store::writer::BatchWriter;
 
-/// A pool with the worker's timeouts.
-pub async fn connect_db(config: &WorkerConfig) -> anyhow::Result<PgPool> {
+/// A pool with the worker's timeouts: `connections` of them, named `application_name`.
+pub fn connect_db(
+    config: &WorkerConfig,
+    application_name: &str,
+    connections: u32,
+) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(&config.database_url)
         .context("DATABASE_URL is not a valid PostgreSQL URL")?
-        .application_name("hookline-worker")
+        .application_name(application_name)
         .options([(
             "statement_timeout",
             config.db_statement_timeout_ms.to_string(),
         )]);
     // Lazy: a worker started while PostgreSQL is down waits and retries instead of exiting.
     Ok(PgPoolOptions::new()
-        .max_connections(config.db_pool_size)
+        .max_connections(connections)
         .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms))
         .connect_lazy_with(options))
 }
@@ -53,6 +58,8 @@ pub struct Worker {
     dlq_refresh: Duration,
     retention: hookline_store::lifecycle::RetentionArgs,
     maintain_every: Duration,
+    /// The change feed's relay; `None`: this worker does not relay.
+    feed: Option<feed::Relay>,
     shutdown_deadline: Duration,
 }
 
@@ -84,6 +91,13 @@ impl Worker {
                     ownership,
                 )
                 .await?;
+                hookline_jetstream::ensure_feed_stream(
+                    &js,
+                    &config.feed,
+                    config.stream_replicas,
+                    ownership,
+                )
+                .await?;
                 hookline_jetstream::ensure_consumer(
                     &js,
                     &config.stream,
@@ -94,7 +108,9 @@ impl Worker {
             })
             .await?;
         let providers = hookline_runtime::sources::decoders(config.sources_file.as_deref())?;
-        let pool = connect_db(config).await?;
+        let pool = connect_db(config, "hookline-worker", config.db_pool_size)?;
+        // Its own connection: the relay never takes one from the writers or the canary.
+
         let writer = BatchWriter::new(pool.clone()).with_dedup_window(config.dedup_window());
         #[cfg(feature = "fault-injection")]
         let writer = match crash {
@@ -103,15 +119,35 @@ impl Worker {
         };
         let settings = config.batch_settings();
         let metrics = Arc::new(metrics::WorkerMetrics::new(&providers.names()));
+        let committer = Arc::new(commit::Committer::new(
+            writer,
+            settings.retry.clone(),
+            metrics.clone(),
+        ));
+        let feed = if config.feed_relay {
+            Some(feed::Relay {
+                // Its own connection: the relay never takes one from the writers or the canary.
+                pool: connect_db(config, "hookline-worker-feed", 1)?,
+                js: js.clone(),
+                poll: Duration::from_millis(config.feed_poll_ms),
+                committer: committer.clone(),
+                metrics: metrics.clone(),
+                #[cfg(feature = "fault-injection")]
+                crash: config
+                    .fault_crash
+                    .as_deref()
+                    .map(hookline_store::fault::CrashPlan::parse)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("HOOKLINE_FAULT_CRASH is invalid: {e}"))?,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             consumer: consume::Consumer {
                 js,
                 consumer,
-                committer: Arc::new(commit::Committer::new(
-                    writer,
-                    settings.retry.clone(),
-                    metrics.clone(),
-                )),
+                committer,
                 metrics,
                 providers,
                 in_hand: Default::default(),
@@ -126,6 +162,7 @@ impl Worker {
             dlq_refresh: Duration::from_secs(config.dlq_refresh_secs),
             retention: config.retention.clone(),
             maintain_every: Duration::from_secs(config.maintain_every_secs),
+            feed,
             shutdown_deadline: Duration::from_millis(config.shutdown_deadline_ms),
         })
     }
@@ -190,6 +227,7 @@ impl Worker {
                 self.consumer.metrics.clone(),
             ))
         });
+        let relay = self.feed.map(|relay| tokio::spawn(relay.run()));
         // The consumer finishes by the shutdown deadline on its own, unless NATS is unreachable
         // (a pull, an ack or a dead letter waiting on it): then it is cut off at the deadline and
         // JetStream redelivers what it held after the ack wait.
@@ -202,6 +240,9 @@ impl Worker {
         dlq_gauges.abort();
         if let Some(m) = maintenance {
             m.abort();
+        }
+        if let Some(r) = relay {
+            r.abort();
         }
         if let Some((server, watcher)) = http_server {
             server.abort();

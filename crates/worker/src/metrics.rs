@@ -44,6 +44,13 @@ pub struct WorkerMetrics {
     pub oldest_event_day: IntGauge,
     pub event_rows_dropped: IntCounter,
     pub early_waiting: IntGauge,
+    /// The change feed (`feed.rs`): what this worker's relay published, and the outbox.
+    pub changes_published: IntCounterVec,
+    pub feed_lag: Histogram,
+    pub feed_relay_failures: IntCounter,
+    pub outbox_rows: IntGauge,
+    pub outbox_oldest: Gauge,
+    pub batch_time_to_final: Histogram,
 }
 
 impl WorkerMetrics {
@@ -71,6 +78,15 @@ impl WorkerMetrics {
                 "Events stored with a type or status hookline does not map yet, by provider.",
             ),
             &["provider"],
+        )
+        .unwrap();
+        let changes_published = IntCounterVec::new(
+            Opts::new(
+                "webhook_changes_published_total",
+                "Changes relayed from the outbox to the change feed, by kind (status, opened, \
+                 clicked, batch_completed).",
+            ),
+            &["kind"],
         )
         .unwrap();
         let stage_duration = hookline_runtime::stage_duration_histogram();
@@ -168,6 +184,37 @@ impl WorkerMetrics {
                 "Unix time of this worker's last committed batch.",
             )
             .unwrap(),
+            changes_published,
+            feed_lag: Histogram::with_opts(
+                HistogramOpts::new(
+                    "webhook_change_feed_lag_seconds",
+                    "From the transaction that made a change to its PubAck on the change feed.",
+                )
+                .buckets(exponential_buckets(0.005, 2.0, 14).unwrap()),
+            )
+            .unwrap(),
+            feed_relay_failures: counter(
+                "webhook_change_relay_failures_total",
+                "Relay rounds that failed (NATS, the feed stream or the database); retried.",
+            ),
+            outbox_rows: gauge(
+                "webhook_change_outbox_rows",
+                "Changes in the outbox not yet on the change feed (cluster-wide).",
+            ),
+            outbox_oldest: Gauge::new(
+                "webhook_change_outbox_oldest_seconds",
+                "Age of the oldest change not yet on the change feed, 0 when none (cluster-wide).",
+            )
+            .unwrap(),
+            batch_time_to_final: Histogram::with_opts(
+                HistogramOpts::new(
+                    "webhook_batch_time_to_final_seconds",
+                    "Per completed batch: from its first send to its last final status, as the \
+                     providers date them.",
+                )
+                .buckets(exponential_buckets(1.0, 2.0, 18).unwrap()),
+            )
+            .unwrap(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -195,6 +242,12 @@ impl WorkerMetrics {
             Box::new(m.ack_pending.clone()),
             Box::new(m.processing_lag.clone()),
             Box::new(m.last_batch.clone()),
+            Box::new(m.changes_published.clone()),
+            Box::new(m.feed_lag.clone()),
+            Box::new(m.feed_relay_failures.clone()),
+            Box::new(m.outbox_rows.clone()),
+            Box::new(m.outbox_oldest.clone()),
+            Box::new(m.batch_time_to_final.clone()),
         ];
         hookline_runtime::register_all(&m.registry, collectors);
         for p in providers {
@@ -203,6 +256,9 @@ impl WorkerMetrics {
         }
         for r in crate::dead_letter::Reason::all() {
             m.dead_lettered.with_label_values(&[r.label()]);
+        }
+        for k in ["status", "opened", "clicked", "batch_completed"] {
+            m.changes_published.with_label_values(&[k]);
         }
         for s in ["fetch", "decode", "db_write", "ack"] {
             m.stage_duration.with_label_values(&[s]);

@@ -8,6 +8,7 @@ mod db_rules;
 mod docs;
 mod end_to_end;
 mod faults;
+mod feed;
 mod kept;
 mod lifecycle;
 mod observability;

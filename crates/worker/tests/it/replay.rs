@@ -7,6 +7,7 @@ use std::time::Duration;
 use hookline_ops::replay::{parse_since, replay, ReplayArgs};
 use hookline_testkit::{wait_until, workspace_root};
 
+use crate::feed::{feed, wait_relayed};
 use crate::sources::{signed, signer, GITHUB_SECRET};
 use crate::stack::Stack;
 use crate::support::*;
@@ -90,6 +91,8 @@ async fn replaying_everything_changes_nothing_and_a_replay_repairs_corrupted_sta
     .await;
     stack.wait_drained(Duration::from_secs(10)).await;
     let before = snapshot(pool).await;
+    wait_relayed(pool, Duration::from_secs(20)).await;
+    let on_feed = feed(&stack.js).await.len();
 
     // 1. Replay everything: every event comes back, is absorbed, and nothing changes.
     let report = replay(&args("1d", None), pool, &stack.js, |_, _| {})
@@ -112,6 +115,12 @@ async fn replaying_everything_changes_nothing_and_a_replay_repairs_corrupted_sta
         snapshot(pool).await,
         before,
         "a replay of correct events changes nothing"
+    );
+    wait_relayed(pool, Duration::from_secs(20)).await;
+    assert_eq!(
+        feed(&stack.js).await.len(),
+        on_feed,
+        "and puts nothing on the change feed"
     );
 
     // 2. Simulate a past decoder bug: t2 (delivered) was stored as 'sent'.
@@ -153,6 +162,31 @@ async fn replaying_everything_changes_nothing_and_a_replay_repairs_corrupted_sta
     assert_eq!(status(pool, "telnyx", "sms-1").await, "delivered");
     assert_eq!(snapshot(pool).await, before, "state rebuilt exactly");
     assert_counters_match_recount(pool).await;
+    // On the feed: the re-registration applying the corrupted events (queued -> sent), then
+    // exactly the repair (sent -> delivered), which completes the batch the registration had
+    // reopened.
+    wait_relayed(pool, Duration::from_secs(20)).await;
+    let changes = feed(&stack.js).await;
+    let since: Vec<String> = changes[on_feed..]
+        .iter()
+        .map(|c| match c.kind() {
+            "status" => format!(
+                "{} {} -> {}",
+                c.body["recipient"]["message_id"].as_str().unwrap(),
+                c.body["old_status"].as_str().unwrap(),
+                c.body["new_status"].as_str().unwrap()
+            ),
+            other => other.to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        since,
+        [
+            "sms-1 queued -> sent",
+            "sms-1 sent -> delivered",
+            "batch_completed"
+        ]
+    );
 
     // A dry run counts and publishes nothing.
     let mut seen = 0;
