@@ -75,6 +75,14 @@ ensure_deploy_validators() {
     fi
 }
 
+# Python clients the tests drive as an application would: nats-py runs examples/feed_consumer.py.
+ensure_python_clients() {
+    if ! "$VENV/bin/python" -c 'import nats' 2>/dev/null; then
+        say "Installing nats-py (PyPI) into .venv, for the example feed consumer's test"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check nats-py
+    fi
+}
+
 ensure_pg_user() {
     [ "$(id -u)" = 0 ] || return 0
     id "$PG_USER" >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin "$PG_USER"

@@ -10,6 +10,7 @@ ensure_nats_server
 ensure_postgres
 ensure_prometheus
 ensure_deploy_validators
+ensure_python_clients
 export HOOKLINE_NATS_SERVER="$VENV/bin/nats-server"
 HOOKLINE_PG_BIN="$(pg_bin_dir)"
 export HOOKLINE_PG_BIN

@@ -454,7 +454,7 @@ pub struct FeedArgs {
     /// new consumer can start, and how long one may be away.
     #[arg(long, env = "HOOKLINE_FEED_MAX_AGE_SECS", default_value_t = 7 * 24 * 60 * 60)]
     pub feed_max_age_secs: u64,
-    /// Size limit of the feed in bytes (about 600 bytes per change). When full, the relay waits
+    /// Size limit of the feed in bytes (about 650 bytes per change). When full, the relay waits
     /// and the outbox grows (alert: WebhookChangeFeedStalled); no change is dropped.
     #[arg(long, env = "HOOKLINE_FEED_MAX_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
     pub feed_max_bytes: i64,

@@ -204,11 +204,20 @@ async fn shuffled_and_retried_events_put_each_real_change_on_the_feed_once_in_or
             .sum()
     });
     assert_eq!(published as usize, changes.len());
+    let info = stack
+        .js
+        .get_stream("WEBHOOK_CHANGES")
+        .await
+        .unwrap()
+        .cached_info()
+        .clone();
     println!(
-        "figures: posts={} distinct events={} changes on the feed={} (status {n})",
+        "figures: posts={} distinct events={} changes on the feed={} (status {n}), {} bytes per \
+         change on the feed",
         posted.len(),
         load.distinct_events(),
-        changes.len()
+        changes.len(),
+        info.state.bytes / info.state.messages.max(1)
     );
 }
 
@@ -360,6 +369,34 @@ async fn early_events_duplicates_and_batch_completion_on_the_feed() {
         .filter(|c| c.kind() == "batch_completed")
         .count();
     assert_eq!(completions, 2);
+
+    // The example consumer reads the same six changes with a durable consumer of its own.
+    let root = hookline_testkit::workspace_root();
+    let (ok, out) = hookline_testkit::output_of(
+        std::process::Command::new("timeout")
+            .arg("60")
+            .arg(root.join(".venv/bin/python"))
+            .arg(root.join("examples/feed_consumer.py"))
+            .args(["--server", &stack.nats.url(), "--count", "6"]),
+    );
+    assert!(
+        ok,
+        "examples/feed_consumer.py failed (scripts/test.sh installs nats-py): {out}"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    assert!(
+        lines.contains(&"status telnyx/e1 queued -> delivered at 2026-11-23T10:00:02.000000Z"),
+        "{out}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("batch {batch} complete")))
+            .count(),
+        2,
+        "{out}"
+    );
 }
 
 /// Workers SIGKILLed before and after COMMIT, and the relay killed between its publish and its
