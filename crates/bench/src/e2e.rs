@@ -68,6 +68,9 @@ pub async fn measure(
         "lag_p50_ms": histogram_quantile(&text, "webhook_end_to_end_seconds", 0.5) * 1000.0,
         "lag_p99_ms": histogram_quantile(&text, "webhook_end_to_end_seconds", 0.99) * 1000.0,
         "processed": metric_sum(&text, "webhook_processed_total"),
+        "changes_on_the_feed": metric_sum(&text, "webhook_changes_published_total"),
+        "feed_lag_p50_ms": histogram_quantile(&text, "webhook_change_feed_lag_seconds", 0.5) * 1000.0,
+        "feed_lag_p99_ms": histogram_quantile(&text, "webhook_change_feed_lag_seconds", 0.99) * 1000.0,
         "ingest_peak_rss_kib": e2e_ingest_rss,
         "worker_peak_rss_kib": e2e_worker_rss,
     });

@@ -177,6 +177,12 @@ pub fn print_table(report: &Value) {
         "| 2 workers into PostgreSQL | {} events/s | | | ≥ 20,000 |",
         f(&w["workers_2"]["events_per_s"])
     );
+    println!(
+        "| 1 worker, the change feed on (outbox + relay) | {} events/s | the feed off {} | {} | ≥ 0.85 |",
+        f(&w["workers_1"]["events_per_s"]),
+        f(&w["workers_1_feed_off"]["events_per_s"]),
+        f(&w["feed_on_to_off"])
+    );
     let l = &r["lifecycle"];
     if l.is_object() {
         println!(
@@ -209,6 +215,13 @@ pub fn print_table(report: &Value) {
         f(&e["rate"]),
         f(&e["lag_p50_ms"]),
         f(&e["lag_p99_ms"])
+    );
+    println!(
+        "| change feed lag at {} events/s (commit to PubAck) | p50 {} ms, p99 {} ms; {} changes | | | |",
+        f(&e["rate"]),
+        f(&e["feed_lag_p50_ms"]),
+        f(&e["feed_lag_p99_ms"]),
+        f(&e["changes_on_the_feed"])
     );
     println!(
         "| peak RSS | ingest {} MiB, worker {} MiB | | | < 50 MiB |",

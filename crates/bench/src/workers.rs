@@ -39,6 +39,29 @@ pub async fn measure(
             json!({"events_per_s": rate.round()}),
         );
     }
+    // The change feed's cost: one worker again, its triggers off and no relay.
+    eprintln!("[3/5] worker: 1 worker draining {worker_events} events, the change feed off…");
+    let db = fresh_db(admin, "workers_1_feed_off").await?;
+    let off_pool = pool(&ctx.pg, &db, 1).await?;
+    for sql in [
+        "ALTER TABLE recipients DISABLE TRIGGER recipients_15_feed_changes",
+        "ALTER TABLE batches DISABLE TRIGGER batches_note_completion",
+    ] {
+        sqlx::query(sql).execute(&off_pool).await?;
+    }
+    prefill(js, &ctx.traffic, worker_events).await?;
+    let (off, _) = run_workers_with(
+        ctx,
+        &db,
+        1,
+        worker_events,
+        &[("HOOKLINE_FEED_RELAY", "false")],
+    )
+    .await?;
+    worker_runs.insert(
+        "workers_1_feed_off".into(),
+        json!({"events_per_s": off.round()}),
+    );
     eprintln!("[3/5] ceilings: consume + bulk UPDATE, and one UPDATE per event…");
     let db = fresh_db(admin, "raw").await?;
     prefill(js, &ctx.traffic, worker_events).await?;
@@ -62,6 +85,7 @@ pub async fn measure(
     worker_runs.insert("naive_events_per_s".into(), json!(naive.round()));
     worker_runs.insert("ratio_to_raw".into(), json!(one / raw));
     worker_runs.insert("ratio_to_naive".into(), json!(one / naive));
+    worker_runs.insert("feed_on_to_off".into(), json!(one / off));
     Ok((Value::Object(worker_runs), worker_rss))
 }
 
@@ -123,6 +147,16 @@ struct StreamOnly {
 }
 
 pub async fn start_worker(ctx: &Ctx, db: &str, n: usize) -> anyhow::Result<(Service, SocketAddr)> {
+    start_worker_with(ctx, db, n, &[]).await
+}
+
+/// [`start_worker`] with `extra` environment variables.
+pub async fn start_worker_with(
+    ctx: &Ctx,
+    db: &str,
+    n: usize,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<(Service, SocketAddr)> {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let mut cmd = ctx.bins.cmd("hookline-worker");
     cmd.env("NATS_URL", ctx.nats.url())
@@ -134,6 +168,9 @@ pub async fn start_worker(ctx: &Ctx, db: &str, n: usize) -> anyhow::Result<(Serv
         // The harness runs the data lifecycle itself (the lifecycle section's timed drop): a
         // worker's own run at start-up would hold its lock at that moment now and then.
         .env("HOOKLINE_MAINTAIN_EVERY_SECS", "0");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
     let name: &'static str = ["hookline-worker-0", "hookline-worker-1"][n.min(1)];
     let s = spawn_server(cmd, name, &ctx.logs.0, addr, "/healthz").await?;
     Ok((s, addr))
@@ -141,13 +178,24 @@ pub async fn start_worker(ctx: &Ctx, db: &str, n: usize) -> anyhow::Result<(Serv
 
 /// Starts `n` workers on a prefilled stream; events/s between 5 % and 95 % stored, peak RSS.
 pub async fn run_workers(ctx: &Ctx, db: &str, n: usize, events: u64) -> anyhow::Result<(f64, u64)> {
+    run_workers_with(ctx, db, n, events, &[]).await
+}
+
+/// [`run_workers`] with `extra` environment variables for the workers.
+pub async fn run_workers_with(
+    ctx: &Ctx,
+    db: &str,
+    n: usize,
+    events: u64,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<(f64, u64)> {
     let pool = pool(&ctx.pg, db, 1).await?;
     // Rows received from now on: the log may hold history (the lifecycle section).
     let since: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT now()").fetch_one(&pool).await?;
     let mut workers = Vec::new();
     for i in 0..n {
-        workers.push(start_worker(ctx, db, i).await?);
+        workers.push(start_worker_with(ctx, db, i, extra).await?);
     }
     let (lo, hi) = (events as f64 * 0.05, events as f64 * 0.95);
     let (mut t_lo, mut t_hi) = (None, None);

@@ -70,6 +70,11 @@ pub async fn feed(js: &jetstream::Context) -> Vec<Change> {
     out
 }
 
+/// Awaits a webhook's answer and checks it was accepted.
+async fn accepted(answer: impl std::future::Future<Output = reqwest::Response>) {
+    assert_eq!(answer.await.status(), 200);
+}
+
 pub async fn outbox_rows(pool: &PgPool) -> i64 {
     count(pool, "SELECT count(*) FROM change_outbox").await
 }
@@ -227,18 +232,8 @@ async fn early_events_duplicates_and_batch_completion_on_the_feed() {
     let (pool, c) = (&stack.pool, &stack.client);
     let t = |s: u32| format!("2026-11-23T10:00:{s:02}.000+00:00");
     // Events before their recipients exist: kept, no change yet (no recipient to change).
-    assert_eq!(
-        c.post_telnyx_at("e1-d", "e1", "delivered", &t(2))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.post_resend_at("e2-s", "e2", "email.sent", &t(1))
-            .await
-            .status(),
-        200
-    );
+    accepted(c.post_telnyx_at("e1-d", "e1", "delivered", &t(2))).await;
+    accepted(c.post_resend_at("e2-s", "e2", "email.sent", &t(1))).await;
     wait_until("2 events stored", DRAIN, || async {
         stack.stored_events().await == 2
     })
@@ -289,12 +284,7 @@ async fn early_events_duplicates_and_batch_completion_on_the_feed() {
     assert_eq!(open, (1, Some(1)), "e2 (sent) keeps the batch unfinished");
 
     // e2 delivered: its change, then the batch's completion, in that order.
-    assert_eq!(
-        c.post_resend_at("e2-d", "e2", "email.delivered", &t(3))
-            .await
-            .status(),
-        200
-    );
+    accepted(c.post_resend_at("e2-d", "e2", "email.delivered", &t(3))).await;
     let s = &stack;
     wait_until("e2's change and the completion", DRAIN, || async move {
         feed(&s.js).await.len() == 4
@@ -326,16 +316,8 @@ async fn early_events_duplicates_and_batch_completion_on_the_feed() {
 
     // A provider's retry (absorbed by JetStream's dedup window, or the database past it) and an
     // older event change nothing: no message.
-    assert_eq!(
-        c.post_resend_at("e2-d", "e2", "email.delivered", &t(3))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.post_telnyx_at("e1-s", "e1", "sent", &t(1)).await.status(),
-        200
-    );
+    accepted(c.post_resend_at("e2-d", "e2", "email.delivered", &t(3))).await;
+    accepted(c.post_telnyx_at("e1-s", "e1", "sent", &t(1))).await;
     wait_until("the older event stored", DRAIN, || async move {
         s.stored_events().await == 4
     })
@@ -350,12 +332,7 @@ async fn early_events_duplicates_and_batch_completion_on_the_feed() {
 
     // A recipient added reopens the batch; its final status completes it again: a new change.
     add_recipient(pool, &batch, "telnyx", "e3").await;
-    assert_eq!(
-        c.post_telnyx_at("e3-d", "e3", "delivered", &t(5))
-            .await
-            .status(),
-        200
-    );
+    accepted(c.post_telnyx_at("e3-d", "e3", "delivered", &t(5))).await;
     wait_until("the second completion", DRAIN, || async move {
         feed(&s.js).await.len() == 6
     })
