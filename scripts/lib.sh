@@ -75,11 +75,12 @@ ensure_deploy_validators() {
     fi
 }
 
-# Python clients the tests drive as an application would: nats-py runs examples/feed_consumer.py.
+# Python clients the tests drive as an application would: nats-py runs examples/feed_consumer.py;
+# standardwebhooks (the specification's own library) verifies what `hookline deliver` signs.
 ensure_python_clients() {
-    if ! "$VENV/bin/python" -c 'import nats' 2>/dev/null; then
-        say "Installing nats-py (PyPI) into .venv, for the example feed consumer's test"
-        "$VENV/bin/pip" install --quiet --disable-pip-version-check nats-py
+    if ! "$VENV/bin/python" -c 'import nats, standardwebhooks' 2>/dev/null; then
+        say "Installing nats-py and standardwebhooks (PyPI) into .venv, for the feed's tests"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check nats-py standardwebhooks
     fi
 }
 

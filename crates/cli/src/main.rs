@@ -4,6 +4,7 @@
 
 mod check;
 mod connect;
+mod deliver;
 mod demo;
 mod dlq;
 mod log;
@@ -63,6 +64,9 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Register a sample batch, send signed webhooks for every provider, show the resulting rows.
     Demo(demo::DemoArgs),
+    /// POST every change of the change feed to a URL, signed per Standard Webhooks, with retries;
+    /// `--redeliver` sends those given up on again.
+    Deliver(deliver::DeliverCmd),
 }
 
 #[tokio::main]
@@ -80,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Check(a) => check::check(a).await,
         Command::Demo(a) => demo::demo(a).await,
+        Command::Deliver(a) => deliver::deliver(a).await,
         Command::Dlq(a) => dlq::dlq(a).await,
         Command::Log(a) => log::log(a).await,
         Command::Maintain(a) => maintain::maintain(a).await,

@@ -59,3 +59,18 @@ pub fn republished(
     headers.insert(MSG_ID, msg_id);
     headers
 }
+
+/// The headers of a change `hookline deliver` gave up on (stream `WEBHOOK_CHANGES_UNDELIVERED`),
+/// added to the change's own (`Nats-Msg-Id`, its change id).
+pub mod undelivered {
+    /// Why: `refused` (a 4xx other than 408 and 429), `gone` (410), `attempts` (every attempt
+    /// failed with a 5xx, a 408 or 429, a timeout or no connection).
+    pub const REASON: &str = "Hookline-Undelivered-Reason";
+    /// The last attempt's outcome: an HTTP status, `timeout` or `connect`.
+    pub const LAST_RESULT: &str = "Hookline-Undelivered-Last-Result";
+    pub const ATTEMPTS: &str = "Hookline-Undelivered-Attempts";
+    /// Where it was to go.
+    pub const URL: &str = "Hookline-Undelivered-Url";
+    /// When it was given up on (RFC 3339).
+    pub const AT: &str = "Hookline-Undelivered-At";
+}

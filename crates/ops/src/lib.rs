@@ -6,5 +6,6 @@
 
 pub mod dlq;
 pub mod log_replay;
+pub mod outbound;
 pub mod reconcile;
 pub mod replay;

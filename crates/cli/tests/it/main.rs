@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+mod deliver;
 mod deploy;
 mod migrate;
 mod ownership;

@@ -217,7 +217,11 @@ async fn printed_definitions_create_the_topology_through_the_jetstream_api() {
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let client = async_nats::connect(nats.url()).await.unwrap();
-    for (what, name) in [("stream", "WEBHOOKS"), ("dlq", "WEBHOOKS_DLQ")] {
+    for (what, name) in [
+        ("stream", "WEBHOOKS"),
+        ("dlq", "WEBHOOKS_DLQ"),
+        ("feed", "WEBHOOK_CHANGES"),
+    ] {
         let def = print(what);
         assert_eq!(def["name"], name);
         let answer = client

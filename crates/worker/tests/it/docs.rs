@@ -12,7 +12,7 @@ fn page() -> String {
     std::fs::read_to_string(workspace_root().join(PAGE)).unwrap()
 }
 
-/// Every `webhook_*` metric the two binaries export, with the label names its series carry
+/// Every `webhook_*` metric the binaries export (ingest, worker, `hookline deliver`), with the label names its series carry
 /// (histograms' `le` aside).
 fn exported() -> BTreeMap<String, BTreeSet<String>> {
     let providers = ["telnyx", "resend"];
@@ -26,7 +26,11 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
         .queued
         .with_label_values(&["telnyx", "message.sent", "false"])
         .inc();
-    let text = ingest.render() + &hookline_worker::metrics::WorkerMetrics::new(&providers).render();
+    let outbound = hookline_ops::outbound::OutboundMetrics::default();
+    outbound.attempts.with_label_values(&["200"]).inc();
+    let text = ingest.render()
+        + &hookline_worker::metrics::WorkerMetrics::new(&providers).render()
+        + &hookline_runtime::metrics_text(&outbound.registry);
     let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {

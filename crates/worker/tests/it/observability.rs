@@ -147,7 +147,7 @@ async fn every_dashboard_query_returns_data_from_real_prometheus() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 11, "{names:?}");
+    assert_eq!(names.len(), 12, "{names:?}");
 
     // The worker's readiness JSON (seed 004's health shape).
     let ready: serde_json::Value = reqwest::get(format!("http://{worker}/readyz"))
