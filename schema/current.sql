@@ -493,15 +493,12 @@ BEGIN
         RETURN NULL;
     END IF;
     INSERT INTO change_outbox (change_id, subject, payload)
-    SELECT feed_change_id(c.kind, n.provider, n.provider_message_id, c.old_status, c.new_status,
-                          c.event_id, feed_time(c.occurred_at)),
+    SELECT k.id,
            format('hookline.changes.%s.%s.%s', coalesce(n.batch_id::text, 'none'), n.provider,
                   c.what),
            json_build_object(
                'schema', 'hookline.change.v1',
-               'change_id', feed_change_id(c.kind, n.provider, n.provider_message_id,
-                                           c.old_status, c.new_status, c.event_id,
-                                           feed_time(c.occurred_at)),
+               'change_id', k.id,
                'kind', c.kind,
                'batch_id', n.batch_id,
                'recipient', json_build_object(
@@ -513,7 +510,7 @@ BEGIN
                'new_status', c.new_status,
                'provider_status', n.provider_status,
                'event_id', c.event_id,
-               'occurred_at', feed_time(c.occurred_at),
+               'occurred_at', k.occurred_at,
                'stored_at', feed_time(now()),
                'error', CASE WHEN n.last_error_code IS NULL AND n.last_error_description IS NULL
                              THEN NULL
@@ -530,6 +527,11 @@ BEGIN
                ('clicked', 'clicked', n.status, n.status, NULL, n.clicked_at, 2,
                 o.clicked_at IS NULL AND n.clicked_at IS NOT NULL)
     ) AS c (kind, what, old_status, new_status, event_id, occurred_at, nth, changed)
+    CROSS JOIN LATERAL (
+        SELECT feed_time(c.occurred_at) AS occurred_at,
+               feed_change_id(c.kind, n.provider, n.provider_message_id, c.old_status,
+                              c.new_status, c.event_id, feed_time(c.occurred_at)) AS id
+    ) AS k
     WHERE c.changed
     -- Per recipient in the order they happened; a recipient changes once per statement.
     ORDER BY n.provider, n.provider_message_id, c.occurred_at, c.nth;

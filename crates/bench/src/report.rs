@@ -183,6 +183,11 @@ pub fn print_table(report: &Value) {
         f(&w["workers_1_feed_off"]["events_per_s"]),
         f(&w["feed_on_to_off"])
     );
+    println!(
+        "| 1 worker, the outbox written but not relayed | {} events/s | the feed off | {} | |",
+        f(&w["workers_1_outbox_no_relay"]["events_per_s"]),
+        f(&w["outbox_no_relay_to_off"])
+    );
     let l = &r["lifecycle"];
     if l.is_object() {
         println!(

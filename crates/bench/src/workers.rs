@@ -62,6 +62,24 @@ pub async fn measure(
         "workers_1_feed_off".into(),
         json!({"events_per_s": off.round()}),
     );
+    // Where the cost is: the triggers writing the outbox, without the relay draining it.
+    eprintln!(
+        "[3/5] worker: 1 worker draining {worker_events} events, the outbox written, no relay…"
+    );
+    let db = fresh_db(admin, "workers_1_no_relay").await?;
+    prefill(js, &ctx.traffic, worker_events).await?;
+    let (no_relay, _) = run_workers_with(
+        ctx,
+        &db,
+        1,
+        worker_events,
+        &[("HOOKLINE_FEED_RELAY", "false")],
+    )
+    .await?;
+    worker_runs.insert(
+        "workers_1_outbox_no_relay".into(),
+        json!({"events_per_s": no_relay.round()}),
+    );
     eprintln!("[3/5] ceilings: consume + bulk UPDATE, and one UPDATE per event…");
     let db = fresh_db(admin, "raw").await?;
     prefill(js, &ctx.traffic, worker_events).await?;
@@ -86,6 +104,7 @@ pub async fn measure(
     worker_runs.insert("ratio_to_raw".into(), json!(one / raw));
     worker_runs.insert("ratio_to_naive".into(), json!(one / naive));
     worker_runs.insert("feed_on_to_off".into(), json!(one / off));
+    worker_runs.insert("outbox_no_relay_to_off".into(), json!(no_relay / off));
     Ok((Value::Object(worker_runs), worker_rss))
 }
 

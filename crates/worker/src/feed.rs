@@ -27,6 +27,9 @@ const RELAY_LOCK: i64 = 0x686f_6f6b_6665_6564; // "hookfeed"
 /// Most changes relayed per transaction.
 const ROWS_PER_ROUND: i64 = 1000;
 
+/// After a commit wakes the relay, how long it waits for the next ones to share its round.
+const LINGER: Duration = Duration::from_millis(10);
+
 /// How often the outbox gauges are read (not at every round).
 const GAUGES_EVERY: Duration = Duration::from_secs(1);
 
@@ -90,7 +93,10 @@ impl Relay {
                     backoff = self.poll;
                     tokio::select! {
                         () = tokio::time::sleep(self.poll) => {}
-                        () = self.committer.changed().notified() => {}
+                        () = self.committer.changed().notified() => {
+                            // The commits right behind it join the same round.
+                            tokio::time::sleep(LINGER).await;
+                        }
                     }
                 }
                 Err(e) => {
