@@ -7,15 +7,30 @@
 -- committed, whoever crashes where; a duplicate provider event or a replay that changes nothing
 -- updates no row and writes nothing here.
 --
--- Each row carries its feed subject and its payload (schema hookline.change.v1, docs/feed.md),
--- built here so that the relay only copies bytes.
+-- A row holds what changed, as plain columns; the relay (crates/worker/src/feed.rs) makes the
+-- change's id, its feed subject and its payload (schema hookline.change.v1, docs/feed.md) from
+-- them. Building them here, in every worker's transaction, cost PostgreSQL three times as much.
 
 CREATE TABLE change_outbox (
-    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    change_id text        NOT NULL,
-    subject   text        NOT NULL,
-    payload   json        NOT NULL,
-    stored_at timestamptz NOT NULL DEFAULT now()
+    id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- status, opened, clicked or batch_completed.
+    kind                text        NOT NULL,
+    batch_id            uuid,
+    -- A recipient's change: the row and its state when it changed.
+    recipient_id        bigint,
+    provider            text,
+    provider_message_id text,
+    address             text,
+    old_status          text,
+    new_status          text,
+    provider_status     text,
+    event_id            text,
+    occurred_at         timestamptz,
+    error_code          text,
+    error_description   text,
+    -- A batch's completion: its name, times and counts.
+    batch               json,
+    stored_at           timestamptz NOT NULL DEFAULT now()
 );
 
 -- When hookline decides a batch is complete: every recipient has a final status. Batches already
@@ -28,12 +43,6 @@ WHERE total_count > 0 AND queued_count + sending_count + sent_count + delayed_co
 CREATE FUNCTION feed_time(p timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN to_char(p AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
-
--- A change's id: a hash of what changed, so the same change gets the same id however often it is
--- relayed (and, after a database restore and a replay, when it is derived again).
-CREATE FUNCTION feed_change_id(VARIADIC p_parts text[]) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN left(encode(sha256(convert_to(array_to_string(p_parts, E'\x1f', ''), 'UTF8')), 'hex'), 32);
 
 -- The recipients' changes of one UPDATE statement. Only refresh_recipients' own updates count
 -- (hookline.refreshing): delivery state derived from stored events. An application's writes to
@@ -48,46 +57,22 @@ BEGIN
     IF current_setting('hookline.refreshing', true) IS DISTINCT FROM 'on' THEN
         RETURN NULL;
     END IF;
-    INSERT INTO change_outbox (change_id, subject, payload)
-    SELECT k.id,
-           format('hookline.changes.%s.%s.%s', coalesce(n.batch_id::text, 'none'), n.provider,
-                  c.what),
-           json_build_object(
-               'schema', 'hookline.change.v1',
-               'change_id', k.id,
-               'kind', c.kind,
-               'batch_id', n.batch_id,
-               'recipient', json_build_object(
-                   'id', n.id,
-                   'provider', n.provider,
-                   'message_id', n.provider_message_id,
-                   'address', n.address),
-               'old_status', c.old_status,
-               'new_status', c.new_status,
-               'provider_status', n.provider_status,
-               'event_id', c.event_id,
-               'occurred_at', k.occurred_at,
-               'stored_at', feed_time(now()),
-               'error', CASE WHEN n.last_error_code IS NULL AND n.last_error_description IS NULL
-                             THEN NULL
-                             ELSE json_build_object('code', n.last_error_code,
-                                                    'description', n.last_error_description)
-                        END)
+    INSERT INTO change_outbox
+        (kind, batch_id, recipient_id, provider, provider_message_id, address, old_status,
+         new_status, provider_status, event_id, occurred_at, error_code, error_description)
+    SELECT c.kind, n.batch_id, n.id, n.provider, n.provider_message_id, n.address, c.old_status,
+           c.new_status, n.provider_status, c.event_id, c.occurred_at, n.last_error_code,
+           n.last_error_description
     FROM new_rows n
     JOIN old_rows o ON o.id = n.id
     CROSS JOIN LATERAL (
-        VALUES ('status', n.status, o.status, n.status, n.status_event_id, n.status_at, 0,
+        VALUES ('status', o.status, n.status, n.status_event_id, n.status_at, 0,
                 o.status IS DISTINCT FROM n.status),
-               ('opened', 'opened', n.status, n.status, NULL, n.opened_at, 1,
+               ('opened', n.status, n.status, NULL, n.opened_at, 1,
                 o.opened_at IS NULL AND n.opened_at IS NOT NULL),
-               ('clicked', 'clicked', n.status, n.status, NULL, n.clicked_at, 2,
+               ('clicked', n.status, n.status, NULL, n.clicked_at, 2,
                 o.clicked_at IS NULL AND n.clicked_at IS NOT NULL)
-    ) AS c (kind, what, old_status, new_status, event_id, occurred_at, nth, changed)
-    CROSS JOIN LATERAL (
-        SELECT feed_time(c.occurred_at) AS occurred_at,
-               feed_change_id(c.kind, n.provider, n.provider_message_id, c.old_status,
-                              c.new_status, c.event_id, feed_time(c.occurred_at)) AS id
-    ) AS k
+    ) AS c (kind, old_status, new_status, event_id, occurred_at, nth, changed)
     WHERE c.changed
     -- Per recipient in the order they happened; a recipient changes once per statement.
     ORDER BY n.provider, n.provider_message_id, c.occurred_at, c.nth;
@@ -120,31 +105,21 @@ BEGIN
         SELECT min(coalesce(r.sent_at, r.status_at)), max(r.status_at)
         INTO first_sent, last_final
         FROM recipients r WHERE r.batch_id = NEW.id;
-        INSERT INTO change_outbox (change_id, subject, payload)
-        SELECT feed_change_id('batch_completed', NEW.id::text, NEW.total_count::text,
-                              feed_time(NEW.completed_at)),
-               format('hookline.changes.%s._batch.completed', NEW.id),
-               json_build_object(
-                   'schema', 'hookline.change.v1',
-                   'change_id', feed_change_id('batch_completed', NEW.id::text,
-                                               NEW.total_count::text, feed_time(NEW.completed_at)),
-                   'kind', 'batch_completed',
-                   'batch_id', NEW.id,
-                   'batch', json_build_object(
-                       'name', NEW.name,
-                       'created_at', feed_time(NEW.created_at),
-                       'completed_at', feed_time(NEW.completed_at),
-                       'first_sent_at', feed_time(first_sent),
-                       'last_final_at', feed_time(last_final),
-                       'counts', json_build_object(
-                           'total', NEW.total_count,
-                           'unconfirmed', NEW.unconfirmed_count,
-                           'delivered', NEW.delivered_count,
-                           'failed', NEW.failed_count,
-                           'bounced', NEW.bounced_count,
-                           'complained', NEW.complained_count,
-                           'suppressed', NEW.suppressed_count)),
-                   'stored_at', feed_time(now()));
+        INSERT INTO change_outbox (kind, batch_id, batch)
+        VALUES ('batch_completed', NEW.id, json_build_object(
+                    'name', NEW.name,
+                    'created_at', feed_time(NEW.created_at),
+                    'completed_at', feed_time(NEW.completed_at),
+                    'first_sent_at', feed_time(first_sent),
+                    'last_final_at', feed_time(last_final),
+                    'counts', json_build_object(
+                        'total', NEW.total_count,
+                        'unconfirmed', NEW.unconfirmed_count,
+                        'delivered', NEW.delivered_count,
+                        'failed', NEW.failed_count,
+                        'bounced', NEW.bounced_count,
+                        'complained', NEW.complained_count,
+                        'suppressed', NEW.suppressed_count)));
     ELSE
         NEW.completed_at := NULL;
     END IF;

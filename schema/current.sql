@@ -23,9 +23,20 @@ CREATE TABLE batches (
 
 CREATE TABLE change_outbox (
     id bigint NOT NULL,
-    change_id text NOT NULL,
-    subject text NOT NULL,
-    payload json NOT NULL,
+    kind text NOT NULL,
+    batch_id uuid,
+    recipient_id bigint,
+    provider text,
+    provider_message_id text,
+    address text,
+    old_status text,
+    new_status text,
+    provider_status text,
+    event_id text,
+    occurred_at timestamp with time zone,
+    error_code text,
+    error_description text,
+    batch json,
     stored_at timestamp with time zone NOT NULL DEFAULT now(),
     CONSTRAINT change_outbox_pkey PRIMARY KEY (id)
 );
@@ -213,31 +224,21 @@ BEGIN
         SELECT min(coalesce(r.sent_at, r.status_at)), max(r.status_at)
         INTO first_sent, last_final
         FROM recipients r WHERE r.batch_id = NEW.id;
-        INSERT INTO change_outbox (change_id, subject, payload)
-        SELECT feed_change_id('batch_completed', NEW.id::text, NEW.total_count::text,
-                              feed_time(NEW.completed_at)),
-               format('hookline.changes.%s._batch.completed', NEW.id),
-               json_build_object(
-                   'schema', 'hookline.change.v1',
-                   'change_id', feed_change_id('batch_completed', NEW.id::text,
-                                               NEW.total_count::text, feed_time(NEW.completed_at)),
-                   'kind', 'batch_completed',
-                   'batch_id', NEW.id,
-                   'batch', json_build_object(
-                       'name', NEW.name,
-                       'created_at', feed_time(NEW.created_at),
-                       'completed_at', feed_time(NEW.completed_at),
-                       'first_sent_at', feed_time(first_sent),
-                       'last_final_at', feed_time(last_final),
-                       'counts', json_build_object(
-                           'total', NEW.total_count,
-                           'unconfirmed', NEW.unconfirmed_count,
-                           'delivered', NEW.delivered_count,
-                           'failed', NEW.failed_count,
-                           'bounced', NEW.bounced_count,
-                           'complained', NEW.complained_count,
-                           'suppressed', NEW.suppressed_count)),
-                   'stored_at', feed_time(now()));
+        INSERT INTO change_outbox (kind, batch_id, batch)
+        VALUES ('batch_completed', NEW.id, json_build_object(
+                    'name', NEW.name,
+                    'created_at', feed_time(NEW.created_at),
+                    'completed_at', feed_time(NEW.completed_at),
+                    'first_sent_at', feed_time(first_sent),
+                    'last_final_at', feed_time(last_final),
+                    'counts', json_build_object(
+                        'total', NEW.total_count,
+                        'unconfirmed', NEW.unconfirmed_count,
+                        'delivered', NEW.delivered_count,
+                        'failed', NEW.failed_count,
+                        'bounced', NEW.bounced_count,
+                        'complained', NEW.complained_count,
+                        'suppressed', NEW.suppressed_count)));
     ELSE
         NEW.completed_at := NULL;
     END IF;
@@ -315,13 +316,6 @@ CREATE OR REPLACE FUNCTION public.event_partition_name(p_day date)
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
 AS $function$ SELECT 'delivery_events_' || to_char(p_day, 'YYYYMMDD') $function$
-;
-
-CREATE OR REPLACE FUNCTION public.feed_change_id(VARIADIC p_parts text[])
- RETURNS text
- LANGUAGE sql
- IMMUTABLE PARALLEL SAFE
-RETURN "left"(encode(sha256(convert_to(array_to_string(p_parts, ''::text, ''::text), 'UTF8'::name)), 'hex'::text), 32)
 ;
 
 CREATE OR REPLACE FUNCTION public.feed_time(p timestamp with time zone)
@@ -492,46 +486,22 @@ BEGIN
     IF current_setting('hookline.refreshing', true) IS DISTINCT FROM 'on' THEN
         RETURN NULL;
     END IF;
-    INSERT INTO change_outbox (change_id, subject, payload)
-    SELECT k.id,
-           format('hookline.changes.%s.%s.%s', coalesce(n.batch_id::text, 'none'), n.provider,
-                  c.what),
-           json_build_object(
-               'schema', 'hookline.change.v1',
-               'change_id', k.id,
-               'kind', c.kind,
-               'batch_id', n.batch_id,
-               'recipient', json_build_object(
-                   'id', n.id,
-                   'provider', n.provider,
-                   'message_id', n.provider_message_id,
-                   'address', n.address),
-               'old_status', c.old_status,
-               'new_status', c.new_status,
-               'provider_status', n.provider_status,
-               'event_id', c.event_id,
-               'occurred_at', k.occurred_at,
-               'stored_at', feed_time(now()),
-               'error', CASE WHEN n.last_error_code IS NULL AND n.last_error_description IS NULL
-                             THEN NULL
-                             ELSE json_build_object('code', n.last_error_code,
-                                                    'description', n.last_error_description)
-                        END)
+    INSERT INTO change_outbox
+        (kind, batch_id, recipient_id, provider, provider_message_id, address, old_status,
+         new_status, provider_status, event_id, occurred_at, error_code, error_description)
+    SELECT c.kind, n.batch_id, n.id, n.provider, n.provider_message_id, n.address, c.old_status,
+           c.new_status, n.provider_status, c.event_id, c.occurred_at, n.last_error_code,
+           n.last_error_description
     FROM new_rows n
     JOIN old_rows o ON o.id = n.id
     CROSS JOIN LATERAL (
-        VALUES ('status', n.status, o.status, n.status, n.status_event_id, n.status_at, 0,
+        VALUES ('status', o.status, n.status, n.status_event_id, n.status_at, 0,
                 o.status IS DISTINCT FROM n.status),
-               ('opened', 'opened', n.status, n.status, NULL, n.opened_at, 1,
+               ('opened', n.status, n.status, NULL, n.opened_at, 1,
                 o.opened_at IS NULL AND n.opened_at IS NOT NULL),
-               ('clicked', 'clicked', n.status, n.status, NULL, n.clicked_at, 2,
+               ('clicked', n.status, n.status, NULL, n.clicked_at, 2,
                 o.clicked_at IS NULL AND n.clicked_at IS NOT NULL)
-    ) AS c (kind, what, old_status, new_status, event_id, occurred_at, nth, changed)
-    CROSS JOIN LATERAL (
-        SELECT feed_time(c.occurred_at) AS occurred_at,
-               feed_change_id(c.kind, n.provider, n.provider_message_id, c.old_status,
-                              c.new_status, c.event_id, feed_time(c.occurred_at)) AS id
-    ) AS k
+    ) AS c (kind, old_status, new_status, event_id, occurred_at, nth, changed)
     WHERE c.changed
     -- Per recipient in the order they happened; a recipient changes once per statement.
     ORDER BY n.provider, n.provider_message_id, c.occurred_at, c.nth;

@@ -253,7 +253,11 @@ pub async fn run_workers_with(
             format!("{stage} {:.2} ms", 1000.0 * mean)
         })
         .collect();
-    eprintln!("      worker 0, mean per batch: {}", stages.join(", "));
+    eprintln!(
+        "      worker 0, mean per batch: {}; peak RSS {} MiB",
+        stages.join(", "),
+        rss / 1024
+    );
     // Let them finish, then check the result is right, not just fast.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -62,7 +62,7 @@ pub struct WorkerConfig {
 
     /// How often the relay looks at the outbox for changes other processes committed (an
     /// application's registration, another worker), in milliseconds; this worker's own commits
-    /// wake it at once.
+    /// wake it (it then waits 50 ms for the commits behind to share the round).
     #[arg(long, env = "HOOKLINE_FEED_POLL_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub feed_poll_ms: u64,

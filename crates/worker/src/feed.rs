@@ -25,10 +25,12 @@ use crate::metrics::WorkerMetrics;
 const RELAY_LOCK: i64 = 0x686f_6f6b_6665_6564; // "hookfeed"
 
 /// Most changes relayed per transaction.
-const ROWS_PER_ROUND: i64 = 1000;
+const ROWS_PER_ROUND: i64 = 500;
 
-/// After a commit wakes the relay, how long it waits for the next ones to share its round.
-const LINGER: Duration = Duration::from_millis(10);
+/// After a commit wakes the relay, how long it waits for the next ones to share its round: fewer,
+/// larger rounds (measured: 0.73 of the feed off with 10 ms, 0.86 with 50 ms, feed lag p99 from
+/// 35-60 ms to 80 ms).
+const LINGER: Duration = Duration::from_millis(50);
 
 /// How often the outbox gauges are read (not at every round).
 const GAUGES_EVERY: Duration = Duration::from_secs(1);
@@ -133,9 +135,11 @@ impl Relay {
         if !leader {
             return Ok(Round::NotLeader);
         }
-        let rows: Vec<(i64, String, String, String, f64)> = sqlx::query_as(
-            "SELECT id, change_id, subject, payload::text, \
-                    extract(epoch FROM stored_at)::float8 \
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT id, kind, batch_id::text AS batch_id, recipient_id, provider, \
+                    provider_message_id, address, old_status, new_status, provider_status, \
+                    event_id, occurred_at, error_code, error_description, batch::text AS batch, \
+                    stored_at \
              FROM change_outbox ORDER BY id LIMIT $1",
         )
         .bind(ROWS_PER_ROUND)
@@ -144,15 +148,16 @@ impl Relay {
         if rows.is_empty() {
             return Ok(Round::Relayed(0));
         }
+        let changes: Vec<Rendered> = rows.iter().map(OutboxRow::render).collect();
         // All sent before any PubAck is awaited (one connection keeps them in order), then every
         // PubAck: one round trip's wait for the lot.
-        let mut acks = Vec::with_capacity(rows.len());
-        for (_, change_id, subject, payload, _) in &rows {
+        let mut acks = Vec::with_capacity(changes.len());
+        for c in &changes {
             let mut headers = HeaderMap::new();
-            headers.insert(hookline_jetstream::headers::MSG_ID, change_id.as_str());
+            headers.insert(hookline_jetstream::headers::MSG_ID, c.change_id.as_str());
             let ack = self
                 .js
-                .publish_with_headers(subject.clone(), headers, payload.clone().into())
+                .publish_with_headers(c.subject.clone(), headers, c.payload.clone().into())
                 .await
                 .map_err(|e| RelayError::Publish(e.to_string()))?;
             acks.push(ack);
@@ -164,22 +169,22 @@ impl Relay {
         if let Some(plan) = &self.crash {
             plan.feed_published();
         }
-        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         sqlx::query("DELETE FROM change_outbox WHERE id = ANY($1)")
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        let now = unix_now();
-        for (_, _, subject, payload, stored_at) in &rows {
-            let kind = kind_of(subject);
+        let now = chrono::Utc::now();
+        for (row, c) in rows.iter().zip(&changes) {
             self.metrics
                 .changes_published
-                .with_label_values(&[kind])
+                .with_label_values(&[row.kind.as_str()])
                 .inc();
-            self.metrics.feed_lag.observe((now - stored_at).max(0.0));
-            if kind == "batch_completed" {
-                if let Some(secs) = time_to_final(payload) {
+            let lag = (now - row.stored_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            self.metrics.feed_lag.observe(lag.max(0.0));
+            if row.kind == "batch_completed" {
+                if let Some(secs) = time_to_final(&c.payload) {
                     self.metrics.batch_time_to_final.observe(secs);
                 }
             }
@@ -205,13 +210,180 @@ async fn refresh_gauges(pool: &PgPool, metrics: &WorkerMetrics) {
     }
 }
 
-/// The kind of change a feed subject carries (its last token).
-pub fn kind_of(subject: &str) -> &'static str {
-    match subject.rsplit('.').next() {
-        Some("completed") => "batch_completed",
-        Some("opened") => "opened",
-        Some("clicked") => "clicked",
-        _ => "status",
+/// One row of `change_outbox`: what changed (migration 20261207000001).
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: i64,
+    kind: String,
+    batch_id: Option<String>,
+    recipient_id: Option<i64>,
+    provider: Option<String>,
+    provider_message_id: Option<String>,
+    address: Option<String>,
+    old_status: Option<String>,
+    new_status: Option<String>,
+    provider_status: Option<String>,
+    event_id: Option<String>,
+    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+    error_code: Option<String>,
+    error_description: Option<String>,
+    batch: Option<String>,
+    stored_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A change as it goes on the feed.
+pub struct Rendered {
+    pub change_id: String,
+    pub subject: String,
+    pub payload: String,
+}
+
+/// Schema `hookline.change.v1` (docs/feed.md), in field order.
+#[derive(serde::Serialize)]
+struct RecipientChange<'a> {
+    schema: &'static str,
+    change_id: &'a str,
+    kind: &'a str,
+    batch_id: Option<&'a str>,
+    recipient: Recipient<'a>,
+    old_status: Option<&'a str>,
+    new_status: Option<&'a str>,
+    provider_status: Option<&'a str>,
+    event_id: Option<&'a str>,
+    occurred_at: Option<String>,
+    stored_at: String,
+    error: Option<ChangeError<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Recipient<'a> {
+    id: Option<i64>,
+    provider: Option<&'a str>,
+    message_id: Option<&'a str>,
+    address: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct ChangeError<'a> {
+    code: Option<&'a str>,
+    description: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct BatchChange<'a> {
+    schema: &'static str,
+    change_id: &'a str,
+    kind: &'a str,
+    batch_id: Option<&'a str>,
+    batch: &'a serde_json::Value,
+    stored_at: String,
+}
+
+const SCHEMA: &str = "hookline.change.v1";
+
+/// RFC 3339 in UTC with microseconds, as the schema's times are.
+fn feed_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// A change's id: a hash of what changed, so the same change has the same id however often it
+/// is relayed (and when, after a restore and a replay, it is derived again).
+fn change_id(parts: &[&str]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(parts.join("\u{1f}").as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An optional column as text.
+fn o(v: &Option<String>) -> Option<&str> {
+    v.as_deref()
+}
+
+impl OutboxRow {
+    fn render(&self) -> Rendered {
+        let batch = o(&self.batch_id);
+        if self.kind == "batch_completed" {
+            let b: serde_json::Value = self
+                .batch
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_default();
+            let total = b["counts"]["total"].to_string();
+            let completed = b["completed_at"].as_str().unwrap_or_default();
+            let id = change_id(&[
+                "batch_completed",
+                batch.unwrap_or_default(),
+                &total,
+                completed,
+            ]);
+            let payload = serde_json::to_string(&BatchChange {
+                schema: SCHEMA,
+                change_id: &id,
+                kind: &self.kind,
+                batch_id: batch,
+                batch: &b,
+                stored_at: feed_time(&self.stored_at),
+            })
+            .expect("serializable");
+            return Rendered {
+                subject: format!(
+                    "hookline.changes.{}._batch.completed",
+                    batch.unwrap_or("none")
+                ),
+                change_id: id,
+                payload,
+            };
+        }
+        let occurred_at = self.occurred_at.as_ref().map(feed_time);
+        let id = change_id(&[
+            &self.kind,
+            o(&self.provider).unwrap_or_default(),
+            o(&self.provider_message_id).unwrap_or_default(),
+            o(&self.old_status).unwrap_or_default(),
+            o(&self.new_status).unwrap_or_default(),
+            o(&self.event_id).unwrap_or_default(),
+            occurred_at.as_deref().unwrap_or_default(),
+        ]);
+        let what = if self.kind == "status" {
+            o(&self.new_status).unwrap_or("unknown")
+        } else {
+            &self.kind
+        };
+        let subject = format!(
+            "hookline.changes.{}.{}.{what}",
+            batch.unwrap_or("none"),
+            o(&self.provider).unwrap_or("unknown")
+        );
+        let error =
+            (self.error_code.is_some() || self.error_description.is_some()).then(|| ChangeError {
+                code: o(&self.error_code),
+                description: o(&self.error_description),
+            });
+        let payload = serde_json::to_string(&RecipientChange {
+            schema: SCHEMA,
+            change_id: &id,
+            kind: &self.kind,
+            batch_id: batch,
+            recipient: Recipient {
+                id: self.recipient_id,
+                provider: o(&self.provider),
+                message_id: o(&self.provider_message_id),
+                address: o(&self.address),
+            },
+            old_status: o(&self.old_status),
+            new_status: o(&self.new_status),
+            provider_status: o(&self.provider_status),
+            event_id: o(&self.event_id),
+            occurred_at,
+            stored_at: feed_time(&self.stored_at),
+            error,
+        })
+        .expect("serializable");
+        Rendered {
+            change_id: id,
+            subject,
+            payload,
+        }
     }
 }
 
@@ -227,26 +399,79 @@ fn time_to_final(payload: &str) -> Option<f64> {
     Some(secs.max(0.0))
 }
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn row(kind: &str) -> OutboxRow {
+        let t = |s: &str| Some(s.parse().unwrap());
+        OutboxRow {
+            id: 1,
+            kind: kind.into(),
+            batch_id: Some("b1".into()),
+            recipient_id: Some(7),
+            provider: Some("resend".into()),
+            provider_message_id: Some("m1".into()),
+            address: None,
+            old_status: Some("sent".into()),
+            new_status: Some("bounced".into()),
+            provider_status: Some("bounced".into()),
+            event_id: Some("e1".into()),
+            occurred_at: t("2026-12-07T10:00:03Z"),
+            error_code: Some("Permanent/General".into()),
+            error_description: None,
+            batch: None,
+            stored_at: "2026-12-07T10:00:04.5Z".parse().unwrap(),
+        }
+    }
+
     #[test]
-    fn kinds_come_from_the_subjects_last_token() {
-        assert_eq!(kind_of("hookline.changes.none.telnyx.delivered"), "status");
-        assert_eq!(kind_of("hookline.changes.b.resend.opened"), "opened");
-        assert_eq!(kind_of("hookline.changes.b.resend.clicked"), "clicked");
+    fn a_recipients_change_renders_as_the_schema_says() {
+        let r = row("status").render();
+        assert_eq!(r.subject, "hookline.changes.b1.resend.bounced");
+        assert_eq!(r.change_id.len(), 32);
+        let v: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+        assert_eq!(v["schema"], "hookline.change.v1");
+        assert_eq!(v["change_id"], r.change_id.as_str());
+        assert_eq!(v["recipient"]["message_id"], "m1");
+        assert_eq!(v["occurred_at"], "2026-12-07T10:00:03.000000Z");
+        assert_eq!(v["stored_at"], "2026-12-07T10:00:04.500000Z");
+        assert_eq!(v["error"]["code"], "Permanent/General");
+        assert!(v["error"]["description"].is_null());
+        // Keys in the documented order.
+        assert!(r
+            .payload
+            .starts_with(r#"{"schema":"hookline.change.v1","change_id":"#));
+        // The same change, the same id; another change, another.
+        assert_eq!(row("status").render().change_id, r.change_id);
+        let mut other = row("status");
+        other.old_status = Some("queued".into());
+        assert_ne!(other.render().change_id, r.change_id);
         assert_eq!(
-            kind_of("hookline.changes.b._batch.completed"),
-            "batch_completed"
+            row("opened").render().subject,
+            "hookline.changes.b1.resend.opened"
         );
+        let mut none = row("status");
+        none.batch_id = None;
+        none.error_code = None;
+        let n = none.render();
+        assert_eq!(n.subject, "hookline.changes.none.resend.bounced");
+        assert!(serde_json::from_str::<serde_json::Value>(&n.payload).unwrap()["error"].is_null());
+    }
+
+    #[test]
+    fn a_batch_completion_carries_the_batch() {
+        let mut b = row("batch_completed");
+        b.batch = Some(
+            r#"{"name":"x","completed_at":"2026-12-07T10:00:05.000000Z","counts":{"total":2}}"#
+                .into(),
+        );
+        let r = b.render();
+        assert_eq!(r.subject, "hookline.changes.b1._batch.completed");
+        let v: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+        assert_eq!(v["batch"]["counts"]["total"], 2);
+        assert_eq!(v["kind"], "batch_completed");
+        assert!(v.get("recipient").is_none());
     }
 
     #[test]
