@@ -165,7 +165,7 @@ impl Stack {
     /// Waits until every accepted event has been consumed and acknowledged.
     pub async fn wait_drained(&self, deadline: Duration) {
         wait_until("every event is stored", deadline, || async {
-            self.unprocessed().await == 0
+            all_acked(&self.js).await
         })
         .await;
     }
@@ -209,6 +209,26 @@ pub async fn unprocessed(js: &jetstream::Context) -> Option<u64> {
     let s = js.get_stream_no_info("WEBHOOKS").await.ok()?;
     let c = s.consumer_info("hookline-worker").await.ok()?;
     Some(c.num_pending + c.num_ack_pending as u64)
+}
+
+/// Whether the workers' consumer has acknowledged every event in the log: nothing pending or
+/// unacknowledged, and its ack floor at the stream's last sequence (a message just published may
+/// not be in the consumer's pending count yet; the stream's last sequence has it as soon as its
+/// PubAck came).
+pub async fn all_acked(js: &jetstream::Context) -> bool {
+    let Ok(mut s) = js.get_stream("WEBHOOKS").await else {
+        return false;
+    };
+    let Ok(info) = s.info().await else {
+        return false;
+    };
+    let last = info.state.last_sequence;
+    match s.consumer_info("hookline-worker").await {
+        Ok(c) => {
+            c.num_pending == 0 && c.num_ack_pending == 0 && c.ack_floor.stream_sequence >= last
+        }
+        Err(_) => false,
+    }
 }
 
 /// The `Nats-Msg-Id` of every event in the main stream: what JetStream holds, for comparing its
