@@ -39,47 +39,24 @@ pub async fn measure(
             json!({"events_per_s": rate.round()}),
         );
     }
-    // The change feed's cost: one worker again, its triggers off and no relay.
-    eprintln!("[3/5] worker: 1 worker draining {worker_events} events, the change feed off…");
-    let db = fresh_db(admin, "workers_1_feed_off").await?;
-    let off_pool = pool(&ctx.pg, &db, 1).await?;
-    for sql in [
-        "ALTER TABLE recipients DISABLE TRIGGER recipients_15_feed_changes",
-        "ALTER TABLE batches DISABLE TRIGGER batches_note_completion",
+    // The change feed's cost: one worker again, its triggers off and no relay; and where the
+    // cost is: the triggers writing the outbox, without the relay draining it.
+    let off = feed_run(ctx, admin, js, worker_events, "workers_1_feed_off", true).await?;
+    let no_relay = feed_run(
+        ctx,
+        admin,
+        js,
+        worker_events,
+        "workers_1_outbox_no_relay",
+        false,
+    )
+    .await?;
+    for (name, rate) in [
+        ("workers_1_feed_off", off),
+        ("workers_1_outbox_no_relay", no_relay),
     ] {
-        sqlx::query(sql).execute(&off_pool).await?;
+        worker_runs.insert(name.into(), json!({"events_per_s": rate.round()}));
     }
-    prefill(js, &ctx.traffic, worker_events).await?;
-    let (off, _) = run_workers_with(
-        ctx,
-        &db,
-        1,
-        worker_events,
-        &[("HOOKLINE_FEED_RELAY", "false")],
-    )
-    .await?;
-    worker_runs.insert(
-        "workers_1_feed_off".into(),
-        json!({"events_per_s": off.round()}),
-    );
-    // Where the cost is: the triggers writing the outbox, without the relay draining it.
-    eprintln!(
-        "[3/5] worker: 1 worker draining {worker_events} events, the outbox written, no relay…"
-    );
-    let db = fresh_db(admin, "workers_1_no_relay").await?;
-    prefill(js, &ctx.traffic, worker_events).await?;
-    let (no_relay, _) = run_workers_with(
-        ctx,
-        &db,
-        1,
-        worker_events,
-        &[("HOOKLINE_FEED_RELAY", "false")],
-    )
-    .await?;
-    worker_runs.insert(
-        "workers_1_outbox_no_relay".into(),
-        json!({"events_per_s": no_relay.round()}),
-    );
     eprintln!("[3/5] ceilings: consume + bulk UPDATE, and one UPDATE per event…");
     let db = fresh_db(admin, "raw").await?;
     prefill(js, &ctx.traffic, worker_events).await?;
@@ -106,6 +83,34 @@ pub async fn measure(
     worker_runs.insert("feed_on_to_off".into(), json!(one / off));
     worker_runs.insert("outbox_no_relay_to_off".into(), json!(no_relay / off));
     Ok((Value::Object(worker_runs), worker_rss))
+}
+
+/// One worker without the feed's relay, on a fresh database `name` (its feed triggers off too
+/// when `triggers_off`); events/s.
+async fn feed_run(
+    ctx: &Ctx,
+    admin: &PgPool,
+    js: &jetstream::Context,
+    worker_events: u64,
+    name: &str,
+    triggers_off: bool,
+) -> anyhow::Result<f64> {
+    eprintln!("[3/5] worker: 1 worker draining {worker_events} events, {name}…");
+    let db = fresh_db(admin, name).await?;
+    if triggers_off {
+        let off_pool = pool(&ctx.pg, &db, 1).await?;
+        for sql in [
+            "ALTER TABLE recipients DISABLE TRIGGER recipients_15_feed_changes",
+            "ALTER TABLE batches DISABLE TRIGGER batches_note_completion",
+        ] {
+            sqlx::query(sql).execute(&off_pool).await?;
+        }
+    }
+    prefill(js, &ctx.traffic, worker_events).await?;
+    let relay_off = [("HOOKLINE_FEED_RELAY", "false")];
+    Ok(run_workers_with(ctx, &db, 1, worker_events, &relay_off)
+        .await?
+        .0)
 }
 
 /// A fresh WEBHOOKS stream holding `events` stored webhooks (two per message), as ingest would

@@ -13,6 +13,8 @@
 //! exponential backoff (or the `Retry-After` of a 429 or 503, capped at the backoff's maximum)
 //! up to `--max-attempts`; 410 (gone) and any other 4xx given up at once.
 
+mod attempt;
+mod metrics;
 pub mod sign;
 
 use std::net::SocketAddr;
@@ -23,9 +25,11 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use hookline_jetstream::headers::{undelivered as header, MSG_ID};
-use prometheus::{exponential_buckets, Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 use tracing::{info, warn};
 
+use attempt::give_up_reason;
+pub use attempt::Attempt;
+pub use metrics::OutboundMetrics;
 pub use sign::Secret;
 
 /// Undelivered subjects: this prefix + the change's feed subject.
@@ -90,141 +94,6 @@ pub struct DeliverArgs {
     pub listen: Option<SocketAddr>,
 }
 
-/// One attempt's outcome, the `result` label of `webhook_outbound_attempts_total`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attempt {
-    Delivered(u16),
-    /// Worth another attempt, after the receiver's Retry-After if it sent one.
-    Retry {
-        result: String,
-        after: Option<Duration>,
-    },
-    /// Not worth another: the receiver refused it (4xx) or is gone (410).
-    Refused(u16),
-}
-
-impl Attempt {
-    /// What an HTTP answer means for the change.
-    pub fn of_status(status: u16, retry_after: Option<&str>) -> Self {
-        match status {
-            200..=299 => Self::Delivered(status),
-            408 | 429 | 500..=599 => Self::Retry {
-                result: status.to_string(),
-                after: if matches!(status, 429 | 503) {
-                    retry_after.and_then(parse_retry_after)
-                } else {
-                    None
-                },
-            },
-            _ => Self::Refused(status),
-        }
-    }
-
-    fn label(&self) -> String {
-        match self {
-            Self::Delivered(s) | Self::Refused(s) => s.to_string(),
-            Self::Retry { result, .. } => result.clone(),
-        }
-    }
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let secs = (at.timestamp() - chrono::Utc::now().timestamp()).max(0);
-    Some(Duration::from_secs(secs as u64))
-}
-
-/// Why a change was given up on (the `reason` label and header).
-fn give_up_reason(last: &Attempt) -> &'static str {
-    match last {
-        Attempt::Refused(410) => "gone",
-        Attempt::Refused(_) => "refused",
-        _ => "attempts",
-    }
-}
-
-/// The deliverer's metrics.
-#[derive(Clone)]
-pub struct OutboundMetrics {
-    pub registry: Registry,
-    pub attempts: IntCounterVec,
-    pub delivered: prometheus::IntCounter,
-    pub given_up: IntCounterVec,
-    pub attempt_duration: Histogram,
-    pub lag: Histogram,
-}
-
-impl Default for OutboundMetrics {
-    fn default() -> Self {
-        let registry = Registry::new();
-        let attempts = IntCounterVec::new(
-            Opts::new(
-                "webhook_outbound_attempts_total",
-                "POSTs of a change to the application, by result: an HTTP status, timeout or \
-                 connect.",
-            ),
-            &["result"],
-        )
-        .unwrap();
-        let given_up = IntCounterVec::new(
-            Opts::new(
-                "webhook_outbound_given_up_total",
-                "Changes given up on and kept in the undelivered stream, by reason (refused, \
-                 gone, attempts).",
-            ),
-            &["reason"],
-        )
-        .unwrap();
-        let delivered = prometheus::IntCounter::new(
-            "webhook_outbound_delivered_total",
-            "Changes the application accepted (2xx).",
-        )
-        .unwrap();
-        let attempt_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "webhook_outbound_attempt_duration_seconds",
-                "One POST to the application, request to answer.",
-            )
-            .buckets(exponential_buckets(0.005, 2.0, 14).unwrap()),
-        )
-        .unwrap();
-        let lag = Histogram::with_opts(
-            HistogramOpts::new(
-                "webhook_outbound_lag_seconds",
-                "From a change's commit to the application's 2xx.",
-            )
-            .buckets(exponential_buckets(0.01, 2.0, 16).unwrap()),
-        )
-        .unwrap();
-        hookline_runtime::register_all(
-            &registry,
-            vec![
-                Box::new(attempts.clone()),
-                Box::new(delivered.clone()),
-                Box::new(given_up.clone()),
-                Box::new(attempt_duration.clone()),
-                Box::new(lag.clone()),
-            ],
-        );
-        for r in ["refused", "gone", "attempts"] {
-            given_up.with_label_values(&[r]);
-        }
-        Self {
-            registry,
-            attempts,
-            delivered,
-            given_up,
-            attempt_duration,
-            lag,
-        }
-    }
-}
-
 /// What a change's delivery came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -284,17 +153,7 @@ impl Deliverer {
     /// Delivers the feed until `shutdown`.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         if let Some(addr) = self.args.listen {
-            let registry = self.metrics.registry.clone();
-            let app = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let registry = registry.clone();
-                    async move { hookline_runtime::metrics_text(&registry) }
-                }),
-            );
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            info!(%addr, "Serving outbound delivery metrics.");
-            tokio::spawn(async move { axum::serve(listener, app).await });
+            crate::serve_metrics(addr, self.metrics.registry.clone(), "outbound delivery").await?;
         }
         self.undelivered().await?;
         let feed = self
@@ -559,43 +418,4 @@ fn stored_at(payload: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(v["stored_at"].as_str()?)
         .ok()
         .map(|t| t.with_timezone(&chrono::Utc))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_decide_delivered_retry_or_refused() {
-        assert_eq!(Attempt::of_status(204, None), Attempt::Delivered(204));
-        for s in [408, 429, 500, 502, 503] {
-            assert!(
-                matches!(Attempt::of_status(s, None), Attempt::Retry { .. }),
-                "{s}"
-            );
-        }
-        for s in [400, 401, 403, 404, 410, 422] {
-            assert_eq!(Attempt::of_status(s, None), Attempt::Refused(s));
-        }
-        assert_eq!(give_up_reason(&Attempt::Refused(410)), "gone");
-        assert_eq!(give_up_reason(&Attempt::Refused(400)), "refused");
-    }
-
-    #[test]
-    fn retry_after_counts_on_429_and_503_only() {
-        let after = |s, v| match Attempt::of_status(s, Some(v)) {
-            Attempt::Retry { after, .. } => after,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(after(429, "3"), Some(Duration::from_secs(3)));
-        assert_eq!(after(503, " 7 "), Some(Duration::from_secs(7)));
-        assert_eq!(after(500, "3"), None);
-        assert_eq!(after(429, "soon"), None);
-        let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
-        let d = after(429, &later).unwrap();
-        assert!(
-            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
-            "{d:?}"
-        );
-    }
 }

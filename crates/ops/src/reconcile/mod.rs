@@ -275,17 +275,7 @@ impl Reconciler {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         if let Some(addr) = listen {
-            let registry = self.metrics.registry.clone();
-            let app = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let registry = registry.clone();
-                    async move { hookline_runtime::metrics_text(&registry) }
-                }),
-            );
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            info!(%addr, "Serving reconcile metrics.");
-            tokio::spawn(async move { axum::serve(listener, app).await });
+            crate::serve_metrics(addr, self.metrics.registry.clone(), "reconcile").await?;
         }
         tokio::pin!(shutdown);
         loop {
