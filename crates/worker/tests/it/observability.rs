@@ -39,16 +39,57 @@ fn dashboard_queries() -> Vec<String> {
         .collect()
 }
 
+/// Runs `hookline deliver`'s deliverer in-process against a local receiver answering 200;
+/// returns where its metrics are served.
+async fn deliver_to_a_receiver(js: &async_nats::jetstream::Context) -> String {
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        deliver: hookline_ops::outbound::DeliverArgs,
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/hooks", axum::routing::post(|| async { "ok" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let metrics = format!("127.0.0.1:{}", hookline_testkit::free_port());
+    let args = Args::parse_from([
+        "deliver",
+        "--url",
+        &url,
+        "--secrets",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "--listen",
+        &metrics,
+    ]);
+    let deliverer = hookline_ops::outbound::Deliverer::new(args.deliver, js.clone()).unwrap();
+    tokio::spawn(deliverer.run(std::future::pending::<()>()));
+    metrics
+}
+
 #[tokio::test]
 async fn every_dashboard_query_returns_data_from_real_prometheus() {
     let stack = Stack::start(1, |_| {}).await;
     let ingest = stack.client.base.trim_start_matches("http://").to_owned();
     let worker = stack.workers[0].http.to_string();
+    // Recipients for some of the traffic's messages, so changes reach the feed, and `hookline
+    // deliver` sending them to a receiver that takes them.
+    let batch = crate::support::new_batch(&stack.pool).await;
+    sqlx::query(
+        "INSERT INTO recipients (batch_id, provider, provider_message_id) \
+         SELECT $1::uuid, 'telnyx', 'm-' || i FROM generate_series(0, 199) AS i",
+    )
+    .bind(&batch)
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let deliver = deliver_to_a_receiver(&stack.js).await;
     let rules = workspace_root().join("deploy/prometheus/alerts.yml");
     let prom = Prometheus::start(
         &[
             ("hookline-ingest", vec![ingest]),
             ("hookline-worker", vec![worker.clone()]),
+            ("hookline-deliver", vec![deliver]),
         ],
         &[rules],
     )
@@ -118,6 +159,17 @@ async fn every_dashboard_query_returns_data_from_real_prometheus() {
     };
     assert!(value(prom.query("sum(webhook_queued_total)").await) > 10.0);
     assert!(value(prom.query("sum(webhook_processed_total)").await) > 10.0);
+    // Changes on the feed, and delivered by `hookline deliver` (scraped a moment later).
+    let (p, v) = (&prom, &value);
+    hookline_testkit::wait_until(
+        "changes relayed and delivered",
+        Duration::from_secs(30),
+        || async move {
+            v(p.query("sum(webhook_changes_published_total)").await) >= 1.0
+                && v(p.query("sum(webhook_outbound_delivered_total)").await) >= 1.0
+        },
+    )
+    .await;
     assert!(
         value(
             prom.query("sum(webhook_signature_failures_total{reason=\"mismatch\"})")
