@@ -44,6 +44,10 @@ CREATE FUNCTION feed_time(p timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN to_char(p AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
 
+-- Without a feed: `ALTER DATABASE <name> SET hookline.feed = off` (sessions opened afterwards write
+-- no changes here; batches.completed_at is kept all the same), and workers with
+-- HOOKLINE_FEED_RELAY=false.
+
 -- The recipients' changes of one UPDATE statement. Only refresh_recipients' own updates count
 -- (hookline.refreshing): delivery state derived from stored events. An application's writes to
 -- its own columns, and reconcile's bookkeeping, change no delivery state. Fired before the
@@ -54,7 +58,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, public
 AS $$
 BEGIN
-    IF current_setting('hookline.refreshing', true) IS DISTINCT FROM 'on' THEN
+    IF current_setting('hookline.refreshing', true) IS DISTINCT FROM 'on'
+       OR current_setting('hookline.feed', true) = 'off' THEN
         RETURN NULL;
     END IF;
     INSERT INTO change_outbox
@@ -102,6 +107,9 @@ BEGIN
             RETURN NEW;
         END IF;
         NEW.completed_at := now();
+        IF current_setting('hookline.feed', true) = 'off' THEN
+            RETURN NEW;
+        END IF;
         SELECT min(coalesce(r.sent_at, r.status_at)), max(r.status_at)
         INTO first_sent, last_final
         FROM recipients r WHERE r.batch_id = NEW.id;

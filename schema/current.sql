@@ -221,6 +221,9 @@ BEGIN
             RETURN NEW;
         END IF;
         NEW.completed_at := now();
+        IF current_setting('hookline.feed', true) = 'off' THEN
+            RETURN NEW;
+        END IF;
         SELECT min(coalesce(r.sent_at, r.status_at)), max(r.status_at)
         INTO first_sent, last_final
         FROM recipients r WHERE r.batch_id = NEW.id;
@@ -483,7 +486,8 @@ CREATE OR REPLACE FUNCTION public.recipients_feed_changes()
  SET search_path TO 'pg_catalog', 'public'
 AS $function$
 BEGIN
-    IF current_setting('hookline.refreshing', true) IS DISTINCT FROM 'on' THEN
+    IF current_setting('hookline.refreshing', true) IS DISTINCT FROM 'on'
+       OR current_setting('hookline.feed', true) = 'off' THEN
         RETURN NULL;
     END IF;
     INSERT INTO change_outbox

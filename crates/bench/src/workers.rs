@@ -39,7 +39,7 @@ pub async fn measure(
             json!({"events_per_s": rate.round()}),
         );
     }
-    // The change feed's cost: one worker again, its triggers off and no relay; and where the
+    // The change feed's cost: one worker again, the feed off (hookline.feed) and no relay; and where the
     // cost is: the triggers writing the outbox, without the relay draining it.
     let off = feed_run(ctx, admin, js, worker_events, "workers_1_feed_off", true).await?;
     let no_relay = feed_run(
@@ -85,26 +85,23 @@ pub async fn measure(
     Ok((Value::Object(worker_runs), worker_rss))
 }
 
-/// One worker without the feed's relay, on a fresh database `name` (its feed triggers off too
-/// when `triggers_off`); events/s.
+/// One worker without the feed's relay, on a fresh database `name` (the feed off altogether
+/// when `feed_off`); events/s.
 async fn feed_run(
     ctx: &Ctx,
     admin: &PgPool,
     js: &jetstream::Context,
     worker_events: u64,
     name: &str,
-    triggers_off: bool,
+    feed_off: bool,
 ) -> anyhow::Result<f64> {
     eprintln!("[3/5] worker: 1 worker draining {worker_events} events, {name}…");
     let db = fresh_db(admin, name).await?;
-    if triggers_off {
-        let off_pool = pool(&ctx.pg, &db, 1).await?;
-        for sql in [
-            "ALTER TABLE recipients DISABLE TRIGGER recipients_15_feed_changes",
-            "ALTER TABLE batches DISABLE TRIGGER batches_note_completion",
-        ] {
-            sqlx::query(sql).execute(&off_pool).await?;
-        }
+    if feed_off {
+        // As an operator turns the feed off (docs/feed.md): the workers' sessions see it.
+        sqlx::query(&format!("ALTER DATABASE {db} SET hookline.feed = off"))
+            .execute(admin)
+            .await?;
     }
     prefill(js, &ctx.traffic, worker_events).await?;
     let relay_off = [("HOOKLINE_FEED_RELAY", "false")];

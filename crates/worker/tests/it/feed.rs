@@ -479,3 +479,43 @@ async fn with_nats_down_the_outbox_grows_then_drains_and_loses_nothing() {
     })
     .await;
 }
+
+/// The feed turned off for the database (`hookline.feed = off`): state and completion as ever,
+/// nothing in the outbox, nothing on the feed.
+#[tokio::test]
+async fn with_the_feed_off_nothing_is_written_and_batches_still_complete() {
+    let mut stack = Stack::start_tuned(0, |_| {}, |w| w.feed_relay = false).await;
+    sqlx::query(
+        "DO $$ BEGIN \
+         EXECUTE format('ALTER DATABASE %I SET hookline.feed = off', current_database()); END $$",
+    )
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    // Sessions opened from now on see it: the worker's, and the registration's own.
+    stack.add_worker().await;
+    let app = sqlx::PgPool::connect(&stack.pg.url()).await.unwrap();
+    let batch = new_batch(&app).await;
+    add_recipient(&app, &batch, "telnyx", "off-1").await;
+    let t = "2026-11-23T10:00:02.000+00:00";
+    accepted(
+        stack
+            .client
+            .post_telnyx_at("off-1-d", "off-1", "delivered", t),
+    )
+    .await;
+    let pool = &stack.pool;
+    wait_until("delivered", DRAIN, || async move {
+        status(pool, "telnyx", "off-1").await == "delivered"
+    })
+    .await;
+    let completed: bool =
+        sqlx::query_scalar("SELECT completed_at IS NOT NULL FROM batches WHERE id = $1::uuid")
+            .bind(&batch)
+            .fetch_one(&app)
+            .await
+            .unwrap();
+    assert!(completed, "completion is recorded with the feed off");
+    assert_eq!(outbox_rows(&app).await, 0);
+    assert!(feed(&stack.js).await.is_empty());
+}
