@@ -6,7 +6,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 
-use crate::topology::{check_stream, Ownership, TopologyError};
+use crate::topology::{create_if_missing, Ownership, TopologyError};
+
+/// The feed's default retention: 7 days.
+const DEFAULT_MAX_AGE_SECS: u64 = 7 * 24 * 60 * 60;
+
+/// The feed's default size limit: 10 GiB.
+const DEFAULT_MAX_BYTES: i64 = 10 * 1024 * 1024 * 1024;
 
 /// Change feed subjects: `hookline.changes.{batch}.{provider}.{what}` — `{batch}` the batch's id
 /// (`none` for a recipient without one), `{what}` the new status, `opened` or `clicked`; a batch
@@ -22,11 +28,11 @@ pub struct FeedArgs {
     pub feed_stream: String,
     /// How long the feed keeps a change, read or not, in seconds (default 7 days): how far back a
     /// new consumer can start, and how long one may be away.
-    #[arg(long, env = "HOOKLINE_FEED_MAX_AGE_SECS", default_value_t = 7 * 24 * 60 * 60)]
+    #[arg(long, env = "HOOKLINE_FEED_MAX_AGE_SECS", default_value_t = DEFAULT_MAX_AGE_SECS)]
     pub feed_max_age_secs: u64,
     /// Size limit of the feed in bytes (about 650 bytes per change). When full, the relay waits
     /// and the outbox grows (alert: WebhookChangeFeedStalled); no change is dropped.
-    #[arg(long, env = "HOOKLINE_FEED_MAX_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
+    #[arg(long, env = "HOOKLINE_FEED_MAX_BYTES", default_value_t = DEFAULT_MAX_BYTES)]
     pub feed_max_bytes: i64,
 }
 
@@ -54,8 +60,8 @@ impl FeedArgs {
     pub fn named(name: &str) -> Self {
         Self {
             feed_stream: name.to_owned(),
-            feed_max_age_secs: 7 * 24 * 60 * 60,
-            feed_max_bytes: 10 * 1024 * 1024 * 1024,
+            feed_max_age_secs: DEFAULT_MAX_AGE_SECS,
+            feed_max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -68,15 +74,5 @@ pub async fn ensure_feed_stream(
     replicas: usize,
     ownership: Ownership,
 ) -> Result<(), TopologyError> {
-    let want = args.config(replicas);
-    if ownership == Ownership::Check {
-        return check_stream(js, &want).await.map(|_| ());
-    }
-    js.get_or_create_stream(want)
-        .await
-        .map(|_| ())
-        .map_err(|source| TopologyError::Stream {
-            stream: args.feed_stream.clone(),
-            source,
-        })
+    create_if_missing(js, args.config(replicas), ownership).await
 }

@@ -426,14 +426,23 @@ pub async fn ensure_dlq_stream(
     replicas: usize,
     ownership: Ownership,
 ) -> Result<(), TopologyError> {
+    create_if_missing(js, args.config(replicas), ownership).await
+}
+
+/// Creates stream `want` if it is missing, never rewriting one that exists
+/// ([`Ownership::Manage`]); or checks that it exists and is compatible ([`Ownership::Check`]).
+/// The dead-letter stream and the change feed are kept this way.
+pub(crate) async fn create_if_missing(
+    js: &jetstream::Context,
+    want: stream::Config,
+    ownership: Ownership,
+) -> Result<(), TopologyError> {
     if ownership == Ownership::Check {
-        return check_stream(js, &args.config(replicas)).await.map(|_| ());
+        return check_stream(js, &want).await.map(|_| ());
     }
-    js.get_or_create_stream(args.config(replicas))
+    let stream = want.name.clone();
+    js.get_or_create_stream(want)
         .await
         .map(|_| ())
-        .map_err(|source| TopologyError::Stream {
-            stream: args.dlq_stream.clone(),
-            source,
-        })
+        .map_err(|source| TopologyError::Stream { stream, source })
 }
