@@ -68,12 +68,7 @@ impl Worker {
     /// dead-letter stream and the shared consumer exist, and prepares the database pool.
     pub async fn connect(config: &WorkerConfig) -> anyhow::Result<Self> {
         #[cfg(feature = "fault-injection")]
-        let crash = config
-            .fault_crash
-            .as_deref()
-            .map(hookline_store::fault::CrashPlan::parse)
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("HOOKLINE_FAULT_CRASH is invalid: {e}"))?;
+        let crash = crash_plan(config)?;
         let client = hookline_jetstream::connect(
             "hookline-worker",
             &config.nats,
@@ -109,8 +104,6 @@ impl Worker {
             .await?;
         let providers = hookline_runtime::sources::decoders(config.sources_file.as_deref())?;
         let pool = connect_db(config, "hookline-worker", config.db_pool_size)?;
-        // Its own connection: the relay never takes one from the writers or the canary.
-
         let writer = BatchWriter::new(pool.clone()).with_dedup_window(config.dedup_window());
         #[cfg(feature = "fault-injection")]
         let writer = match crash {
@@ -133,12 +126,7 @@ impl Worker {
                 committer: committer.clone(),
                 metrics: metrics.clone(),
                 #[cfg(feature = "fault-injection")]
-                crash: config
-                    .fault_crash
-                    .as_deref()
-                    .map(hookline_store::fault::CrashPlan::parse)
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("HOOKLINE_FAULT_CRASH is invalid: {e}"))?,
+                crash: crash_plan(config)?,
             })
         } else {
             None
@@ -265,6 +253,18 @@ impl Worker {
         let _ = tokio::time::timeout(Duration::from_millis(200), self.pool.close()).await;
         result.unwrap_or(Ok(()))
     }
+}
+
+/// The crash test hook's plan, if `HOOKLINE_FAULT_CRASH` is set: each caller gets its own
+/// (the writer counts transactions, the feed's relay its rounds).
+#[cfg(feature = "fault-injection")]
+fn crash_plan(config: &WorkerConfig) -> anyhow::Result<Option<hookline_store::fault::CrashPlan>> {
+    config
+        .fault_crash
+        .as_deref()
+        .map(hookline_store::fault::CrashPlan::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("HOOKLINE_FAULT_CRASH is invalid: {e}"))
 }
 
 /// Runs the data lifecycle now and then every `every`: partitions ahead, retention. Without
