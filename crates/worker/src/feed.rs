@@ -148,16 +148,17 @@ impl Relay {
         if rows.is_empty() {
             return Ok(Round::Relayed(0));
         }
-        let changes: Vec<Rendered> = rows.iter().map(OutboxRow::render).collect();
         // All sent before any PubAck is awaited (one connection keeps them in order), then every
         // PubAck: one round trip's wait for the lot.
-        let mut acks = Vec::with_capacity(changes.len());
-        for c in &changes {
+        let mut acks = Vec::with_capacity(rows.len());
+        let mut times_to_final = Vec::new();
+        for c in rows.iter().map(OutboxRow::render) {
+            times_to_final.extend(c.time_to_final);
             let mut headers = HeaderMap::new();
             headers.insert(hookline_jetstream::headers::MSG_ID, c.change_id.as_str());
             let ack = self
                 .js
-                .publish_with_headers(c.subject.clone(), headers, c.payload.clone().into())
+                .publish_with_headers(c.subject, headers, c.payload.into())
                 .await
                 .map_err(|e| RelayError::Publish(e.to_string()))?;
             acks.push(ack);
@@ -176,18 +177,16 @@ impl Relay {
             .await?;
         tx.commit().await?;
         let now = chrono::Utc::now();
-        for (row, c) in rows.iter().zip(&changes) {
+        for row in &rows {
             self.metrics
                 .changes_published
                 .with_label_values(&[row.kind.as_str()])
                 .inc();
             let lag = (now - row.stored_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
             self.metrics.feed_lag.observe(lag.max(0.0));
-            if row.kind == "batch_completed" {
-                if let Some(secs) = time_to_final(&c.payload) {
-                    self.metrics.batch_time_to_final.observe(secs);
-                }
-            }
+        }
+        for secs in times_to_final {
+            self.metrics.batch_time_to_final.observe(secs);
         }
         Ok(Round::Relayed(rows.len()))
     }
@@ -236,6 +235,8 @@ pub struct Rendered {
     pub change_id: String,
     pub subject: String,
     pub payload: String,
+    /// A batch's completion: from its first send to its last final status, in seconds.
+    pub time_to_final: Option<f64>,
 }
 
 /// Schema `hookline.change.v1` (docs/feed.md), in field order.
@@ -332,6 +333,7 @@ impl OutboxRow {
                 ),
                 change_id: id,
                 payload,
+                time_to_final: time_to_final(&b),
             };
         }
         let occurred_at = self.occurred_at.as_ref().map(feed_time);
@@ -383,15 +385,15 @@ impl OutboxRow {
             change_id: id,
             subject,
             payload,
+            time_to_final: None,
         }
     }
 }
 
-/// First send to last final status, from a batch change's payload.
-fn time_to_final(payload: &str) -> Option<f64> {
-    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+/// First send to last final status, from a batch change's `batch` object.
+fn time_to_final(batch: &serde_json::Value) -> Option<f64> {
     let at = |name: &str| {
-        v["batch"][name]
+        batch[name]
             .as_str()
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
     };
@@ -478,7 +480,12 @@ mod tests {
     fn time_to_final_reads_the_batch_times() {
         let p = r#"{"batch":{"first_sent_at":"2026-12-07T10:00:00.000000Z",
                              "last_final_at":"2026-12-07T10:00:30.500000Z"}}"#;
-        assert_eq!(time_to_final(p), Some(30.5));
-        assert_eq!(time_to_final(r#"{"batch":{"first_sent_at":null}}"#), None);
+        let batch =
+            |p: &str| serde_json::from_str::<serde_json::Value>(p).unwrap()["batch"].clone();
+        assert_eq!(time_to_final(&batch(p)), Some(30.5));
+        assert_eq!(
+            time_to_final(&batch(r#"{"batch":{"first_sent_at":null}}"#)),
+            None
+        );
     }
 }
