@@ -94,6 +94,16 @@ pub struct DeliverArgs {
     pub listen: Option<SocketAddr>,
 }
 
+/// How a change's attempts ended.
+enum Tried {
+    /// Taken at this attempt.
+    Delivered(u32),
+    /// Refused, or every attempt failed: the last one and how many were made.
+    Failed(Attempt, u32),
+    /// Told to stop between attempts.
+    Interrupted,
+}
+
 /// What a change's delivery came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -217,36 +227,56 @@ impl Deliverer {
         shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> anyhow::Result<Outcome> {
         let id = change_id(msg.headers.as_ref(), &msg.payload);
+        let tried = self.attempts(&id, &msg.payload, Some(msg), shutdown).await;
+        match tried {
+            Tried::Delivered(attempts) => {
+                if let Some(stored) = stored_at(&msg.payload) {
+                    let secs = (chrono::Utc::now() - stored).num_milliseconds() as f64 / 1e3;
+                    self.metrics.lag.observe(secs.max(0.0));
+                }
+                Ok(Outcome::Delivered { attempts })
+            }
+            Tried::Interrupted => Ok(Outcome::Interrupted),
+            Tried::Failed(last, attempts) => {
+                let reason = give_up_reason(&last);
+                self.give_up(msg, &id, reason, &last, attempts).await?;
+                Ok(Outcome::GaveUp { attempts, reason })
+            }
+        }
+    }
+
+    /// POSTs a change until the application takes it, refuses it, or `--max-attempts` are
+    /// spent; between attempts it waits the backoff (or the receiver's Retry-After), keeping
+    /// `in_progress` in progress on its consumer, unless `shutdown` comes first.
+    async fn attempts(
+        &self,
+        id: &str,
+        body: &Bytes,
+        in_progress: Option<&jetstream::Message>,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Tried {
         let mut made = 0;
-        let last = loop {
+        loop {
             made += 1;
-            let a = self.post(&id, &msg.payload).await;
-            let wait = match &a {
+            let a = self.post(id, body).await;
+            let pause = match &a {
                 Attempt::Delivered(_) => {
                     self.metrics.delivered.inc();
-                    if let Some(stored) = stored_at(&msg.payload) {
-                        let secs = (chrono::Utc::now() - stored).num_milliseconds() as f64 / 1e3;
-                        self.metrics.lag.observe(secs.max(0.0));
-                    }
-                    return Ok(Outcome::Delivered { attempts: made });
+                    return Tried::Delivered(made);
                 }
-                Attempt::Refused(_) => break a,
-                Attempt::Retry { .. } if made >= self.args.max_attempts => break a,
+                Attempt::Refused(_) => return Tried::Failed(a, made),
+                Attempt::Retry { .. } if made >= self.args.max_attempts => {
+                    return Tried::Failed(a, made)
+                }
                 Attempt::Retry { after, .. } => self.wait_before_retry(made, *after),
             };
             warn!(change_id = %id, attempt = made, result = %a.label(),
-                  wait_ms = wait.as_millis() as u64,
+                  wait_ms = pause.as_millis() as u64,
                   "The application did not take a change; trying again.");
-            if !self.wait_in_progress(msg, wait, shutdown).await {
-                return Ok(Outcome::Interrupted);
+            if !self.wait_in_progress(in_progress, pause, shutdown).await {
+                return Tried::Interrupted;
             }
-        };
-        let reason = give_up_reason(&last);
-        self.give_up(msg, &id, reason, &last, made).await?;
-        Ok(Outcome::GaveUp {
-            attempts: made,
-            reason,
-        })
+        }
     }
 
     /// One signed POST.
@@ -300,11 +330,11 @@ impl Deliverer {
             .min(Duration::from_millis(self.args.retry_max_ms))
     }
 
-    /// Waits `wait`, telling JetStream every few seconds that the change is still in progress;
-    /// false if `shutdown` came first.
+    /// Waits `wait`, telling JetStream every few seconds that `msg` (if any) is still in
+    /// progress; false if `shutdown` came first.
     async fn wait_in_progress(
         &self,
-        msg: &jetstream::Message,
+        msg: Option<&jetstream::Message>,
         wait: Duration,
         shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> bool {
@@ -319,7 +349,9 @@ impl Deliverer {
                 () = tokio::time::sleep(step) => {}
                 () = shutdown.as_mut() => return false,
             }
-            let _ = msg.ack_with(AckKind::Progress).await;
+            if let Some(msg) = msg {
+                let _ = msg.ack_with(AckKind::Progress).await;
+            }
         }
     }
 
@@ -354,12 +386,13 @@ impl Deliverer {
         Ok(())
     }
 
-    /// Sends every change in the undelivered stream again, once each (one attempt, then the
-    /// retries of a normal delivery); deletes those the application took. Returns (delivered,
-    /// still undelivered).
+    /// Sends every change in the undelivered stream again, each with the attempts of a normal
+    /// delivery; deletes those the application took. Returns (delivered, still undelivered).
     pub async fn redeliver(&self) -> anyhow::Result<(u64, u64)> {
         let stream = self.undelivered().await?;
         let (mut delivered, mut left) = (0, 0);
+        let never = std::future::pending::<()>();
+        tokio::pin!(never);
         let mut next = 1;
         while let Ok(m) = stream
             .raw_message_builder()
@@ -370,22 +403,8 @@ impl Deliverer {
         {
             next = m.sequence + 1;
             let id = change_id(Some(&m.headers), &m.payload);
-            let mut ok = false;
-            for attempt in 1..=self.args.max_attempts {
-                match self.post(&id, &m.payload).await {
-                    Attempt::Delivered(_) => {
-                        ok = true;
-                        break;
-                    }
-                    Attempt::Refused(_) => break,
-                    Attempt::Retry { after, .. } if attempt < self.args.max_attempts => {
-                        tokio::time::sleep(self.wait_before_retry(attempt, after)).await;
-                    }
-                    Attempt::Retry { .. } => break,
-                }
-            }
-            if ok {
-                self.metrics.delivered.inc();
+            let tried = self.attempts(&id, &m.payload, None, &mut never).await;
+            if let Tried::Delivered(_) = tried {
                 stream.delete_message(m.sequence).await?;
                 delivered += 1;
             } else {
