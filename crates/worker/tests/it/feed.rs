@@ -185,6 +185,19 @@ async fn assert_every_changed_row_is_on_the_feed(pool: &PgPool, changes: &[Chang
     }
 }
 
+/// Once the workers drained a workload and the relay its changes: every event stored once, and
+/// the feed checked against the rows (see [`assert_feed_matches_rows`]); the feed and its number
+/// of status changes.
+async fn drained_feed(stack: &Stack, load: &Workload) -> (Vec<Change>, usize) {
+    stack.wait_drained(DRAIN).await;
+    load.assert_exactly_once(&stack.pool).await;
+    wait_relayed(&stack.pool, DRAIN).await;
+    let changes = feed(&stack.js).await;
+    let n = assert_feed_matches_rows(&stack.pool, &changes).await;
+    assert_every_changed_row_is_on_the_feed(&stack.pool, &changes).await;
+    (changes, n)
+}
+
 #[tokio::test]
 async fn shuffled_and_retried_events_put_each_real_change_on_the_feed_once_in_order() {
     let stack = Stack::start(2, |_| {}).await;
@@ -192,12 +205,7 @@ async fn shuffled_and_retried_events_put_each_real_change_on_the_feed_once_in_or
     load.register(&stack.pool).await;
     let posted = Workload::post_all(&stack.client, &load.sends, 16).await;
     assert!(posted.iter().all(|(_, st)| *st == 200));
-    stack.wait_drained(DRAIN).await;
-    load.assert_exactly_once(&stack.pool).await;
-    wait_relayed(&stack.pool, DRAIN).await;
-    let changes = feed(&stack.js).await;
-    let n = assert_feed_matches_rows(&stack.pool, &changes).await;
-    assert_every_changed_row_is_on_the_feed(&stack.pool, &changes).await;
+    let (changes, n) = drained_feed(&stack, &load).await;
     // Each recipient went up once (final first) or twice (sent, then final); 1 batch change.
     assert!((400..=800).contains(&n), "{n}");
     assert_eq!(changes.len(), n + 1);
@@ -407,12 +415,7 @@ async fn killed_workers_and_a_killed_relay_lose_no_change_and_repeat_none() {
     let waiting = outbox_rows(&stack.pool).await;
     let _finish_a = stack.worker_process(&[]);
     let _finish_b = stack.worker_process(&[]);
-    stack.wait_drained(DRAIN).await;
-    load.assert_exactly_once(&stack.pool).await;
-    wait_relayed(&stack.pool, DRAIN).await;
-    let changes = feed(&stack.js).await;
-    let n = assert_feed_matches_rows(&stack.pool, &changes).await;
-    assert_every_changed_row_is_on_the_feed(&stack.pool, &changes).await;
+    let (changes, n) = drained_feed(&stack, &load).await;
     assert_eq!(
         changes.len(),
         n + 1,
@@ -448,14 +451,7 @@ async fn with_nats_down_the_outbox_grows_then_drains_and_loses_nothing() {
 
     stack.nats.kill();
     let batch = new_batch(&stack.pool).await;
-    sqlx::query(
-        "INSERT INTO recipients (batch_id, provider, provider_message_id) \
-         SELECT $1::uuid, 'telnyx', 'n' || i FROM generate_series(0, 49) AS i",
-    )
-    .bind(&batch)
-    .execute(&stack.pool)
-    .await
-    .unwrap();
+    add_recipients(&stack.pool, &batch, "telnyx", "n", 50).await;
     assert_eq!(
         outbox_rows(&stack.pool).await,
         51,

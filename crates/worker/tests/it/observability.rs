@@ -75,14 +75,7 @@ async fn every_dashboard_query_returns_data_from_real_prometheus() {
     // Recipients for some of the traffic's messages, so changes reach the feed, and `hookline
     // deliver` sending them to a receiver that takes them.
     let batch = crate::support::new_batch(&stack.pool).await;
-    sqlx::query(
-        "INSERT INTO recipients (batch_id, provider, provider_message_id) \
-         SELECT $1::uuid, 'telnyx', 'm-' || i FROM generate_series(0, 199) AS i",
-    )
-    .bind(&batch)
-    .execute(&stack.pool)
-    .await
-    .unwrap();
+    crate::support::add_recipients(&stack.pool, &batch, "telnyx", "m-", 200).await;
     let deliver = deliver_to_a_receiver(&stack.js).await;
     let rules = workspace_root().join("deploy/prometheus/alerts.yml");
     let prom = Prometheus::start(

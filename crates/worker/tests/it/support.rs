@@ -97,6 +97,21 @@ pub async fn add_recipient(pool: &PgPool, batch: &str, provider: &str, message_i
         .unwrap();
 }
 
+/// Registers `n` recipients of `provider` in `batch`, message ids `{prefix}0` to `{prefix}{n-1}`.
+pub async fn add_recipients(pool: &PgPool, batch: &str, provider: &str, prefix: &str, n: i32) {
+    sqlx::query(
+        "INSERT INTO recipients (batch_id, provider, provider_message_id) \
+         SELECT $1::uuid, $2, $3 || i FROM generate_series(0, $4 - 1) AS i",
+    )
+    .bind(batch)
+    .bind(provider)
+    .bind(prefix)
+    .bind(n)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// Every state column of a recipient, as text, for comparing rows.
 pub async fn state(pool: &PgPool, provider: &str, message_id: &str) -> Vec<Option<String>> {
     use sqlx::Row as _;
