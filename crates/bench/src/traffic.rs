@@ -24,6 +24,9 @@ pub struct Traffic {
     /// is fresh (the dedup probe starts at an event's own time, so an old one would look like a
     /// retry and be looked for in every day of the window).
     at: String,
+    /// Ingest's public URL as the bench starts it (`HOOKLINE_PUBLIC_URL`): what URL-signing
+    /// providers sign.
+    pub public_url: &'static str,
 }
 
 /// The message ids the bench uses are `bm-{n}`, a prefix no event id shares.
@@ -40,6 +43,7 @@ impl Traffic {
             signer,
             keys,
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            public_url: "http://ingest.bench",
         })
     }
 
@@ -48,6 +52,7 @@ impl Traffic {
         for (var, values) in self.keys.vars() {
             cmd.env(var, values.join(","));
         }
+        cmd.env("HOOKLINE_PUBLIC_URL", self.public_url);
     }
 
     /// The `i`-th request of run `run`: a `sent` or `delivered` webhook for message
@@ -64,27 +69,27 @@ impl Traffic {
         i: u64,
         messages: u64,
     ) -> (String, Vec<(String, String)>, Bytes) {
-        let (event_id, message_id, status) = bench_event(run, i, messages);
-        let body = self
-            .provider
-            .sample(&Sample {
+        let (event_id, mut message_id, status) = bench_event(run, i, messages);
+        let sample = |message_id: &str, status| {
+            self.provider.sample(&Sample {
                 event_id: &event_id,
-                message_id: &message_id,
+                message_id,
                 status,
                 at: &self.at,
             })
-            .expect("the bench provider has sample bodies");
+        };
+        // A provider that reports no progress status: its `sent` slot is a delivery
+        // of another message, so every request is still a distinct event.
+        let body = sample(&message_id, status).unwrap_or_else(|| {
+            message_id.push_str("-d");
+            sample(&message_id, SampleStatus::Delivered).expect("every provider has deliveries")
+        });
         let ts = chrono::Utc::now().timestamp();
-        let mut headers = vec![
-            ("content-type".into(), "application/json".into()),
-            (ceilings::EVENT_ID_HEADER.into(), event_id.clone()),
-        ];
-        headers.extend(self.signer.sign(&event_id, body.as_bytes(), ts));
-        (
-            format!("/webhooks/{}", self.provider.name()),
-            headers,
-            Bytes::from(body),
-        )
+        let path = format!("/webhooks/{}", self.provider.name());
+        let mut headers = vec![(ceilings::EVENT_ID_HEADER.into(), event_id.clone())];
+        let url = format!("{}{path}", self.public_url);
+        headers.extend(self.signer.sign(&url, &event_id, body.as_bytes(), ts));
+        (path, headers, Bytes::from(body))
     }
 }
 

@@ -33,8 +33,14 @@ pub fn measure(smoke: bool) -> anyhow::Result<Value> {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             let started = Instant::now();
-            for (_, headers, body) in &requests {
-                verifier.verify(headers, body, now)?;
+            for (path, headers, body) in &requests {
+                let url = format!("{}{path}", t.public_url);
+                let request = hookline_core::Request {
+                    headers,
+                    body,
+                    url: &url,
+                };
+                verifier.verify(&request, now)?;
             }
             ours.push(started.elapsed().as_secs_f64() * 1e6 / requests.len() as f64);
             if let Some(reference) = &reference {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use hookline_core::providers::{BuiltIn, Sample, SampleStatus, BUILT_IN};
+use hookline_core::providers::{BuiltIn, Sample, SampleStatus, BUILT_IN, RECEIVED_AT};
 use rand::Rng as _;
 use sqlx::Row as _;
 
@@ -131,11 +131,22 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     for b in BUILT_IN {
         let sends = script(*b, &id)?;
         for s in &sends {
-            let headers =
-                args.keys
-                    .headers(s.provider, s.body.as_bytes(), Some(&s.event_id), now())?;
+            let url = crate::sign::webhook_url(&args.url, s.provider.name());
+            let headers = args.keys.headers(
+                s.provider,
+                &url,
+                s.body.as_bytes(),
+                Some(&s.event_id),
+                now(),
+            )?;
             if s.status == SampleStatus::Undelivered {
-                let event = s.provider.decoder().decode(&headers, s.body.as_bytes())?;
+                // Decoded as the worker will: with the time ingest received it.
+                let mut stored = headers.clone();
+                stored.push((
+                    RECEIVED_AT.into(),
+                    chrono::Utc::now().timestamp_millis().to_string(),
+                ));
+                let event = s.provider.decoder().decode(&stored, s.body.as_bytes())?;
                 let status = event.status.context("a failure sample has a status")?;
                 *expected.entry(status.as_str().to_owned()).or_default() += 1;
             }

@@ -33,8 +33,17 @@ pub struct SignArgs {
     /// Unix timestamp to sign (default: now).
     #[arg(long)]
     timestamp: Option<i64>,
+    /// The full URL the request goes to, for providers that sign the URL; default
+    /// `http://127.0.0.1:8080/webhooks/{provider}`.
+    #[arg(long)]
+    signed_url: Option<String>,
     #[command(flatten)]
     keys: SigningKeys,
+}
+
+/// Where `hookline send` and `fixtures` post a provider's webhooks under ingest's base URL.
+pub fn webhook_url(base: &str, provider: &str) -> String {
+    format!("{}/webhooks/{provider}", base.trim_end_matches('/'))
 }
 
 /// Every provider's signing keys, as its file declares them.
@@ -45,17 +54,18 @@ pub struct SigningKeys {
 }
 
 impl SigningKeys {
-    /// Headers that sign `body` for `provider` at `ts`.
+    /// Headers that sign `body` for `provider` at `ts`, sent to `url`.
     pub fn headers(
         &self,
         provider: &dyn BuiltIn,
+        url: &str,
         body: &[u8],
         event_id: Option<&str>,
         ts: i64,
     ) -> anyhow::Result<Vec<(String, String)>> {
         let signer = provider.signer(&self.keys.values)?;
         let id = event_id.map(str::to_owned).unwrap_or_else(random_msg_id);
-        Ok(signer.sign(&id, body, ts))
+        Ok(signer.sign(url, &id, body, ts))
     }
 }
 
@@ -81,12 +91,15 @@ fn read_body(path: &str) -> anyhow::Result<Vec<u8>> {
 pub fn sign(args: SignArgs) -> anyhow::Result<()> {
     let body = read_body(&args.body)?;
     let ts = args.timestamp.unwrap_or_else(now);
-    for (k, v) in args.keys.headers(
-        provider(&args.provider),
-        &body,
-        args.event_id.as_deref(),
-        ts,
-    )? {
+    let p = provider(&args.provider);
+    let url = args
+        .signed_url
+        .clone()
+        .unwrap_or_else(|| webhook_url("http://127.0.0.1:8080", p.name()));
+    for (k, v) in args
+        .keys
+        .headers(p, &url, &body, args.event_id.as_deref(), ts)?
+    {
         println!("{k}: {v}");
     }
     Ok(())
@@ -109,10 +122,15 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     let body = read_body(&args.sign.body)?;
     let ts = args.sign.timestamp.unwrap_or_else(now);
     let p = provider(&args.sign.provider);
+    let url = args
+        .sign
+        .signed_url
+        .clone()
+        .unwrap_or_else(|| webhook_url(&args.url, p.name()));
     let headers = args
         .sign
         .keys
-        .headers(p, &body, args.sign.event_id.as_deref(), ts)?;
+        .headers(p, &url, &body, args.sign.event_id.as_deref(), ts)?;
     let (status, text) = post(&args.url, p.name(), &headers, body).await?;
     println!("{status} {text}");
     anyhow::ensure!((200..300).contains(&status), "ingest answered {status}");
@@ -127,9 +145,14 @@ pub async fn post(
     body: Vec<u8>,
 ) -> anyhow::Result<(u16, String)> {
     let mut req = reqwest::Client::new()
-        .post(format!("{}/webhooks/{name}", url.trim_end_matches('/')))
-        .header("content-type", "application/json")
+        .post(webhook_url(url, name))
         .body(body);
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        req = req.header("content-type", "application/json");
+    }
     for (k, v) in headers {
         req = req.header(k, v);
     }
@@ -165,6 +188,13 @@ pub struct FixturesArgs {
     /// Unix timestamp to sign (default: now; ingest accepts ±5 minutes by default).
     #[arg(long)]
     timestamp: Option<i64>,
+    /// Ingest's base URL as the provider calls it (for providers that sign the URL).
+    #[arg(
+        long,
+        env = "HOOKLINE_INGEST_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    url: String,
     #[command(flatten)]
     keys: SigningKeys,
 }
@@ -175,6 +205,7 @@ pub fn fixtures(args: FixturesArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
     let ts = args.timestamp.unwrap_or_else(now);
     let p = provider(&args.provider);
+    let url = webhook_url(&args.url, p.name());
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     write!(out, "[")?;
@@ -197,7 +228,7 @@ pub fn fixtures(args: FixturesArgs) -> anyhow::Result<()> {
             .context("this provider has no sample bodies")?;
         let headers: serde_json::Map<String, serde_json::Value> = args
             .keys
-            .headers(p, body.as_bytes(), Some(&event_id), ts)?
+            .headers(p, &url, body.as_bytes(), Some(&event_id), ts)?
             .into_iter()
             .map(|(k, v)| (k, v.into()))
             .collect();

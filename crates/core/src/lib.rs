@@ -12,5 +12,5 @@ pub mod signature;
 pub mod subject;
 
 pub use event::{AddressOutcome, DeliveryEvent, DeliveryStatus, Engagement};
-pub use providers::{DecodeError, Envelope, Headers, Provider, Providers};
+pub use providers::{DecodeError, Envelope, Headers, Provider, Providers, Request};
 pub use signature::SignatureError;

@@ -1,7 +1,7 @@
 //! Our verifiers and signers against vectors signed by independent implementations (the `svix`
 //! Python library and PyNaCl; see testdata/README.md).
 
-use hookline_core::providers::{Provider, Resend, Telnyx};
+use hookline_core::providers::{Provider, Request, Resend, Telnyx};
 use hookline_core::signature::{ed25519, svix::SvixSecret};
 use serde_json::Value;
 
@@ -42,7 +42,7 @@ fn resend_vectors_from_the_svix_library() {
     for case in cases {
         let h = headers(case);
         let body = case["body"].as_str().unwrap().as_bytes();
-        let got = verdict(resend.verify(&h, body, now));
+        let got = verdict(resend.verify(&Request::new(&h, body), now));
         assert_eq!(
             got,
             case["expect"].as_str().unwrap(),
@@ -77,8 +77,7 @@ fn resend_rejects_rotated_out_secret() {
         .unwrap();
     let h = headers(case);
     let r = resend.verify(
-        &h,
-        case["body"].as_str().unwrap().as_bytes(),
+        &Request::new(&h, case["body"].as_str().unwrap().as_bytes()),
         v["now"].as_i64().unwrap(),
     );
     assert_eq!(verdict(r), "mismatch");
@@ -96,7 +95,7 @@ fn telnyx_vectors_from_pynacl() {
     for case in cases {
         let h = headers(case);
         let body = case["body"].as_str().unwrap().as_bytes();
-        let got = verdict(telnyx.verify(&h, body, now));
+        let got = verdict(telnyx.verify(&Request::new(&h, body), now));
         assert_eq!(
             got,
             case["expect"].as_str().unwrap(),
@@ -163,7 +162,7 @@ fn generic_example_sources_verify_and_decode_independent_vectors() {
             let h = headers(case);
             let body = case["body"].as_str().unwrap().as_bytes();
             assert_eq!(
-                verdict(source.verify(&h, body, now)),
+                verdict(source.verify(&Request::new(&h, body), now)),
                 case["expect"].as_str().unwrap(),
                 "{name}"
             );
@@ -266,4 +265,101 @@ fn ed25519_agrees_with_dalek_verify_strict() {
         }
     }
     assert!(flips > 1000);
+}
+
+/// The providers whose vectors share one format (testdata/<name>/vectors.json, each made by its
+/// folder's `make_vectors.py`): settings by variable, and per case the URL called, headers, body,
+/// the verdict and, where given, the status (or engagement) the event decodes to.
+#[test]
+fn provider_vectors_from_independent_implementations() {
+    use hookline_core::providers::{built_in, Values, RECEIVED_AT};
+    for name in ["postmark", "twilio", "sendgrid"] {
+        let v = load(&format!("{name}/vectors.json"));
+        let b = built_in(name).unwrap();
+        let mut values = Values::new();
+        for (var, list) in v["settings"].as_object().unwrap() {
+            let var: &'static str = Box::leak(var.clone().into_boxed_str());
+            let list = list.as_array().unwrap();
+            values.set_var(
+                var,
+                list.iter().map(|s| s.as_str().unwrap().into()).collect(),
+            );
+        }
+        let now = v["now"].as_i64().unwrap();
+        let provider = b
+            .configure(&values, v["tolerance_secs"].as_u64().unwrap())
+            .unwrap()
+            .unwrap();
+        let cases = v["cases"].as_array().unwrap();
+        assert!(cases.len() >= 10, "{name}");
+        for case in cases {
+            let what = format!("{name} case {}", case["name"]);
+            let mut h = headers(case);
+            let body = case["body"].as_str().unwrap().as_bytes();
+            let request = Request {
+                headers: &h,
+                body,
+                url: case["url"].as_str().unwrap(),
+            };
+            assert_eq!(
+                verdict(provider.verify(&request, now)),
+                case["expect"].as_str().unwrap(),
+                "{what}"
+            );
+            // What each event decodes to: `status` for a request of one event, `statuses`
+            // for one the provider splits into several.
+            let (parts, wants): (Vec<Vec<u8>>, Vec<&str>) =
+                match (case["status"].as_str(), case["statuses"].as_array()) {
+                    (Some(want), _) => (vec![body.to_vec()], vec![want]),
+                    (None, Some(wants)) => (
+                        provider.split(body).expect(&what),
+                        wants.iter().map(|w| w.as_str().unwrap()).collect(),
+                    ),
+                    (None, None) => continue,
+                };
+            assert_eq!(parts.len(), wants.len(), "{what}");
+            h.push((RECEIVED_AT.into(), (now * 1000).to_string()));
+            for (part, want) in parts.iter().zip(wants) {
+                let event = provider.decode(&h, part).expect(&what);
+                let got = event
+                    .status
+                    .map(|s| s.as_str())
+                    .or(event.engagement.map(|e| e.as_str()))
+                    .unwrap_or("");
+                assert_eq!(got, want, "{what}: {}", event.event_id);
+                assert!(!event.unmapped, "{what}");
+                let envelope = provider.envelope(&h, part);
+                let id = Some(event.event_id.as_str());
+                assert_eq!(envelope.event_id.as_deref(), id, "{what}");
+            }
+        }
+        // The signer signs as the independent implementation does.
+        for (var, value) in v["signing"].as_object().into_iter().flatten() {
+            let var: &'static str = Box::leak(var.clone().into_boxed_str());
+            values.set_var(var, vec![value.as_str().unwrap().into()]);
+        }
+        let signer = b.signer(&values).unwrap();
+        let first = &cases[0];
+        let body = first["body"].as_str().unwrap().as_bytes();
+        let url = first["url"].as_str().unwrap();
+        let ours = signer.sign(url, "", body, now);
+        let request = Request {
+            headers: &ours,
+            body,
+            url,
+        };
+        assert_eq!(
+            verdict(provider.verify(&request, now)),
+            "ok",
+            "{name} signer"
+        );
+        let theirs = headers(first);
+        // ECDSA signatures are randomized: equal bytes only from deterministic schemes.
+        let deterministic = name != "sendgrid";
+        for (k, v) in ours.iter().filter(|_| deterministic) {
+            if let Some((_, t)) = theirs.iter().find(|(tk, _)| tk.eq_ignore_ascii_case(k)) {
+                assert_eq!(v, t, "{name} signer's {k}");
+            }
+        }
+    }
 }

@@ -65,6 +65,13 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKLINE_SOURCES_FILE")]
     pub sources_file: Option<std::path::PathBuf>,
 
+    /// The URL providers call ingest at, up to and without `/webhooks/...` (e.g.
+    /// `https://hooks.example.com/hookline` when a proxy strips `/hookline`): providers that
+    /// sign the URL they call are verified against it followed by the path and query
+    /// ingest received. Unset: `http(s)://{Host}`, scheme from `X-Forwarded-Proto`.
+    #[arg(long, env = "HOOKLINE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Largest accepted age (or clock skew) of a signed timestamp, in seconds.
     #[arg(long, env = "HOOKLINE_SIGNATURE_TOLERANCE_SECS", default_value_t = 300)]
     pub signature_tolerance_secs: u64,

@@ -99,6 +99,10 @@ pub async fn run(
         // The stream answered just now (the wait above).
         stream_reachable: true.into(),
         refusal_log: log_throttle::LogThrottle::new(Duration::from_secs(1)),
+        public_url: config
+            .public_url
+            .as_deref()
+            .map(|u| u.trim_end_matches('/').to_owned()),
     });
     let readiness = tokio::spawn(routes::watch_readiness(state.clone(), READINESS_EVERY));
     let admin = match config.admin_listen {

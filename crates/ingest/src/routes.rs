@@ -47,6 +47,9 @@ pub struct AppState {
     pub stream_reachable: std::sync::atomic::AtomicBool,
     /// Refusal log lines, at most one a second per provider and reason.
     pub refusal_log: crate::log_throttle::LogThrottle,
+    /// Where providers call ingest, without a trailing `/` (`HOOKLINE_PUBLIC_URL`): the start of
+    /// the URL a provider signs (see [`called_url`]).
+    pub public_url: Option<String>,
 }
 
 /// The public port: webhooks, plus health and metrics when `serve_health` (no admin port set).
@@ -156,6 +159,7 @@ async fn receive(
     State(state): State<Arc<AppState>>,
     Path(provider_name): Path<String>,
     peer: Option<axum::Extension<crate::serve::Peer>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Body,
 ) -> axum::response::Response {
@@ -166,10 +170,12 @@ async fn receive(
     let peer = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| p.0 .0.ip());
     let ip = crate::network::client_ip(peer, &headers, &state.trusted_proxies);
     let span = tracing::info_span!("webhook", %request_id, provider = provider_label);
+    let url = called_url(state.public_url.as_deref(), &uri, &headers);
     let request = Request {
         request_id: &request_id,
         ip,
         headers: &headers,
+        url: &url,
     };
     let response = handle(&state, provider, &request, body, started)
         .instrument(span)
@@ -201,12 +207,33 @@ fn request_id(headers: &HeaderMap) -> String {
         })
 }
 
+/// The URL the provider called, as it wrote it (what a URL-signing provider signs): the public
+/// base URL followed by the path and query as received, so a proxy that strips a path prefix is
+/// covered by naming the prefix in the base. Without a base, the `Host` header's, with `https`
+/// when `X-Forwarded-Proto` says so.
+fn called_url(public_url: Option<&str>, uri: &axum::http::Uri, headers: &HeaderMap) -> String {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    match public_url {
+        Some(base) => format!("{base}{path}"),
+        None => {
+            let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+            let scheme = match text("x-forwarded-proto") {
+                Some(p) if p.eq_ignore_ascii_case("https") => "https",
+                _ => "http",
+            };
+            format!("{scheme}://{}{path}", text("host").unwrap_or("localhost"))
+        }
+    }
+}
+
 /// Who sent a webhook request, and its head.
 struct Request<'a> {
     request_id: &'a str,
     /// The client's address (see `network::client_ip`).
     ip: std::net::IpAddr,
     headers: &'a HeaderMap,
+    /// See [`called_url`].
+    url: &'a str,
 }
 
 /// The webhook path, stage by stage; its outcome is logged and counted once, in [`record`].
@@ -244,17 +271,33 @@ async fn handle(
         }
         response
     })?;
-    // Two possible answers, written once.
-    let body = if accepted.stored.duplicate {
-        r#"{"status":"accepted","duplicate":true}"#
-    } else {
-        r#"{"status":"accepted","duplicate":false}"#
+    // Two possible answers for one event, written once.
+    let duplicate = accepted.events.iter().all(|e| e.stored.duplicate);
+    let body = match (accepted.events.len(), duplicate) {
+        (1, true) => r#"{"status":"accepted","duplicate":true}"#.into(),
+        (1, false) => r#"{"status":"accepted","duplicate":false}"#.into(),
+        (n, _) => {
+            let new = accepted
+                .events
+                .iter()
+                .filter(|e| !e.stored.duplicate)
+                .count();
+            format!(
+                r#"{{"status":"accepted","events":{n},"duplicates":{}}}"#,
+                n - new
+            )
+        }
     };
     Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }
 
-/// A webhook JetStream acknowledged.
+/// A webhook JetStream acknowledged: its events (one, unless the provider sends several per
+/// request).
 struct Accepted {
+    events: Vec<StoredEvent>,
+}
+
+struct StoredEvent {
     stored: Stored,
     msg_id: String,
     event_type_label: &'static str,
@@ -298,7 +341,16 @@ async fn accept(
         state.admission.failed(request.ip);
         at("read_body")(e)
     })?;
-    verify(state, provider, &headers, &body).map_err(|e| {
+    let verified = verify(
+        state,
+        provider,
+        &hookline_core::Request {
+            headers: &headers,
+            body: &body,
+            url: request.url,
+        },
+    );
+    verified.map_err(|e| {
         state.admission.failed(request.ip);
         at("verify")(e)
     })?;
@@ -351,11 +403,10 @@ fn admit<'a>(
 fn verify(
     state: &AppState,
     provider: &dyn Provider,
-    headers: &HttpHeaders<'_>,
-    body: &[u8],
+    request: &hookline_core::Request<'_>,
 ) -> Result<(), IngestError> {
     let started = Instant::now();
-    let verified = provider.verify(headers, body, unix_now());
+    let verified = provider.verify(request, unix_now());
     state
         .metrics
         .verify_duration
@@ -363,9 +414,12 @@ fn verify(
     Ok(verified?)
 }
 
-/// Publishes the verified event with its routing envelope and waits for the PubAck. A correctly
+/// Publishes the verified request's events (one, or each of the several the provider sent in it:
+/// [`Provider::split`]) with their routing envelopes, and waits for every PubAck. A correctly
 /// signed body that is not the documented shape is still stored: the worker dead-letters it,
-/// where an operator can see it. It is never refused for its content.
+/// where an operator can see it. It is never refused for its content. If any event of a request
+/// fails to publish, the request is answered 503: the provider's retry carries the same events,
+/// and those already stored are absorbed by their dedup ids.
 async fn publish(
     state: &AppState,
     provider: &dyn Provider,
@@ -373,6 +427,43 @@ async fn publish(
     headers: &HttpHeaders<'_>,
     body: Bytes,
 ) -> Result<Accepted, Refusal> {
+    let parts: Vec<(Bytes, Option<String>)> = match provider.split(&body) {
+        None => vec![(body, None)],
+        Some(parts) => {
+            let n = parts.len();
+            parts
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (Bytes::from(p), Some(format!("{}/{n}", i + 1))))
+                .collect()
+        }
+    };
+    let started = Instant::now();
+    let published = futures::future::join_all(
+        parts
+            .into_iter()
+            .map(|(body, part)| publish_one(state, provider, request_id, headers, body, part)),
+    )
+    .await;
+    state
+        .metrics
+        .publish_duration
+        .observe(started.elapsed().as_secs_f64());
+    let mut events = Vec::with_capacity(published.len());
+    for p in published {
+        events.push(p?);
+    }
+    Ok(Accepted { events })
+}
+
+async fn publish_one(
+    state: &AppState,
+    provider: &dyn Provider,
+    request_id: &str,
+    headers: &HttpHeaders<'_>,
+    body: Bytes,
+    part: Option<String>,
+) -> Result<StoredEvent, Refusal> {
     let envelope = provider.envelope(headers, &body);
     let mut forward = async_nats::HeaderMap::new();
     for name in provider.forwarded_headers() {
@@ -381,6 +472,9 @@ async fn publish(
         }
     }
     forward.insert(hookline_jetstream::headers::REQUEST_ID, request_id);
+    if let Some(part) = &part {
+        forward.insert(hookline_jetstream::headers::PART, part.as_str());
+    }
     let event = Outgoing {
         provider: provider.name(),
         event_type: envelope.event_type.as_deref(),
@@ -391,14 +485,8 @@ async fn publish(
     let msg_id = event.msg_id();
     let event_type_label =
         provider.event_type_label(envelope.event_type.as_deref().unwrap_or_default());
-    let started = Instant::now();
-    let published = state.publisher.publish(event).await;
-    state
-        .metrics
-        .publish_duration
-        .observe(started.elapsed().as_secs_f64());
-    match published {
-        Ok(stored) => Ok(Accepted {
+    match state.publisher.publish(event).await {
+        Ok(stored) => Ok(StoredEvent {
             stored,
             msg_id,
             event_type_label,
@@ -428,11 +516,13 @@ fn record(
     let duration_ms = started.elapsed().as_millis() as u64;
     let refusal = match outcome {
         Ok(a) => {
-            let duplicate = if a.stored.duplicate { "true" } else { "false" };
-            m.queued
-                .with_label_values(&[provider, a.event_type_label, duplicate])
-                .inc();
-            debug!(%request_id, provider, stage = "publish", event_id = %a.msg_id, duplicate = a.stored.duplicate, duration_ms, "Event stored.");
+            for e in &a.events {
+                let duplicate = if e.stored.duplicate { "true" } else { "false" };
+                m.queued
+                    .with_label_values(&[provider, e.event_type_label, duplicate])
+                    .inc();
+                debug!(%request_id, provider, stage = "publish", event_id = %e.msg_id, duplicate = e.stored.duplicate, duration_ms, "Event stored.");
+            }
             return;
         }
         Err(r) => r,

@@ -5,10 +5,17 @@
 /// JetStream's dedup id.
 pub use async_nats::header::NATS_MESSAGE_ID as MSG_ID;
 
-/// When ingest (or the tool publishing a copy) received the event, in unix milliseconds.
-pub const RECEIVED_AT: &str = "Hookline-Received-At-Ms";
+/// `Hookline-Event-Time-Ms`: on a `hookline replay` copy of an event whose provider sends no
+/// event time, the time it was stored with. Declared in core, whose decoders read it.
+pub use hookline_core::providers::EVENT_TIME;
+/// `Hookline-Received-At-Ms`: when ingest (or the tool publishing a copy) received the event, in
+/// unix milliseconds. Declared in core, whose decoders read it.
+pub use hookline_core::providers::RECEIVED_AT;
 /// The HTTP request that carried the event into ingest (`x-request-id`, or one ingest made up).
 pub const REQUEST_ID: &str = "Hookline-Request-Id";
+/// On an event that came in a request carrying several (a provider that batches events): its
+/// place in the request, `3/17`. Such an event no longer verifies on its own.
+pub const PART: &str = "Hookline-Part";
 /// Set by `hookline replay` to its run id: the worker re-derives an event already stored.
 pub const REPLAY: &str = "Hookline-Replay";
 /// Set by `hookline reconcile` on an event it learned from a provider's API (value: `reconcile`).

@@ -108,11 +108,12 @@ pub async fn replay(
                 );
             };
             let mut headers = async_nats::HeaderMap::new();
-            let rebuilt = provider.replay_headers(
-                &e.event_id,
-                &e.event_type,
-                e.provider_message_id.as_deref(),
-            );
+            let rebuilt = provider.replay_headers(&hookline_core::providers::StoredColumns {
+                event_id: &e.event_id,
+                event_type: &e.event_type,
+                message_id: e.provider_message_id.as_deref(),
+                occurred_at: e.occurred_at,
+            });
             for (k, v) in rebuilt {
                 headers.insert(k.as_str(), v.as_str());
             }

@@ -21,6 +21,7 @@ pub struct StoredEvent {
     pub event_id: String,
     pub event_type: String,
     pub provider_message_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
     pub payload: String,
 }
 
@@ -69,7 +70,7 @@ pub async fn events_page(
     limit: i64,
 ) -> sqlx::Result<Vec<StoredEvent>> {
     sqlx::query_as(
-        "SELECT received_at, provider, event_id, event_type, provider_message_id, \
+        "SELECT received_at, provider, event_id, event_type, provider_message_id, occurred_at, \
                 payload::text AS payload \
          FROM delivery_events \
          WHERE received_at >= greatest($1, $2) AND received_at < $3 \

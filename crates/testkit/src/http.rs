@@ -31,8 +31,13 @@ impl WebhookClient {
         let mut req = self
             .http
             .post(format!("{}/webhooks/{provider}", self.base))
-            .header("content-type", "application/json")
             .body(body.to_owned());
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("content-type", "application/json");
+        }
         for (k, v) in headers {
             req = req.header(k, v);
         }

@@ -45,12 +45,12 @@ fn signer(provider: &str, var: &'static str, key: &str) -> Box<dyn Signer> {
 
 /// Headers for a Telnyx request signed at `ts`.
 pub fn telnyx_headers(body: &str, ts: i64) -> Vec<(String, String)> {
-    signer("telnyx", "TELNYX_SIGNING_KEY", TELNYX_SEED_B64).sign("", body.as_bytes(), ts)
+    signer("telnyx", "TELNYX_SIGNING_KEY", TELNYX_SEED_B64).sign("", "", body.as_bytes(), ts)
 }
 
 /// Headers for a Resend request with `svix-id` = `event_id`, signed at `ts` with `secret`.
 pub fn resend_headers(secret: &str, event_id: &str, body: &str, ts: i64) -> Vec<(String, String)> {
-    signer("resend", "RESEND_WEBHOOK_SECRET", secret).sign(event_id, body.as_bytes(), ts)
+    signer("resend", "RESEND_WEBHOOK_SECRET", secret).sign("", event_id, body.as_bytes(), ts)
 }
 
 pub use hookline_core::providers::samples::{resend_body, telnyx_body};

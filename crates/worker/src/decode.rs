@@ -29,7 +29,8 @@ pub fn provider_of(subject: &str) -> Option<&str> {
 /// A stored event decoded, with the body it came from (kept verbatim in the database).
 pub struct Decoded<'a> {
     pub event: DeliveryEvent,
-    pub payload: &'a str,
+    /// The body, or the JSON document a provider whose body is not JSON renders it as.
+    pub payload: std::borrow::Cow<'a, str>,
 }
 
 pub fn decode<'a>(
@@ -40,9 +41,13 @@ pub fn decode<'a>(
 ) -> Result<Decoded<'a>, DecodeError> {
     let provider =
         provider_of(subject).ok_or_else(|| DecodeError::UnknownProvider(subject.to_owned()))?;
-    let payload = std::str::from_utf8(body)
-        .map_err(|_| DecodeError::Shape("body is not UTF-8".to_owned()))?;
     let event = providers.decode(provider, &NatsHeaders(headers), body)?;
+    let payload = match providers.get(provider).and_then(|p| p.stored_payload(body)) {
+        Some(json) => json.into(),
+        None => std::str::from_utf8(body)
+            .map_err(|_| DecodeError::Shape("body is not UTF-8".to_owned()))?
+            .into(),
+    };
     Ok(Decoded { event, payload })
 }
 

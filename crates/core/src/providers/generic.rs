@@ -50,7 +50,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Sha256, Sha512};
 
-use super::{DecodeError, Envelope, Headers, Provider};
+use super::{DecodeError, Envelope, Headers, Provider, Request, StoredColumns};
 use crate::event::{DeliveryEvent, DeliveryStatus, Engagement};
 use crate::signature::{check_timestamp, SignatureError};
 
@@ -605,16 +605,11 @@ impl Provider for GenericSource {
     /// fields this source reads from headers among event id, event type and message id. (Status,
     /// time and error fields read from headers are not archived, so such sources cannot be
     /// replayed from the archive; none of the examples does that.)
-    fn replay_headers(
-        &self,
-        event_id: &str,
-        event_type: &str,
-        message_id: Option<&str>,
-    ) -> Vec<(String, String)> {
+    fn replay_headers(&self, stored: &StoredColumns<'_>) -> Vec<(String, String)> {
         [
-            (&self.event_id, Some(event_id)),
-            (&self.event_type, Some(event_type)),
-            (&self.message_id, message_id),
+            (&self.event_id, Some(stored.event_id)),
+            (&self.event_type, Some(stored.event_type)),
+            (&self.message_id, stored.message_id),
         ]
         .into_iter()
         .filter_map(|(field, value)| match (field, value) {
@@ -636,7 +631,8 @@ impl Provider for GenericSource {
         self.checked_headers(headers, now).map(|_| ())
     }
 
-    fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError> {
+    fn verify(&self, request: &Request<'_>, now: i64) -> Result<(), SignatureError> {
+        let (headers, body) = (request.headers, request.body);
         let (tag, timestamp) = self.checked_headers(headers, now)?;
         let content = self
             .signed_content(headers, timestamp, body)
@@ -745,9 +741,12 @@ typing = "ignore"
             "x-hub-signature-256",
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
         )];
-        assert_eq!(s.verify(&headers, b"Hello, World!", 0), Ok(()));
         assert_eq!(
-            s.verify(&headers, b"Hello, World?", 0),
+            s.verify(&Request::new(&headers, b"Hello, World!"), 0),
+            Ok(())
+        );
+        assert_eq!(
+            s.verify(&Request::new(&headers, b"Hello, World?"), 0),
             Err(SignatureError::Mismatch)
         );
         let unprefixed = [(
@@ -755,7 +754,7 @@ typing = "ignore"
             "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
         )];
         assert_eq!(
-            s.verify(&unprefixed, b"Hello, World!", 0),
+            s.verify(&Request::new(&unprefixed, b"Hello, World!"), 0),
             Err(SignatureError::MalformedHeader("x-hub-signature-256"))
         );
     }
@@ -842,14 +841,17 @@ sent = "sent"
         ];
         let sig = s.sign(secret, &headers, ts, b"{}").unwrap();
         headers.push(("X-Signature".into(), sig));
-        assert_eq!(s.verify(&headers, b"{}", 1_795_168_800), Ok(()));
         assert_eq!(
-            s.verify(&headers, b"{}", 1_795_168_800 + 61),
+            s.verify(&Request::new(&headers, b"{}"), 1_795_168_800),
+            Ok(())
+        );
+        assert_eq!(
+            s.verify(&Request::new(&headers, b"{}"), 1_795_168_800 + 61),
             Err(SignatureError::StaleTimestamp)
         );
         headers[0].1 = "e-2".into();
         assert_eq!(
-            s.verify(&headers, b"{}", 1_795_168_800),
+            s.verify(&Request::new(&headers, b"{}"), 1_795_168_800),
             Err(SignatureError::Mismatch)
         );
     }

@@ -10,10 +10,13 @@
 
 pub mod api;
 pub mod generic;
+mod postmark;
 mod resend;
 pub mod samples;
+mod sendgrid;
 pub mod settings;
 mod telnyx;
+mod twilio;
 
 pub use generic::{parse_sources, GenericSource, SourceConfig, SourceConfigError};
 pub use resend::Resend;
@@ -21,7 +24,13 @@ pub use settings::{ConfigError, Setting, Values};
 pub use telnyx::Telnyx;
 
 /// Every built-in provider, in the order they are listed in help and metrics.
-pub static BUILT_IN: &[&dyn BuiltIn] = &[&telnyx::TELNYX, &resend::RESEND];
+pub static BUILT_IN: &[&dyn BuiltIn] = &[
+    &telnyx::TELNYX,
+    &resend::RESEND,
+    &postmark::POSTMARK,
+    &twilio::TWILIO,
+    &sendgrid::SENDGRID,
+];
 
 /// The built-in provider named `name`.
 pub fn built_in(name: &str) -> Option<&'static dyn BuiltIn> {
@@ -57,8 +66,48 @@ impl Headers for Vec<(String, String)> {
     }
 }
 
+/// The header on every stored event saying when ingest (or the tool publishing a copy)
+/// received it, in unix milliseconds: the event's time for a provider that sends none.
+pub const RECEIVED_AT: &str = "Hookline-Received-At-Ms";
+
+/// Set by a replay from the database on an event of a provider that sends no event time: the
+/// time it was stored with (the receive time it was first decoded with), in unix milliseconds.
+pub const EVENT_TIME: &str = "Hookline-Event-Time-Ms";
+
 /// For callers that have no headers to offer.
 pub const NO_HEADERS: [(&str, &str); 0] = [];
+
+/// A webhook request as ingest received it: what a provider verifies.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    pub headers: &'a dyn Headers,
+    pub body: &'a [u8],
+    /// The URL the provider called, as the provider wrote it: ingest's public base URL
+    /// (`HOOKLINE_PUBLIC_URL`) followed by the path and query ingest received. Only providers
+    /// that sign the URL read it.
+    pub url: &'a str,
+}
+
+impl<'a> Request<'a> {
+    /// A request whose URL does not matter (providers that sign only headers and body).
+    pub fn new(headers: &'a dyn Headers, body: &'a [u8]) -> Self {
+        Self {
+            headers,
+            body,
+            url: "",
+        }
+    }
+}
+
+/// What the database keeps of an event beside its payload: what a replay from the database can
+/// hand back to the decoder ([`Provider::replay_headers`]).
+#[derive(Debug, Clone, Copy)]
+pub struct StoredColumns<'a> {
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub message_id: Option<&'a str>,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+}
 
 /// What ingest needs to route a verified event: its id (for dedup) and type (for the subject).
 /// Either may be missing when the signed body is not what the provider documents; ingest still
@@ -104,7 +153,7 @@ pub trait Provider: Send + Sync {
     fn forwarded_headers(&self) -> &'static [&'static str];
 
     /// Checks the request's signature and timestamp against `now` (unix seconds).
-    fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError>;
+    fn verify(&self, request: &Request<'_>, now: i64) -> Result<(), SignatureError>;
 
     /// What [`verify`](Self::verify) can tell from the headers alone, before the body is read:
     /// the signature headers present and well-formed, the timestamp inside the tolerance. Ingest
@@ -127,19 +176,32 @@ pub trait Provider: Send + Sync {
             .unwrap_or("other")
     }
 
+    /// The events a verified request carries when it carries several (a JSON array of events):
+    /// each is published as its own message, with its own dedup id, and the request is answered
+    /// 2xx only once every one is stored. `None`, the default: the body is one event. A body this
+    /// provider would split but cannot (not the documented shape) is `None` too, and is stored
+    /// whole for the worker to dead-letter. A part no longer verifies on its own: its signature
+    /// covered the whole request.
+    fn split(&self, _body: &[u8]) -> Option<Vec<Vec<u8>>> {
+        None
+    }
+
     /// Reads the event id and type without decoding the whole payload.
     fn envelope(&self, headers: &dyn Headers, body: &[u8]) -> Envelope;
 
     /// Headers a stored event must carry again when it is re-published (replay) for
     /// [`decode`](Self::decode) to read it: whatever the decoder takes from headers rather than
     /// from the body.
-    fn replay_headers(
-        &self,
-        _event_id: &str,
-        _event_type: &str,
-        _message_id: Option<&str>,
-    ) -> Vec<(String, String)> {
+    fn replay_headers(&self, _stored: &StoredColumns<'_>) -> Vec<(String, String)> {
         Vec::new()
+    }
+
+    /// The payload as the database keeps it (`delivery_events.payload`, a JSON column): `None`,
+    /// the default, for a JSON body, kept verbatim. A provider whose body is not JSON (a form)
+    /// renders it as a JSON document its [`decode`](Self::decode) also reads, since a replay
+    /// from the database publishes that.
+    fn stored_payload(&self, _body: &[u8]) -> Option<String> {
+        None
     }
 
     /// Decodes the payload. Every well-formed event decodes, whether or not it carries delivery
@@ -264,9 +326,10 @@ pub trait BuiltIn: Sync {
 
 /// Signs request bodies as the provider does.
 pub trait Signer: Send + Sync {
-    /// The headers of a request carrying `body`, signed at `ts` (unix seconds). `event_id` is
-    /// used where the provider sends the event id in a header rather than in the body.
-    fn sign(&self, event_id: &str, body: &[u8], ts: i64) -> Vec<(String, String)>;
+    /// The headers of a request carrying `body` to `url` (the full URL, as the provider would
+    /// call it), signed at `ts` (unix seconds), `content-type` included. `event_id` is used
+    /// where the provider sends the event id in a header rather than in the body.
+    fn sign(&self, url: &str, event_id: &str, body: &[u8], ts: i64) -> Vec<(String, String)>;
 }
 
 /// The outcomes a sample body can say (see [`BuiltIn::sample`]).

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use super::api::{rfc3339, ApiSettings, LearnError, Learned, ProviderApi};
 use super::{
-    BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Sample, SampleStatus, Setting,
-    Signer, Values,
+    BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Request, Sample, SampleStatus,
+    Setting, Signer, StoredColumns, Values,
 };
 use crate::event::{DeliveryEvent, DeliveryStatus, Engagement};
 use crate::signature::{svix, SignatureError};
@@ -151,7 +151,7 @@ impl BuiltIn for ResendKind {
 struct ResendSigner(svix::SvixSecret);
 
 impl Signer for ResendSigner {
-    fn sign(&self, event_id: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
+    fn sign(&self, _url: &str, event_id: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
         vec![
             (svix::ID_HEADER.into(), event_id.into()),
             (svix::TIMESTAMP_HEADER.into(), ts.to_string()),
@@ -159,6 +159,7 @@ impl Signer for ResendSigner {
                 svix::SIGNATURE_HEADER.into(),
                 self.0.sign(event_id, ts, body),
             ),
+            ("content-type".into(), "application/json".into()),
         ]
     }
 }
@@ -297,7 +298,8 @@ impl Provider for Resend {
         ]
     }
 
-    fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError> {
+    fn verify(&self, request: &Request<'_>, now: i64) -> Result<(), SignatureError> {
+        let (headers, body) = (request.headers, request.body);
         svix::verify(
             &self.secrets,
             headers.get(svix::ID_HEADER),
@@ -320,13 +322,8 @@ impl Provider for Resend {
     }
 
     /// The event id travels in `svix-id`, not in the body.
-    fn replay_headers(
-        &self,
-        event_id: &str,
-        _event_type: &str,
-        _message_id: Option<&str>,
-    ) -> Vec<(String, String)> {
-        vec![(svix::ID_HEADER.to_owned(), event_id.to_owned())]
+    fn replay_headers(&self, stored: &StoredColumns<'_>) -> Vec<(String, String)> {
+        vec![(svix::ID_HEADER.to_owned(), stored.event_id.to_owned())]
     }
 
     fn envelope(&self, headers: &dyn Headers, body: &[u8]) -> Envelope {

@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 
 use super::api::{rfc3339, ApiSettings, LearnError, Learned, ProviderApi};
 use super::{
-    code_to_string, BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Sample,
-    SampleStatus, Setting, Signer, Values,
+    code_to_string, BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Request,
+    Sample, SampleStatus, Setting, Signer, Values,
 };
 use crate::event::{AddressOutcome, DeliveryEvent, DeliveryStatus};
 use crate::signature::{ed25519, SignatureError};
@@ -169,10 +169,11 @@ impl BuiltIn for TelnyxKind {
 struct TelnyxSigner(SigningKey);
 
 impl Signer for TelnyxSigner {
-    fn sign(&self, _event_id: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
+    fn sign(&self, _url: &str, _event_id: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
         vec![
             (HEADERS.signature.into(), ed25519::sign(&self.0, ts, body)),
             (HEADERS.timestamp.into(), ts.to_string()),
+            ("content-type".into(), "application/json".into()),
         ]
     }
 }
@@ -283,7 +284,8 @@ impl Provider for Telnyx {
         &["message.sent", "message.finalized", "message.received"]
     }
 
-    fn verify(&self, headers: &dyn Headers, body: &[u8], now: i64) -> Result<(), SignatureError> {
+    fn verify(&self, request: &Request<'_>, now: i64) -> Result<(), SignatureError> {
+        let (headers, body) = (request.headers, request.body);
         ed25519::verify_any(
             &HEADERS,
             &self.keys,
@@ -570,8 +572,8 @@ mod tests {
             let headers = TELNYX
                 .signer(keys)
                 .unwrap()
-                .sign("ev-1", body.as_bytes(), now);
-            telnyx.verify(&headers, body.as_bytes(), now)
+                .sign("", "ev-1", body.as_bytes(), now);
+            telnyx.verify(&Request::new(&headers, body.as_bytes()), now)
         };
         assert_eq!(verdict(&a), Ok(()), "the first account's key");
         assert_eq!(

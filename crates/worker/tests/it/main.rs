@@ -13,6 +13,7 @@ mod kept;
 mod lifecycle;
 mod observability;
 mod outages;
+mod providers;
 mod reconcile;
 mod recovery;
 mod registration;
