@@ -88,7 +88,8 @@ impl Traffic {
         let path = format!("/webhooks/{}", self.provider.name());
         let mut headers = vec![(ceilings::EVENT_ID_HEADER.into(), event_id.clone())];
         let url = format!("{}{path}", self.public_url);
-        headers.extend(self.signer.sign(&url, &event_id, body.as_bytes(), ts));
+        let (body, signed) = self.signer.request(&url, &event_id, body.as_bytes(), ts);
+        headers.extend(signed);
         (path, headers, Bytes::from(body))
     }
 }

@@ -99,8 +99,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     for b in BUILT_IN {
         for m in ["m1", "m2"] {
             providers.push(b.name());
-            messages.push(id(&format!("{}-{m}", b.name())));
-            addresses.push(b.sample_address(addresses.len()));
+            let address = b.sample_address(addresses.len());
+            messages.push(b.recipient_id(&id(&format!("{}-{m}", b.name())), &address));
+            addresses.push(address);
         }
     }
     sqlx::query(
@@ -132,7 +133,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let sends = script(*b, &id)?;
         for s in &sends {
             let url = crate::sign::webhook_url(&args.url, s.provider.name());
-            let headers = args.keys.headers(
+            let (body, headers) = args.keys.request(
                 s.provider,
                 &url,
                 s.body.as_bytes(),
@@ -140,23 +141,23 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 now(),
             )?;
             if s.status == SampleStatus::Undelivered {
-                // Decoded as the worker will: with the time ingest received it.
+                // Decoded as the worker will: with the time ingest received it, one event of
+                // the request (a provider may send several per request).
                 let mut stored = headers.clone();
                 stored.push((
                     RECEIVED_AT.into(),
                     chrono::Utc::now().timestamp_millis().to_string(),
                 ));
-                let event = s.provider.decoder().decode(&stored, s.body.as_bytes())?;
+                let decoder = s.provider.decoder();
+                let first = decoder
+                    .split(&body)
+                    .and_then(|parts| parts.into_iter().next())
+                    .unwrap_or_else(|| body.clone());
+                let event = decoder.decode(&stored, &first)?;
                 let status = event.status.context("a failure sample has a status")?;
                 *expected.entry(status.as_str().to_owned()).or_default() += 1;
             }
-            let (status, answer) = post(
-                &args.url,
-                s.provider.name(),
-                &headers,
-                s.body.clone().into_bytes(),
-            )
-            .await?;
+            let (status, answer) = post(&args.url, s.provider.name(), &headers, body).await?;
             println!("  POST {:<44} -> {status} {answer}", s.what);
             anyhow::ensure!(status == 200, "ingest refused a correctly signed webhook");
             sent += 1;

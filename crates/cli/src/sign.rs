@@ -54,18 +54,19 @@ pub struct SigningKeys {
 }
 
 impl SigningKeys {
-    /// Headers that sign `body` for `provider` at `ts`, sent to `url`.
-    pub fn headers(
+    /// `body` signed for `provider` at `ts`, sent to `url`: the body as sent (a provider may
+    /// sign inside it) and the headers.
+    pub fn request(
         &self,
         provider: &dyn BuiltIn,
         url: &str,
         body: &[u8],
         event_id: Option<&str>,
         ts: i64,
-    ) -> anyhow::Result<Vec<(String, String)>> {
+    ) -> anyhow::Result<hookline_core::providers::SignedRequest> {
         let signer = provider.signer(&self.keys.values)?;
         let id = event_id.map(str::to_owned).unwrap_or_else(random_msg_id);
-        Ok(signer.sign(url, &id, body, ts))
+        Ok(signer.request(url, &id, body, ts))
     }
 }
 
@@ -96,11 +97,15 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
         .signed_url
         .clone()
         .unwrap_or_else(|| webhook_url("http://127.0.0.1:8080", p.name()));
-    for (k, v) in args
+    let (signed, headers) = args
         .keys
-        .headers(p, &url, &body, args.event_id.as_deref(), ts)?
-    {
+        .request(p, &url, &body, args.event_id.as_deref(), ts)?;
+    for (k, v) in headers {
         println!("{k}: {v}");
+    }
+    if signed != body {
+        // The provider signs inside the body: print the body to send, after a blank line.
+        println!("\n{}", String::from_utf8_lossy(&signed));
     }
     Ok(())
 }
@@ -127,10 +132,10 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         .signed_url
         .clone()
         .unwrap_or_else(|| webhook_url(&args.url, p.name()));
-    let headers = args
-        .sign
-        .keys
-        .headers(p, &url, &body, args.sign.event_id.as_deref(), ts)?;
+    let (body, headers) =
+        args.sign
+            .keys
+            .request(p, &url, &body, args.sign.event_id.as_deref(), ts)?;
     let (status, text) = post(&args.url, p.name(), &headers, body).await?;
     println!("{status} {text}");
     anyhow::ensure!((200..300).contains(&status), "ingest answered {status}");
@@ -226,13 +231,12 @@ pub fn fixtures(args: FixturesArgs) -> anyhow::Result<()> {
                 at,
             })
             .context("this provider has no sample bodies")?;
-        let headers: serde_json::Map<String, serde_json::Value> = args
+        let (body, headers) = args
             .keys
-            .headers(p, &url, body.as_bytes(), Some(&event_id), ts)?
-            .into_iter()
-            .map(|(k, v)| (k, v.into()))
-            .collect();
-        let entry = serde_json::json!({"headers": headers, "body": body});
+            .request(p, &url, body.as_bytes(), Some(&event_id), ts)?;
+        let headers: serde_json::Map<String, serde_json::Value> =
+            headers.into_iter().map(|(k, v)| (k, v.into())).collect();
+        let entry = serde_json::json!({"headers": headers, "body": String::from_utf8(body)?});
         write!(out, "{}{entry}", if i == 0 { "" } else { ",\n" })?;
     }
     writeln!(out, "]")?;

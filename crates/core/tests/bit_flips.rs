@@ -189,3 +189,173 @@ proptest! {
         Telnyx::new(NOW + skew, &body).check_all_flips();
     }
 }
+
+/// Every single-bit change of what a built-in provider's scheme covers is rejected (or says the
+/// same thing: a form field written another way decodes to the same value): the headers it
+/// signs or checks (all but `content-type`), the body where the signature covers it, and the URL
+/// where it covers that. Made by each provider's own signer with fresh keys.
+fn check_provider_flips(name: &str, body_covered: bool) -> usize {
+    use hookline_core::providers::{built_in, Request, Sample, SampleStatus};
+    let b = built_in(name).unwrap();
+    let keys = b.keygen();
+    let provider = b.configure(&keys, TOLERANCE).unwrap().unwrap();
+    let sample = b
+        .sample(&Sample {
+            event_id: "ev-flip",
+            message_id: "msg-flip",
+            status: SampleStatus::Undelivered,
+            at: "2026-11-20T09:59:00.000Z",
+        })
+        .unwrap();
+    let url = "https://hooks.example.com/webhooks/x?a=1";
+    let (body, headers) = b
+        .signer(&keys)
+        .unwrap()
+        .request(url, "ev-flip", sample.as_bytes(), NOW);
+    let verifies = |h: &Vec<(String, String)>, body: &[u8], url: &str| {
+        provider
+            .verify(
+                &Request {
+                    headers: h,
+                    body,
+                    url,
+                },
+                NOW,
+            )
+            .is_ok()
+    };
+    assert!(
+        verifies(&headers, &body, url),
+        "{name}: the genuine request"
+    );
+    // The same content, read as the decoder reads it.
+    let same = |other: &[u8]| {
+        let h = [(hookline_core::providers::RECEIVED_AT, "1")];
+        match (provider.decode(&h, &body), provider.decode(&h, other)) {
+            (Ok(a), Ok(b)) => {
+                a == b && provider.stored_payload(&body) == provider.stored_payload(other)
+            }
+            _ => false,
+        }
+    };
+    let mut n = 0;
+    for (i, (k, v)) in headers.iter().enumerate() {
+        if k.eq_ignore_ascii_case("content-type") {
+            continue;
+        }
+        for flipped in flips(v.as_bytes()) {
+            let mut h = headers.clone();
+            match as_text(&flipped) {
+                Some(t) => h[i].1 = t,
+                None => {
+                    h.remove(i);
+                }
+            }
+            // An authorization scheme is case-insensitive (RFC 7235): `basic` is `Basic`.
+            let same_scheme = k.eq_ignore_ascii_case("authorization")
+                && h.get(i).is_some_and(|(_, t)| {
+                    t.len() == v.len() && t[..5].eq_ignore_ascii_case(&v[..5]) && t[5..] == v[5..]
+                });
+            assert!(
+                !verifies(&h, &body, url) || same_scheme,
+                "{name}: {k} flip accepted: {:?}",
+                h.get(i)
+            );
+            n += 1;
+        }
+    }
+    if body_covered {
+        for flipped in flips(&body) {
+            assert!(
+                !verifies(&headers, &flipped, url) || same(&flipped),
+                "{name}: body flip accepted: {}",
+                String::from_utf8_lossy(&flipped)
+            );
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn every_single_bit_flip_of_what_each_newer_scheme_covers_is_rejected() {
+    // Twilio also signs the URL.
+    assert!(check_provider_flips("twilio", true) > 1000);
+    assert!(check_provider_flips("sendgrid", true) > 1000);
+    // Postmark signs nothing: only its credential is checked.
+    assert!(check_provider_flips("postmark", false) > 100);
+    let b = hookline_core::providers::built_in("twilio").unwrap();
+    let keys = b.keygen();
+    let p = b.configure(&keys, TOLERANCE).unwrap().unwrap();
+    let url = "https://hooks.example.com/webhooks/twilio?a=1";
+    let body = b"MessageSid=SM1&MessageStatus=delivered";
+    let headers = b.signer(&keys).unwrap().sign(url, "", body, NOW);
+    for flipped in flips(url.as_bytes()) {
+        let Some(u) = as_text(&flipped) else { continue };
+        let r = hookline_core::providers::Request {
+            headers: &headers,
+            body,
+            url: &u,
+        };
+        // Flipping a port-less URL can add nothing but a character: never the same URL.
+        assert!(p.verify(&r, NOW).is_err(), "URL flip accepted: {u}");
+    }
+}
+
+/// Mailgun's signature covers its timestamp and token only: every flip of the signature block
+/// is rejected, and a flip of the event's id changes the event its token vouches for.
+#[test]
+fn every_single_bit_flip_of_a_mailgun_signature_block_is_rejected() {
+    use hookline_core::providers::{built_in, Request, Sample, SampleStatus, NO_HEADERS};
+    let b = built_in("mailgun").unwrap();
+    let keys = b.keygen();
+    let p = b.configure(&keys, TOLERANCE).unwrap().unwrap();
+    let sample = b
+        .sample(&Sample {
+            event_id: "ev-flip",
+            message_id: "msg-flip",
+            status: SampleStatus::Delivered,
+            at: "2026-11-20T09:59:00.000Z",
+        })
+        .unwrap();
+    let (body, _) = b
+        .signer(&keys)
+        .unwrap()
+        .request("", "", sample.as_bytes(), NOW);
+    let signed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(p.verify(&Request::new(&NO_HEADERS, &body), NOW).is_ok());
+    let mut n = 0;
+    for field in ["timestamp", "token", "signature"] {
+        let value = signed["signature"][field].as_str().unwrap().to_owned();
+        for flipped in flips(value.as_bytes()) {
+            let Some(t) = as_text(&flipped) else { continue };
+            let mut v = signed.clone();
+            v["signature"][field] = t.into();
+            let b = v.to_string();
+            assert!(
+                p.verify(&Request::new(&NO_HEADERS, b.as_bytes()), NOW)
+                    .is_err(),
+                "{field}: {b}"
+            );
+            n += 1;
+        }
+    }
+    assert!(n > 500, "{n}");
+    let token = |v: &serde_json::Value| {
+        let b = v.to_string();
+        p.replay_token(&Request::new(&NO_HEADERS, b.as_bytes()))
+            .unwrap()
+    };
+    let genuine = token(&signed);
+    for flipped in flips(b"ev-flip") {
+        let Some(t) = as_text(&flipped) else { continue };
+        let mut v = signed.clone();
+        v["event-data"]["id"] = t.into();
+        let other = token(&v);
+        assert_eq!(other.token, genuine.token);
+        assert_ne!(
+            other.vouches_for, genuine.vouches_for,
+            "another event, the same token"
+        );
+    }
+}

@@ -79,6 +79,10 @@ pub async fn run(
             return Ok(());
         }
     }
+    let tokens = match providers.token_window() {
+        Some(window) => Some(hookline_jetstream::ensure_tokens(publisher.context(), window).await?),
+        None => None,
+    };
     let rate_limits = config.rate_limits(&providers)?;
     let allowlist = config.allowlist(&providers)?;
     let metrics = metrics::IngestMetrics::new(&providers.names());
@@ -103,6 +107,7 @@ pub async fn run(
             .public_url
             .as_deref()
             .map(|u| u.trim_end_matches('/').to_owned()),
+        tokens,
     });
     let readiness = tokio::spawn(routes::watch_readiness(state.clone(), READINESS_EVERY));
     let admin = match config.admin_listen {

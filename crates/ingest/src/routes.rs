@@ -50,6 +50,9 @@ pub struct AppState {
     /// Where providers call ingest, without a trailing `/` (`HOOKLINE_PUBLIC_URL`): the start of
     /// the URL a provider signs (see [`called_url`]).
     pub public_url: Option<String>,
+    /// The one-time tokens claimed so far, shared by every replica (see [`claim`]); present
+    /// when a configured provider uses them.
+    pub tokens: Option<async_nats::jetstream::kv::Store>,
 }
 
 /// The public port: webhooks, plus health and metrics when `serve_health` (no admin port set).
@@ -341,19 +344,24 @@ async fn accept(
         state.admission.failed(request.ip);
         at("read_body")(e)
     })?;
-    let verified = verify(
-        state,
-        provider,
-        &hookline_core::Request {
+    let (verified, token) = {
+        let signed = hookline_core::Request {
             headers: &headers,
             body: &body,
             url: request.url,
-        },
-    );
+        };
+        let verified = verify(state, provider, &signed);
+        (verified, provider.replay_token(&signed))
+    };
     verified.map_err(|e| {
         state.admission.failed(request.ip);
         at("verify")(e)
     })?;
+    if let Some(token) = token {
+        claim(state, provider.name(), token)
+            .await
+            .map_err(at("token"))?;
+    }
     state.admission.verified(request.ip);
     // The provider's own rate limit counts verified webhooks only.
     if !state.rate_limits.allow(provider.name()) {
@@ -412,6 +420,39 @@ fn verify(
         .verify_duration
         .observe(started.elapsed().as_secs_f64());
     Ok(verified?)
+}
+
+/// Claims a one-time token for the event it came with, in the bucket every replica shares: the
+/// first claim stores the event's id under the token; a later one passes only with the same
+/// event (a retry), and is refused as `replayed` with another. The bucket forgets a token after
+/// the provider's timestamp window, when the timestamp check refuses it anyway.
+async fn claim(
+    state: &AppState,
+    provider: &str,
+    token: hookline_core::providers::ReplayToken,
+) -> Result<(), IngestError> {
+    use async_nats::jetstream::kv::CreateErrorKind;
+    use sha2::Digest as _;
+    let unavailable = || IngestError::Unavailable {
+        failure: PublishFailure::NoStream,
+        retry_after_secs: state.retry_after_secs,
+    };
+    let kv = state.tokens.as_ref().ok_or_else(unavailable)?;
+    let digest = sha2::Sha256::digest(format!("{provider}:{}", token.token));
+    let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let vouches = Bytes::from(token.vouches_for.into_bytes());
+    match kv.create(&key, vouches.clone()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => match kv.get(&key).await {
+            Ok(Some(claimed)) if claimed == vouches => Ok(()),
+            Ok(Some(_)) => Err(IngestError::Signature(
+                hookline_core::SignatureError::Replayed,
+            )),
+            // Gone between the two calls (it just expired): the provider's retry decides.
+            Ok(None) | Err(_) => Err(unavailable()),
+        },
+        Err(_) => Err(unavailable()),
+    }
 }
 
 /// Publishes the verified request's events (one, or each of the several the provider sent in it:

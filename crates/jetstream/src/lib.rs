@@ -12,12 +12,14 @@ pub mod connect;
 pub mod feed;
 pub mod headers;
 pub mod publish;
+pub mod tokens;
 pub mod topology;
 pub mod upgrade;
 
 pub use connect::{connect, server_addrs, ConnectError, NatsArgs, Reconnect};
 pub use feed::{ensure_feed_stream, FeedArgs, FEED_SUBJECTS};
 pub use publish::{publish_event, Outgoing, PublishFailure, Publisher, Stored};
+pub use tokens::{ensure_tokens, TOKENS_BUCKET};
 pub use topology::{
     check_stream, ensure_consumer, ensure_dlq_stream, ensure_stream, ConsumerArgs, DlqArgs,
     Ownership, OwnershipArgs, StreamArgs, TopologyError, DLQ_SUBJECT_PREFIX, SUBJECTS,

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod generic;
+mod mailgun;
 mod postmark;
 mod resend;
 pub mod samples;
@@ -30,6 +31,7 @@ pub static BUILT_IN: &[&dyn BuiltIn] = &[
     &postmark::POSTMARK,
     &twilio::TWILIO,
     &sendgrid::SENDGRID,
+    &mailgun::MAILGUN,
 ];
 
 /// The built-in provider named `name`.
@@ -97,6 +99,14 @@ impl<'a> Request<'a> {
             url: "",
         }
     }
+}
+
+/// See [`Provider::replay_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayToken {
+    pub token: String,
+    /// What the token may arrive with: the event's id.
+    pub vouches_for: String,
 }
 
 /// What the database keeps of an event beside its payload: what a replay from the database can
@@ -204,6 +214,21 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// A one-time value the provider's signature covers but its payload does not (Mailgun's
+    /// token), with the event it vouches for: ingest claims it in a store every replica shares
+    /// before it publishes, so a captured signature cannot carry another event. The same token
+    /// with the same event passes (a retry, absorbed by dedup); with another event, 401
+    /// `replayed`. `None`, the default: the signature covers the payload.
+    fn replay_token(&self, _request: &Request<'_>) -> Option<ReplayToken> {
+        None
+    }
+
+    /// How long [`replay_token`](Self::replay_token)s must be remembered (the timestamp
+    /// window, both sides); `None` for providers without tokens.
+    fn token_window(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Decodes the payload. Every well-formed event decodes, whether or not it carries delivery
     /// information and whether or not hookline knows its type or status (`DeliveryEvent::unmapped`):
     /// whatever a provider signed is stored. An error means the body cannot be read as this
@@ -255,6 +280,12 @@ impl Providers {
             .iter()
             .find(|p| p.name() == name)
             .map(|p| p.as_ref())
+    }
+
+    /// The longest [`Provider::token_window`] of the configured providers: how long ingest's
+    /// token bucket must remember, if any provider uses one.
+    pub fn token_window(&self) -> Option<std::time::Duration> {
+        self.list.iter().filter_map(|p| p.token_window()).max()
     }
 
     pub fn names(&self) -> Vec<&'static str> {
@@ -318,11 +349,21 @@ pub trait BuiltIn: Sync {
     /// The `n`th sample recipient address (a phone number, an email address).
     fn sample_address(&self, n: usize) -> String;
 
+    /// The id an application registers a recipient under (`recipients.provider_message_id`):
+    /// the provider's message id, unless one message id covers several recipients (one send
+    /// request to many addresses), when the address tells them apart.
+    fn recipient_id(&self, message_id: &str, _address: &str) -> String {
+        message_id.to_owned()
+    }
+
     /// The API reconcile asks about a message's status, if the provider has one.
     fn api(&self) -> Option<&'static dyn api::ProviderApi> {
         None
     }
 }
+
+/// A request as a provider sends it: the body and the headers.
+pub type SignedRequest = (Vec<u8>, Vec<(String, String)>);
 
 /// Signs request bodies as the provider does.
 pub trait Signer: Send + Sync {
@@ -330,6 +371,20 @@ pub trait Signer: Send + Sync {
     /// call it), signed at `ts` (unix seconds), `content-type` included. `event_id` is used
     /// where the provider sends the event id in a header rather than in the body.
     fn sign(&self, url: &str, event_id: &str, body: &[u8], ts: i64) -> Vec<(String, String)>;
+
+    /// For a provider that puts its signature inside the body (Mailgun): the body with it, signed
+    /// at `ts`. `None`, the default: the body is sent as it is.
+    fn sign_body(&self, _body: &[u8], _ts: i64) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// The request as the provider sends it: its body (signed inside, where the provider does
+    /// that) and its headers.
+    fn request(&self, url: &str, event_id: &str, body: &[u8], ts: i64) -> SignedRequest {
+        let body = self.sign_body(body, ts).unwrap_or_else(|| body.to_vec());
+        let headers = self.sign(url, event_id, &body, ts);
+        (body, headers)
+    }
 }
 
 /// The outcomes a sample body can say (see [`BuiltIn::sample`]).

@@ -196,6 +196,11 @@ impl BuiltIn for SendGridKind {
         Some(serde_json::json!([event]).to_string())
     }
 
+    /// `{X-Message-Id}:{address}`, the address lower-cased.
+    fn recipient_id(&self, message_id: &str, address: &str) -> String {
+        format!("{message_id}:{}", address.trim().to_lowercase())
+    }
+
     fn sample_address(&self, _n: usize) -> String {
         "ada@example.com".into()
     }

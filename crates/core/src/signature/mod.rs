@@ -18,15 +18,19 @@ pub enum SignatureError {
     StaleTimestamp,
     #[error("signature does not match")]
     Mismatch,
+    /// A one-time token already used with another event (see `Provider::replay_token`).
+    #[error("token already used for another event")]
+    Replayed,
 }
 
 impl SignatureError {
     /// Every [`reason`](Self::reason), for metrics created at zero.
-    pub const REASONS: [&'static str; 4] = [
+    pub const REASONS: [&'static str; 5] = [
         Self::MissingHeader("").reason(),
         Self::MalformedHeader("").reason(),
         Self::StaleTimestamp.reason(),
         Self::Mismatch.reason(),
+        Self::Replayed.reason(),
     ];
 
     /// A short, bounded name for metrics and logs.
@@ -36,6 +40,7 @@ impl SignatureError {
             Self::MalformedHeader(_) => "malformed_header",
             Self::StaleTimestamp => "stale_timestamp",
             Self::Mismatch => "mismatch",
+            Self::Replayed => "replayed",
         }
     }
 }
