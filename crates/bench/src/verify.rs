@@ -39,6 +39,7 @@ pub fn measure(smoke: bool) -> anyhow::Result<Value> {
                     headers,
                     body,
                     url: &url,
+                    fetched: None,
                 };
                 verifier.verify(&request, now)?;
             }

@@ -219,6 +219,7 @@ fn check_provider_flips(name: &str, body_covered: bool) -> usize {
                     headers: h,
                     body,
                     url,
+                    fetched: None,
                 },
                 NOW,
             )
@@ -296,6 +297,7 @@ fn every_single_bit_flip_of_what_each_newer_scheme_covers_is_rejected() {
             headers: &headers,
             body,
             url: &u,
+            fetched: None,
         };
         // Flipping a port-less URL can add nothing but a character: never the same URL.
         assert!(p.verify(&r, NOW).is_err(), "URL flip accepted: {u}");

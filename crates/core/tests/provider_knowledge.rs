@@ -43,13 +43,36 @@ fn mentions(root: &Path) -> Vec<(String, String)> {
         let text = std::fs::read_to_string(file).unwrap();
         for (n, line) in product_code(&text).lines().enumerate() {
             let lower = line.to_lowercase();
-            if names.iter().any(|name| lower.contains(name.as_str())) {
+            if names.iter().any(|name| names_word(&lower, name)) {
                 let at = file.strip_prefix(root).unwrap().display();
                 found.push((format!("{at}:{}", n + 1), line.trim().to_owned()));
             }
         }
     }
     found
+}
+
+/// Whether `name` occurs in `line` as a word: not inside a longer one (`ses` in `refuses`).
+/// Anything but a letter bounds a word, so `telnyx_body` and `TELNYX_PUBLIC_KEY` name Telnyx.
+fn names_word(line: &str, name: &str) -> bool {
+    line.match_indices(name).any(|(i, _)| {
+        let before = line[..i].chars().next_back();
+        let after = line[i + name.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_alphabetic())
+            && !after.is_some_and(|c| c.is_ascii_alphabetic())
+    })
+}
+
+#[test]
+fn a_provider_is_named_as_a_word() {
+    assert!(names_word("let b = telnyx_body(x);", "telnyx"));
+    assert!(names_word(
+        "TELNYX_PUBLIC_KEY".to_lowercase().as_str(),
+        "telnyx"
+    ));
+    assert!(names_word("/webhooks/ses", "ses"));
+    assert!(!names_word("/// refuses a replay", "ses"));
+    assert!(!names_word("posts and responses", "ses"));
 }
 
 fn root() -> PathBuf {

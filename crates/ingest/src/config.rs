@@ -72,6 +72,19 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKLINE_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Extra CA certificates (PEM) trusted when fetching what a provider's verification needs
+    /// (SNS signing certificates, subscription confirmations), besides the public roots.
+    #[arg(long, env = "HOOKLINE_FETCH_CA_FILE")]
+    pub fetch_ca_file: Option<std::path::PathBuf>,
+
+    /// Longest wait for such a fetch, in milliseconds (then 503: the provider sends again).
+    #[arg(long, env = "HOOKLINE_FETCH_TIMEOUT_MS", default_value_t = 1_000)]
+    pub fetch_timeout_ms: u64,
+
+    /// How long a fetched document (a signing certificate) is kept, in seconds.
+    #[arg(long, env = "HOOKLINE_FETCH_CACHE_SECS", default_value_t = 86_400)]
+    pub fetch_cache_secs: u64,
+
     /// Largest accepted age (or clock skew) of a signed timestamp, in seconds.
     #[arg(long, env = "HOOKLINE_SIGNATURE_TOLERANCE_SECS", default_value_t = 300)]
     pub signature_tolerance_secs: u64,
@@ -198,6 +211,23 @@ impl IngestConfig {
     /// Defaults with the given NATS URL and no providers: what tests start from.
     pub fn for_nats(nats_url: &str) -> Self {
         Self::parse_from(["hookline-ingest", "--nats-url", nats_url])
+    }
+
+    /// The fetcher of what providers' verification needs, with `HOOKLINE_FETCH_CA_FILE`'s roots.
+    pub fn fetcher(&self) -> anyhow::Result<crate::fetch::Fetcher> {
+        use anyhow::Context as _;
+        let roots = match &self.fetch_ca_file {
+            Some(path) => Some(std::fs::read(path).with_context(|| {
+                format!("HOOKLINE_FETCH_CA_FILE: cannot read {}", path.display())
+            })?),
+            None => None,
+        };
+        crate::fetch::Fetcher::new(
+            roots.as_deref(),
+            Duration::from_millis(self.fetch_timeout_ms),
+            Duration::from_secs(self.fetch_cache_secs),
+        )
+        .context("HOOKLINE_FETCH_CA_FILE: not PEM certificates")
     }
 
     pub fn body_timeout(&self) -> Duration {

@@ -38,6 +38,13 @@ pub enum IngestError {
         failure: PublishFailure,
         retry_after_secs: u64,
     },
+    /// A document the provider's verification needs (a signing certificate), or the
+    /// confirmation it asks for, could not be fetched: the provider is to send it again.
+    #[error("could not {what} right now; retry later")]
+    Fetch {
+        what: &'static str,
+        retry_after_secs: u64,
+    },
 }
 
 /// Why a request was shed to protect the process; the metric's `reason` label values.
@@ -67,6 +74,7 @@ impl IngestError {
             Self::NotAllowed => SHED_REASONS[6],
             Self::Signature(e) => e.reason(),
             Self::Unavailable { failure, .. } => failure.reason(),
+            Self::Fetch { .. } => "fetch_failed",
         }
     }
 
@@ -99,6 +107,9 @@ impl IngestError {
             Self::NotAllowed => "Source address not allowed for this provider.",
             Self::Signature(_) => "Signature rejected.",
             Self::Unavailable { .. } => "Event not stored; answering 503.",
+            Self::Fetch { .. } => {
+                "A document the provider's verification needs could not be fetched; answering 503."
+            }
         }
     }
 
@@ -115,7 +126,7 @@ impl IngestError {
             Self::SourceRejected { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotAllowed => StatusCode::FORBIDDEN,
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::Fetch { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -126,6 +137,9 @@ impl IntoResponse for IngestError {
         let body = Json(serde_json::json!({ "error": self.to_string() }));
         let mut response = (status, body).into_response();
         if let Self::Unavailable {
+            retry_after_secs, ..
+        }
+        | Self::Fetch {
             retry_after_secs, ..
         }
         | Self::RateLimited { retry_after_secs }

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod limits;
 pub mod log_throttle;
 pub mod metrics;
@@ -108,6 +109,7 @@ pub async fn run(
             .as_deref()
             .map(|u| u.trim_end_matches('/').to_owned()),
         tokens,
+        fetcher: config.fetcher()?,
     });
     let readiness = tokio::spawn(routes::watch_readiness(state.clone(), READINESS_EVERY));
     let admin = match config.admin_listen {

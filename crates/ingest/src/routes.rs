@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use hookline_core::{Headers, Provider, Providers};
 use hookline_jetstream::{Outgoing, PublishFailure, Publisher, Stored};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
-use tracing::{debug, error, warn, Instrument as _};
+use tracing::{debug, error, info, warn, Instrument as _};
 
 use crate::error::IngestError;
 use crate::metrics::IngestMetrics;
@@ -50,6 +50,8 @@ pub struct AppState {
     /// Where providers call ingest, without a trailing `/` (`HOOKLINE_PUBLIC_URL`): the start of
     /// the URL a provider signs (see [`called_url`]).
     pub public_url: Option<String>,
+    /// Documents verification needs from the network, and confirmations (see `fetch`).
+    pub fetcher: crate::fetch::Fetcher,
     /// The one-time tokens claimed so far, shared by every replica (see [`claim`]); present
     /// when a configured provider uses them.
     pub tokens: Option<async_nats::jetstream::kv::Store>,
@@ -344,19 +346,53 @@ async fn accept(
         state.admission.failed(request.ip);
         at("read_body")(e)
     })?;
-    let (verified, token) = {
+    let refused = |e: IngestError| {
+        state.admission.failed(request.ip);
+        at("verify")(e)
+    };
+    // A document the verification needs (a signing certificate), fetched and cached.
+    let wanted = provider.fetch_url(&hookline_core::Request {
+        headers: &headers,
+        body: &body,
+        url: request.url,
+        fetched: None,
+    });
+    let fetched = match wanted.map_err(|e| refused(e.into()))? {
+        Some(url) => Some(state.fetcher.get(&url).await.map_err(|e| {
+            warn!(provider = provider.name(), url, error = %e, "Cannot fetch a document the verification needs.");
+            at("fetch")(IngestError::Fetch {
+                what: "fetch the signing certificate",
+                retry_after_secs: state.retry_after_secs,
+            })
+        })?),
+        None => None,
+    };
+    let (verified, token, confirm) = {
         let signed = hookline_core::Request {
             headers: &headers,
             body: &body,
             url: request.url,
+            fetched: fetched.as_deref(),
         };
         let verified = verify(state, provider, &signed);
-        (verified, provider.replay_token(&signed))
+        (
+            verified,
+            provider.replay_token(&signed),
+            provider.confirm_url(&signed),
+        )
     };
-    verified.map_err(|e| {
-        state.admission.failed(request.ip);
-        at("verify")(e)
-    })?;
+    verified.map_err(refused)?;
+    if let Some(url) = confirm {
+        // The provider waits for this before it sends anything else: confirm, then store.
+        state.fetcher.confirm(&url).await.map_err(|e| {
+            warn!(provider = provider.name(), url, error = %e, "Cannot confirm the subscription.");
+            at("confirm")(IngestError::Fetch {
+                what: "confirm the subscription",
+                retry_after_secs: state.retry_after_secs,
+            })
+        })?;
+        info!(provider = provider.name(), "Subscription confirmed.");
+    }
     if let Some(token) = token {
         claim(state, provider.name(), token)
             .await

@@ -15,6 +15,7 @@ mod postmark;
 mod resend;
 pub mod samples;
 mod sendgrid;
+mod ses;
 pub mod settings;
 mod telnyx;
 mod twilio;
@@ -32,6 +33,7 @@ pub static BUILT_IN: &[&dyn BuiltIn] = &[
     &twilio::TWILIO,
     &sendgrid::SENDGRID,
     &mailgun::MAILGUN,
+    &ses::SES,
 ];
 
 /// The built-in provider named `name`.
@@ -88,6 +90,9 @@ pub struct Request<'a> {
     /// (`HOOKLINE_PUBLIC_URL`) followed by the path and query ingest received. Only providers
     /// that sign the URL read it.
     pub url: &'a str,
+    /// The document [`Provider::fetch_url`] named, as ingest fetched it (a signing
+    /// certificate); `None` when the provider named none.
+    pub fetched: Option<&'a [u8]>,
 }
 
 impl<'a> Request<'a> {
@@ -97,6 +102,7 @@ impl<'a> Request<'a> {
             headers,
             body,
             url: "",
+            fetched: None,
         }
     }
 }
@@ -164,6 +170,20 @@ pub trait Provider: Send + Sync {
 
     /// Checks the request's signature and timestamp against `now` (unix seconds).
     fn verify(&self, request: &Request<'_>, now: i64) -> Result<(), SignatureError>;
+
+    /// A document [`verify`](Self::verify) needs from the network, by URL (SNS's signing
+    /// certificate): ingest fetches it (over HTTPS, cached) and hands it over in
+    /// [`Request::fetched`]. Only a URL the provider allows is named; one it does not is a
+    /// rejection. `Ok(None)`, the default: nothing to fetch.
+    fn fetch_url(&self, _request: &Request<'_>) -> Result<Option<String>, SignatureError> {
+        Ok(None)
+    }
+
+    /// A URL ingest must GET once the request verified, before answering (SNS's subscription
+    /// confirmation): a failure answers 503 so the provider sends it again.
+    fn confirm_url(&self, _request: &Request<'_>) -> Option<String> {
+        None
+    }
 
     /// What [`verify`](Self::verify) can tell from the headers alone, before the body is read:
     /// the signature headers present and well-formed, the timestamp inside the tolerance. Ingest

@@ -510,7 +510,8 @@ mod tests {
                 &Request {
                     headers: &headers,
                     body,
-                    url
+                    url,
+                    fetched: None
                 },
                 0
             ),
@@ -523,7 +524,8 @@ mod tests {
                 &Request {
                     headers: &headers,
                     body,
-                    url: with_port
+                    url: with_port,
+                    fetched: None
                 },
                 0
             ),
@@ -548,7 +550,8 @@ mod tests {
                     &Request {
                         headers: &headers,
                         body,
-                        url
+                        url,
+                        fetched: None
                     },
                     0
                 ),
