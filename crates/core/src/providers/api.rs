@@ -44,12 +44,18 @@ pub struct ApiSettings {
 }
 
 /// A provider's message-status API, as reconcile uses it: `GET {url}{path}` with the key as a
-/// bearer token.
+/// bearer token (or as the provider's [`authorization`](Self::authorization) says).
 pub trait ProviderApi: Sync {
     fn settings(&self) -> &'static ApiSettings;
 
-    /// The request path for one message; `escaped_id` is already percent-encoded.
-    fn lookup_path(&self, escaped_id: &str) -> String;
+    /// The request path for one message; `escaped_id` is already percent-encoded. `key` is the
+    /// API key, for an API whose paths name the account it belongs to.
+    fn lookup_path(&self, escaped_id: &str, key: &str) -> String;
+
+    /// The `Authorization` header's value for `key`.
+    fn authorization(&self, key: &str) -> String {
+        format!("Bearer {key}")
+    }
 
     /// The answer as a webhook; `Ok(None)`: the API knows the message but not in a status
     /// hookline maps (or not a final one).

@@ -169,7 +169,7 @@ impl ProviderApi for ResendKind {
         &API
     }
 
-    fn lookup_path(&self, escaped_id: &str) -> String {
+    fn lookup_path(&self, escaped_id: &str, _key: &str) -> String {
         format!("/emails/{escaped_id}")
     }
 

@@ -183,7 +183,7 @@ impl ProviderApi for TelnyxKind {
         &API
     }
 
-    fn lookup_path(&self, escaped_id: &str) -> String {
+    fn lookup_path(&self, escaped_id: &str, _key: &str) -> String {
         format!("/v2/messages/{escaped_id}")
     }
 

@@ -23,6 +23,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha1::Sha1;
 
+use super::api::{ApiSettings, LearnError, Learned, ProviderApi};
 use super::{
     BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Request, Sample, SampleStatus,
     Setting, Signer, StoredColumns, Values, EVENT_TIME, RECEIVED_AT,
@@ -45,6 +46,90 @@ const AUTH_TOKEN: Setting = Setting::new(
 )
 .secret()
 .list();
+
+static API: ApiSettings = ApiSettings {
+    url: Setting::new("twilio-api-url", "TWILIO_API_URL", "Twilio API base URL.")
+        .default("https://api.twilio.com"),
+    key: Setting::new(
+        "twilio-api-credentials",
+        "TWILIO_API_CREDENTIALS",
+        "`{AccountSid}:{AuthToken}` for Twilio's Messages API (HTTP basic auth); without it \
+         Twilio recipients are not swept.",
+    )
+    .secret(),
+    rate: Setting::new(
+        "reconcile-twilio-rate",
+        "HOOKLINE_RECONCILE_TWILIO_RATE",
+        "Twilio API requests per second. Twilio limits concurrent requests per account; a 429 \
+         is waited out (Retry-After).",
+    )
+    .default("10"),
+};
+
+impl ProviderApi for TwilioKind {
+    fn settings(&self) -> &'static ApiSettings {
+        &API
+    }
+
+    /// `GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json`.
+    fn lookup_path(&self, escaped_id: &str, key: &str) -> String {
+        let account = key.split(':').next().unwrap_or_default();
+        format!("/2010-04-01/Accounts/{account}/Messages/{escaped_id}.json")
+    }
+
+    fn authorization(&self, key: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        )
+    }
+
+    /// The Message resource's `status` as a status callback would carry it (the same event id
+    /// as the real callback: `{sid}-{status}`, so one of them is stored), timed by its
+    /// `date_updated` (RFC 2822).
+    fn learn(&self, response: &[u8], _now: DateTime<Utc>) -> Result<Option<Learned>, LearnError> {
+        let v: Value =
+            serde_json::from_slice(response).map_err(|e| LearnError(format!("not JSON: {e}")))?;
+        let sid = v["sid"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or("no sid")?;
+        let raw = v["status"].as_str().ok_or("no status")?;
+        let Some(Some(status)) = self::status(raw) else {
+            return Ok(None);
+        };
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("MessageSid", sid)
+            .append_pair("MessageStatus", raw);
+        if let Some(code) = super::code_to_string(&v["error_code"]) {
+            form.append_pair("ErrorCode", &code);
+        }
+        if let Some(message) = v["error_message"].as_str() {
+            form.append_pair("ErrorMessage", message);
+        }
+        for (field, key) in [
+            ("AccountSid", "account_sid"),
+            ("To", "to"),
+            ("From", "from"),
+        ] {
+            if let Some(value) = v[key].as_str() {
+                form.append_pair(field, value);
+            }
+        }
+        let headers = v["date_updated"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc2822(t).ok())
+            .map(|t| vec![(EVENT_TIME.to_owned(), t.timestamp_millis().to_string())])
+            .unwrap_or_default();
+        Ok(Some(Learned {
+            status,
+            event_id: format!("{sid}-{raw}"),
+            event_type: raw.to_owned(),
+            body: form.finish(),
+            headers,
+        }))
+    }
+}
 
 impl BuiltIn for TwilioKind {
     fn name(&self) -> &'static str {
@@ -128,6 +213,10 @@ impl BuiltIn for TwilioKind {
 
     fn sample_address(&self, n: usize) -> String {
         format!("+1312555{:04}", 223 + n)
+    }
+
+    fn api(&self) -> Option<&'static dyn ProviderApi> {
+        Some(&TWILIO)
     }
 }
 
@@ -476,6 +565,33 @@ mod tests {
         let again = p.decode(&replay, stored.as_bytes()).unwrap();
         assert_eq!(again, first);
         assert_eq!(p.stored_payload(stored.as_bytes()), None);
+    }
+
+    #[test]
+    fn the_messages_api_answer_becomes_a_callback_with_its_time() {
+        let api = TWILIO.api().unwrap();
+        assert_eq!(
+            api.lookup_path("SM1", "AC123:token"),
+            "/2010-04-01/Accounts/AC123/Messages/SM1.json"
+        );
+        assert_eq!(api.authorization("AC123:token"), "Basic QUMxMjM6dG9rZW4=");
+        let answer = br#"{"sid": "SM1", "account_sid": "AC123", "status": "undelivered",
+            "error_code": 30003, "error_message": "Unreachable destination handset",
+            "to": "+13125550123", "from": "+13125550100",
+            "date_updated": "Fri, 20 Nov 2026 10:00:05 +0000"}"#;
+        let learned = api.learn(answer, Utc::now()).unwrap().unwrap();
+        assert_eq!(learned.event_id, "SM1-undelivered");
+        let e = TWILIO
+            .decoder()
+            .decode(&learned.headers, learned.body.as_bytes())
+            .unwrap();
+        assert_eq!(e.status, Some(DeliveryStatus::Failed));
+        assert_eq!(e.event_id, learned.event_id);
+        assert_eq!(e.error_code.as_deref(), Some("30003"));
+        assert_eq!(e.occurred_at.timestamp(), 1_795_168_805);
+        let receiving = br#"{"sid": "SM1", "status": "receiving"}"#;
+        assert_eq!(api.learn(receiving, Utc::now()), Ok(None));
+        assert!(api.learn(b"{}", Utc::now()).is_err());
     }
 
     #[test]

@@ -126,7 +126,7 @@ impl Api {
                 }
             })
             .collect();
-        format!("{}{}", self.base, self.spec.lookup_path(&id))
+        format!("{}{}", self.base, self.spec.lookup_path(&id, &self.key))
     }
 }
 

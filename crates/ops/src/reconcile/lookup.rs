@@ -86,7 +86,7 @@ pub(super) async fn lookup(
         pacer.wait().await;
         let sent = http
             .get(api.url(message_id))
-            .bearer_auth(&api.key)
+            .header("authorization", api.spec.authorization(&api.key))
             .header("accept", "application/json")
             .send()
             .await;

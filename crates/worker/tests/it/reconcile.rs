@@ -287,3 +287,80 @@ async fn the_sweep_corrects_lost_final_webhooks_through_the_pipeline() {
         3
     );
 }
+
+/// Twilio's Messages API: the account in the path, HTTP basic auth, a status callback's shape
+/// for the answer. A recipient whose final callback never came is corrected through the
+/// pipeline, timed by the API's `date_updated`.
+#[tokio::test]
+async fn twilio_lookups_name_the_account_and_authenticate_with_basic_auth() {
+    /// What the fake API was asked: the path after `Accounts/`, and the authorization.
+    type Asked = Arc<Mutex<Vec<(String, Option<String>)>>>;
+    let asked: Asked = Arc::default();
+    let seen = asked.clone();
+    let app = Router::new().route(
+        "/2010-04-01/Accounts/{account}/Messages/{file}",
+        get(
+            move |Path((account, file)): Path<(String, String)>, headers: HeaderMap| {
+                let seen = seen.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    seen.lock()
+                        .unwrap()
+                        .push((format!("{account}/{file}"), auth.clone()));
+                    // base64("AC0123:token-1")
+                    if auth.as_deref() != Some("Basic QUMwMTIzOnRva2VuLTE=") {
+                        return StatusCode::UNAUTHORIZED.into_response();
+                    }
+                    let sid = file.trim_end_matches(".json");
+                    serde_json::json!({"sid": sid, "account_sid": account, "status": "delivered",
+                    "error_code": null, "error_message": null, "to": "+13125550123",
+                    "date_updated": "Fri, 20 Nov 2026 10:00:05 +0000"})
+                    .to_string()
+                    .into_response()
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let stack = Stack::start(1, |_| {}).await;
+    let pool = &stack.pool;
+    let batch = new_batch(pool).await;
+    add_recipient(pool, &batch, "twilio", "SMlost").await;
+    sqlx::query("UPDATE recipients SET updated_at = now() - interval '2 hours'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let mut args = ReconcileArgs::for_api(&base);
+    args.set("TWILIO_API_CREDENTIALS", "AC0123:token-1");
+    args.set("HOOKLINE_RECONCILE_TWILIO_RATE", "1000");
+    let reconciler = Reconciler::new(args, pool.clone(), stack.js.clone()).unwrap();
+    let report = reconciler.sweep().await.unwrap();
+    assert_eq!((report.swept, report.corrected), (1, 1), "{report:?}");
+    assert_eq!(
+        *asked.lock().unwrap(),
+        vec![(
+            "AC0123/SMlost.json".to_owned(),
+            Some("Basic QUMwMTIzOnRva2VuLTE=".to_owned())
+        )]
+    );
+    wait_until(
+        "the correction applied",
+        Duration::from_secs(20),
+        || async { status(pool, "twilio", "SMlost").await == "delivered" },
+    )
+    .await;
+    let at: String = sqlx::query_scalar(
+        "SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM delivery_events WHERE provider = 'twilio'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(at, "2026-11-20 10:00:05", "the API's date_updated");
+    assert_counters_match_recount(pool).await;
+}
