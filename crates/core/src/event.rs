@@ -91,6 +91,86 @@ impl Engagement {
     }
 }
 
+/// Why an outcome failed, in the terms a sender acts on: whether mailing or texting the address
+/// again can succeed. Each provider's file holds the table from its documented codes to these;
+/// a code it does not list is [`FailureClass::Unknown`], counted and never guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureClass {
+    /// Will not succeed: the mailbox or number does not exist, a landline, a bad address.
+    Hard,
+    /// May succeed later: mailbox full, carrier congestion, a receiving server deferring.
+    Soft,
+    /// Refused for what was sent or who sent it: spam filtering, blocked content or sender.
+    Policy,
+    /// The recipient does not want it: STOP, an unsubscribe, a spam complaint.
+    OptOut,
+    /// A failure whose code the provider's table does not list.
+    Unknown,
+}
+
+impl FailureClass {
+    pub const ALL: [FailureClass; 5] = [
+        Self::Hard,
+        Self::Soft,
+        Self::Policy,
+        Self::OptOut,
+        Self::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hard => "hard",
+            Self::Soft => "soft",
+            Self::Policy => "policy",
+            Self::OptOut => "opt_out",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The outcomes that get a class: the message did not reach, or must not reach, the address.
+    pub fn applies_to(status: DeliveryStatus) -> bool {
+        matches!(
+            status,
+            DeliveryStatus::Failed
+                | DeliveryStatus::Bounced
+                | DeliveryStatus::Complained
+                | DeliveryStatus::Suppressed
+        )
+    }
+}
+
+/// What the provider charged for a message, as it reported it: the amount is the provider's
+/// decimal text (kept exact, stored as `numeric`), the currency its ISO 4217 code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cost {
+    pub amount: String,
+    pub currency: String,
+}
+
+impl Cost {
+    /// A cost as a provider reported it, if the amount is a plain decimal (`0.0075`, `-1`,
+    /// `12`): anything else is left out rather than failing the batch that stores it (the
+    /// payload keeps it). A number in the JSON is taken by its text, so no float rounding.
+    pub fn new(amount: &str, currency: &str) -> Option<Cost> {
+        let amount = amount.trim();
+        let digits = amount.strip_prefix('-').unwrap_or(amount);
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+        let decimal =
+            |s: &str| !s.is_empty() && s.len() <= 30 && s.bytes().all(|b| b.is_ascii_digit());
+        let currency = currency.trim();
+        (decimal(int) && decimal(frac) && !currency.is_empty() && currency.len() <= 16).then(|| {
+            Cost {
+                amount: amount.to_owned(),
+                currency: currency.to_ascii_uppercase(),
+            }
+        })
+    }
+}
+
 /// What a webhook tells us, in one shape for every provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryEvent {
@@ -119,6 +199,29 @@ pub struct DeliveryEvent {
     pub occurred_at: DateTime<Utc>,
     pub error_code: Option<String>,
     pub error_description: Option<String>,
+    /// Set exactly when `status` is failed, bounced, complained or suppressed (the registry's
+    /// decode sees to it: a provider that names no class gets [`FailureClass::Unknown`]).
+    pub failure_class: Option<FailureClass>,
+    /// What the message cost and in how many parts it went, where the provider says so.
+    pub cost: Option<Cost>,
+    pub parts: Option<i32>,
+}
+
+impl DeliveryEvent {
+    /// Holds the rule on `failure_class`: a failure outcome always has one (`Unknown` when the
+    /// provider's table had none), any other event none. The registry's decode applies it.
+    pub fn settle_class(&mut self) {
+        self.failure_class = match self.status {
+            // A complaint is the recipient saying no, whatever the provider calls it.
+            Some(DeliveryStatus::Complained) => {
+                Some(self.failure_class.unwrap_or(FailureClass::OptOut))
+            }
+            Some(s) if FailureClass::applies_to(s) => {
+                Some(self.failure_class.unwrap_or(FailureClass::Unknown))
+            }
+            _ => None,
+        };
+    }
 }
 
 /// One address of a message sent to several, as the provider reported it.
@@ -146,6 +249,31 @@ mod tests {
             assert_eq!(DeliveryStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(DeliveryStatus::parse("nope"), None);
+    }
+
+    #[test]
+    fn failure_classes_round_trip_and_apply_to_failures_only() {
+        for c in FailureClass::ALL {
+            assert_eq!(FailureClass::parse(c.as_str()), Some(c));
+        }
+        let failures: Vec<_> = DeliveryStatus::ALL
+            .into_iter()
+            .filter(|s| FailureClass::applies_to(*s))
+            .map(DeliveryStatus::as_str)
+            .collect();
+        assert_eq!(failures, ["failed", "bounced", "complained", "suppressed"]);
+    }
+
+    #[test]
+    fn a_cost_is_a_plain_decimal_or_nothing() {
+        let c = Cost::new(" 0.0075 ", "usd").unwrap();
+        assert_eq!((c.amount.as_str(), c.currency.as_str()), ("0.0075", "USD"));
+        assert!(Cost::new("-1", "EUR").is_some());
+        assert!(Cost::new("12", "EUR").is_some());
+        for bad in ["", ".5", "1.", "1e3", "NaN", "1,5", "--1", "0x10"] {
+            assert_eq!(Cost::new(bad, "USD"), None, "{bad}");
+        }
+        assert_eq!(Cost::new("1", ""), None);
     }
 
     #[test]

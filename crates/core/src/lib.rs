@@ -11,6 +11,6 @@ pub mod providers;
 pub mod signature;
 pub mod subject;
 
-pub use event::{AddressOutcome, DeliveryEvent, DeliveryStatus, Engagement};
+pub use event::{AddressOutcome, Cost, DeliveryEvent, DeliveryStatus, Engagement, FailureClass};
 pub use providers::{DecodeError, Envelope, Headers, Provider, Providers, Request};
 pub use signature::SignatureError;

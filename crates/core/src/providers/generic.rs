@@ -696,6 +696,9 @@ impl Provider for GenericSource {
             occurred_at,
             error_code: optional(&self.error_code),
             error_description: optional(&self.error_description),
+            failure_class: None,
+            cost: None,
+            parts: None,
         })
     }
 }

@@ -28,7 +28,7 @@ use super::{
     BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, ReplayToken, Request, Sample,
     SampleStatus, Setting, Signer, Values,
 };
-use crate::event::{DeliveryEvent, DeliveryStatus, Engagement};
+use crate::event::{DeliveryEvent, DeliveryStatus, Engagement, FailureClass};
 use crate::signature::{check_timestamp, SignatureError};
 
 pub static MAILGUN: MailgunKind = MailgunKind;
@@ -288,6 +288,35 @@ fn permanent(reason: &str) -> DeliveryStatus {
     }
 }
 
+/// A permanent failure's `reason` by class (documentation.mailgun.com/docs/mailgun/user-manual/
+/// tracking-messages/tracking-failures). Mailgun documents `severity` (permanent or temporary)
+/// but lists no reasons: these are the values its own payload examples carry. An address on a
+/// suppression list is classed by the list it is on. `old` is a message Mailgun gave up retrying
+/// (8 hours): not proof the address is dead. `generic` says nothing, and any other reason is
+/// `unknown`.
+const REASON_CLASSES: &[(&str, FailureClass)] = {
+    use FailureClass::{Hard, OptOut, Policy, Soft};
+    &[
+        ("bounce", Hard),          // The receiving server refused the address for good
+        ("suppress-bounce", Hard), // Not sent: on the bounces list
+        ("suppress-unsubscribe", OptOut), // Not sent: on the unsubscribes list
+        ("suppress-complaint", OptOut), // Not sent: on the complaints list
+        ("espblock", Policy),      // The receiving provider blocked what or who sent it
+        ("old", Soft),             // Retried until it expired
+    ]
+};
+
+/// A `failed` event's class, read as its status is (`provider_status` is
+/// `failed/{severity}/{reason}`): a temporary failure may yet succeed, whatever its reason; a
+/// permanent one is classed by its reason. A severity Mailgun does not document is `unknown`.
+fn failed_class(severity: &str, reason: &str) -> FailureClass {
+    match severity {
+        "temporary" => FailureClass::Soft,
+        "permanent" => super::class_of(REASON_CLASSES, reason),
+        _ => FailureClass::Unknown,
+    }
+}
+
 impl Mailgun {
     fn block(body: &[u8]) -> Result<SignatureBlock, SignatureError> {
         let signed: Signed = serde_json::from_slice(body)
@@ -408,6 +437,9 @@ impl Provider for Mailgun {
                 .or_else(|| status.and_then(|s| s.description.clone()))
                 .filter(|m| !m.is_empty())
                 .or(e.reason.clone()),
+            failure_class: None,
+            cost: None,
+            parts: None,
         };
         use DeliveryStatus::*;
         match kind.as_str() {
@@ -423,10 +455,14 @@ impl Provider for Mailgun {
                     permanent(reason)
                 });
                 event.provider_status = Some(format!("failed/{severity}/{reason}"));
+                event.failure_class = Some(failed_class(severity, reason));
             }
             "opened" => event.engagement = Some(Engagement::Opened),
             "clicked" => event.engagement = Some(Engagement::Clicked),
-            "complained" => event.status = Some(Complained),
+            "complained" => {
+                event.status = Some(Complained);
+                event.failure_class = Some(FailureClass::OptOut);
+            }
             "unsubscribed"
             | "stored"
             | "list_member_uploaded"
@@ -586,6 +622,72 @@ mod tests {
         assert_eq!(bounce.error_code.as_deref(), Some("550"));
         assert_eq!(bounce.error_description.as_deref(), Some("no such user"));
         assert!(decode(serde_json::json!({"event": "teleported"})).unmapped);
+    }
+
+    fn failed(severity: &str, reason: &str) -> DeliveryEvent {
+        decode(
+            serde_json::json!({"event": "failed", "severity": severity, "reason": reason,
+            "log-level": "error", "delivery-status": {"attempt-no": 1, "code": 550,
+                "message": "5.1.1 The email account that you tried to reach does not exist",
+                "description": ""}}),
+        )
+    }
+
+    #[test]
+    fn every_documented_failure_has_a_class_and_others_are_unknown() {
+        use FailureClass::*;
+        // What the documentation says each is, spelled out independently of the table.
+        for (severity, reason, want) in [
+            ("permanent", "bounce", Hard),
+            ("permanent", "suppress-bounce", Hard),
+            ("permanent", "suppress-unsubscribe", OptOut),
+            ("permanent", "suppress-complaint", OptOut),
+            ("permanent", "espblock", Policy),
+            ("permanent", "old", Soft),
+            // Temporary: may succeed yet, whatever the reason.
+            ("temporary", "generic", Soft),
+            ("temporary", "bounce", Soft),
+            ("temporary", "old", Soft),
+        ] {
+            let e = failed(severity, reason);
+            assert_eq!(e.failure_class, Some(want), "{severity}/{reason}");
+        }
+        // Every row reaches an event through a failure in Mailgun's shape, once each.
+        let mut seen = std::collections::HashSet::new();
+        for (reason, class) in REASON_CLASSES {
+            assert!(seen.insert(reason), "{reason} listed twice");
+            let e = failed("permanent", reason);
+            assert_eq!(e.error_code.as_deref(), Some("550"), "the SMTP code, kept");
+            assert_eq!(
+                e.provider_status,
+                Some(format!("failed/permanent/{reason}"))
+            );
+            assert_eq!(e.failure_class, Some(*class), "{reason}");
+        }
+        assert_eq!(REASON_CLASSES.len(), 6);
+        // generic says nothing; the rest Mailgun has never shown; a severity it does not document.
+        for reason in ["generic", "hardfail", "greylisted", "teleported", ""] {
+            let e = failed("permanent", reason);
+            assert_eq!(e.failure_class, Some(Unknown), "{reason:?}");
+        }
+        assert_eq!(failed("fatal", "bounce").failure_class, Some(Unknown));
+        // Read as the status is: no severity is permanent, no reason generic.
+        let e = decode(serde_json::json!({"event": "failed", "reason": "suppress-complaint"}));
+        assert_eq!(e.failure_class, Some(OptOut));
+        let e = decode(serde_json::json!({"event": "failed", "severity": "permanent"}));
+        assert_eq!(e.failure_class, Some(Unknown));
+        // A complaint is the recipient saying no; a rejection names no documented reason.
+        let e = decode(serde_json::json!({"event": "complained"}));
+        assert_eq!(e.failure_class, Some(OptOut));
+        let e = decode(serde_json::json!({"event": "rejected", "reject": {"reason": "r"}}));
+        assert_eq!(
+            (e.status, e.failure_class),
+            (Some(DeliveryStatus::Failed), None)
+        );
+        for event in ["delivered", "accepted", "unsubscribed"] {
+            let e = decode(serde_json::json!({"event": event}));
+            assert_eq!(e.failure_class, None, "{event}");
+        }
     }
 
     #[test]

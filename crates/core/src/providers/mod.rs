@@ -319,9 +319,12 @@ impl Providers {
         headers: &dyn Headers,
         body: &[u8],
     ) -> Result<DeliveryEvent, DecodeError> {
-        self.get(provider)
+        let mut event = self
+            .get(provider)
             .ok_or_else(|| DecodeError::UnknownProvider(provider.to_owned()))?
-            .decode(headers, body)
+            .decode(headers, body)?;
+        event.settle_class();
+        Ok(event)
     }
 }
 
@@ -427,6 +430,15 @@ pub struct Sample<'a> {
     pub status: SampleStatus,
     /// RFC 3339.
     pub at: &'a str,
+}
+
+/// A provider's failure-class table: its documented codes (in whatever form its file keys them)
+/// and their classes. A code the table does not list is `Unknown`, never a guess.
+pub(crate) fn class_of(table: &[(&str, crate::FailureClass)], code: &str) -> crate::FailureClass {
+    table
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map_or(crate::FailureClass::Unknown, |(_, class)| *class)
 }
 
 /// Serde helper: the first error's code may be a string or a number in providers' JSON.

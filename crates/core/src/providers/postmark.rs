@@ -25,7 +25,7 @@ use super::{
     BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Request, Sample, SampleStatus,
     Setting, Signer, Values,
 };
-use crate::event::{DeliveryEvent, DeliveryStatus, Engagement};
+use crate::event::{DeliveryEvent, DeliveryStatus, Engagement, FailureClass};
 use crate::signature::SignatureError;
 
 pub static POSTMARK: PostmarkKind = PostmarkKind;
@@ -330,6 +330,37 @@ fn bounce_status(kind: &str) -> Option<Option<DeliveryStatus>> {
     })
 }
 
+/// Postmark's bounce types (postmarkapp.com/developer/api/bounce-api#bounce-types) by class,
+/// keyed by `TypeCode` as `error_code` keeps it: the number Postmark's SDKs treat as the stable
+/// name. The table classes every documented type, also those that get no status (an
+/// unsubscribe request, an address change): the status decides whether the class is kept. A
+/// receiving side's spam, virus or challenge gate is `policy`, as is our own DMARC or template.
+/// The descriptions of 100002–100010 were only partly read (their names and numbers match the
+/// SDK): unverified. Types that say nothing of the address (Subscribe 32, AutoResponder 64,
+/// OpenRelayTest 1024, Unknown 2048), a deactivation or suppression that names no reason
+/// (ManuallyDeactivated 100002, SMTPApiError 100007), InboundError 100008 and any other code are
+/// `unknown`.
+const CLASSES: &[(&str, FailureClass)] = {
+    use FailureClass::{Hard, OptOut, Policy, Soft};
+    &[
+        ("1", Hard),        // HardBounce: unknown user, mailbox not found
+        ("2", Soft),        // Transient: delayed, e.g. network trouble
+        ("16", OptOut),     // Unsubscribe: an unsubscribe or remove request
+        ("128", Hard),      // AddressChange: the recipient moved to another address
+        ("256", Soft),      // DnsError: a temporary DNS error
+        ("512", Policy),    // SpamNotification: blocked or filed as spam by the receiver
+        ("4096", Soft),     // SoftBounce: mailbox full, over quota, for now
+        ("8192", Policy),   // VirusNotification: the message was taken for infected
+        ("16384", Policy),  // ChallengeVerification: a spam challenge we must answer
+        ("100000", Hard),   // BadEmailAddress: not a valid email address
+        ("100001", OptOut), // SpamComplaint: the recipient marked it as spam
+        ("100003", OptOut), // Unconfirmed: registration not confirmed (unverified)
+        ("100006", Policy), // Blocked: an ISP block, for content or a blocklist (unverified)
+        ("100009", Policy), // DMARCPolicy: refused by DMARC policy (unverified)
+        ("100010", Policy), // TemplateRenderingFailed: our template (unverified)
+    ]
+};
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Body {
@@ -420,10 +451,16 @@ impl Provider for Postmark {
             occurred_at,
             error_code: None,
             error_description: None,
+            failure_class: None,
+            cost: None,
+            parts: None,
         };
         match record.as_str() {
             "Delivery" => event.status = Some(DeliveryStatus::Delivered),
-            "SpamComplaint" => event.status = Some(DeliveryStatus::Complained),
+            "SpamComplaint" => {
+                event.status = Some(DeliveryStatus::Complained);
+                event.failure_class = Some(FailureClass::OptOut);
+            }
             "Open" => event.engagement = Some(Engagement::Opened),
             "Click" => event.engagement = Some(Engagement::Clicked),
             "Bounce" => {
@@ -433,6 +470,10 @@ impl Provider for Postmark {
                     None => event.unmapped = true,
                 }
                 event.error_code = b.type_code.as_ref().and_then(super::code_to_string);
+                event.failure_class = event
+                    .error_code
+                    .as_deref()
+                    .map(|c| super::class_of(CLASSES, c));
                 event.error_description = b.details.clone().or(b.description.clone());
                 event.provider_status = Some(kind);
             }
@@ -546,6 +587,105 @@ mod tests {
             assert_eq!(e.unmapped, kind == "Unknown", "{kind}");
         }
         assert!(decode(bounce("SomethingNew", 9)).unmapped);
+    }
+
+    /// Every documented bounce `Type` with its `TypeCode`, to build bounces as Postmark sends them.
+    const TYPES: [(&str, u64); 22] = [
+        ("HardBounce", 1),
+        ("Transient", 2),
+        ("Unsubscribe", 16),
+        ("Subscribe", 32),
+        ("AutoResponder", 64),
+        ("AddressChange", 128),
+        ("DnsError", 256),
+        ("SpamNotification", 512),
+        ("OpenRelayTest", 1024),
+        ("Unknown", 2048),
+        ("SoftBounce", 4096),
+        ("VirusNotification", 8192),
+        ("ChallengeVerification", 16384),
+        ("BadEmailAddress", 100000),
+        ("SpamComplaint", 100001),
+        ("ManuallyDeactivated", 100002),
+        ("Unconfirmed", 100003),
+        ("Blocked", 100006),
+        ("SMTPApiError", 100007),
+        ("InboundError", 100008),
+        ("DMARCPolicy", 100009),
+        ("TemplateRenderingFailed", 100010),
+    ];
+
+    fn bounced(kind: &str) -> DeliveryEvent {
+        let (_, code) = TYPES.iter().find(|(k, _)| *k == kind).unwrap();
+        decode(bounce(kind, *code))
+    }
+
+    #[test]
+    fn every_documented_type_code_has_a_class_and_others_are_unknown() {
+        // What the documentation says each is, spelled out independently of the table.
+        for (kind, want) in [
+            ("HardBounce", FailureClass::Hard),
+            ("BadEmailAddress", FailureClass::Hard),
+            ("Transient", FailureClass::Soft),
+            ("SoftBounce", FailureClass::Soft),
+            ("DnsError", FailureClass::Soft),
+            ("SpamNotification", FailureClass::Policy),
+            ("Blocked", FailureClass::Policy),
+            ("DMARCPolicy", FailureClass::Policy),
+            ("SpamComplaint", FailureClass::OptOut),
+            ("Unsubscribe", FailureClass::OptOut),
+        ] {
+            assert_eq!(bounced(kind).failure_class, Some(want), "{kind}");
+        }
+        // Every row reaches an event through a bounce in Postmark's shape, once each.
+        let mut seen = std::collections::HashSet::new();
+        for (code, class) in CLASSES {
+            assert!(seen.insert(code), "{code} listed twice");
+            let (kind, _) = TYPES
+                .iter()
+                .find(|(_, c)| c.to_string() == *code)
+                .unwrap_or_else(|| panic!("{code} is no documented TypeCode"));
+            let e = bounced(kind);
+            assert_eq!(e.error_code.as_deref(), Some(*code));
+            assert_eq!(e.failure_class, Some(*class), "{code} {kind}");
+        }
+        assert_eq!(CLASSES.len(), 15);
+        // Documented, but saying nothing of the address; then codes Postmark does not list.
+        for kind in [
+            "Subscribe",
+            "AutoResponder",
+            "OpenRelayTest",
+            "Unknown",
+            "ManuallyDeactivated",
+            "SMTPApiError",
+            "InboundError",
+        ] {
+            assert_eq!(
+                bounced(kind).failure_class,
+                Some(FailureClass::Unknown),
+                "{kind}"
+            );
+        }
+        for code in [0, 3, 99999] {
+            let e = decode(bounce("SomethingNew", code));
+            assert_eq!(e.failure_class, Some(FailureClass::Unknown), "{code}");
+        }
+        // The code decides, not the name; no code, no class from the table.
+        let e = decode(bounce("SoftBounce", 1));
+        assert_eq!(e.failure_class, Some(FailureClass::Hard));
+        let mut untyped = bounce("HardBounce", 1);
+        untyped.as_object_mut().unwrap().remove("TypeCode");
+        assert_eq!(decode(untyped).failure_class, None);
+        // A SpamComplaint record is the recipient saying no.
+        let c = decode(serde_json::json!({"RecordType": "SpamComplaint", "ID": 7,
+            "Type": "SpamComplaint", "TypeCode": 100001, "MessageID": "m-1",
+            "BouncedAt": "2026-11-20T10:00:00Z"}));
+        assert_eq!(c.failure_class, Some(FailureClass::OptOut));
+        let d = decode(
+            serde_json::json!({"RecordType": "Delivery", "MessageID": "m-1",
+            "Recipient": "a@example.com", "DeliveredAt": "2026-11-20T10:00:00Z"}),
+        );
+        assert_eq!(d.failure_class, None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::{
     BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Request, Sample, SampleStatus,
     Setting, Signer, StoredColumns, Values,
 };
-use crate::event::{DeliveryEvent, DeliveryStatus, Engagement};
+use crate::event::{DeliveryEvent, DeliveryStatus, Engagement, FailureClass};
 use crate::signature::{svix, SignatureError};
 
 /// Resend as a built-in provider.
@@ -228,6 +228,49 @@ struct Failed {
     reason: Option<String>,
 }
 
+/// Resend's bounce types and subtypes (resend.com/docs/dashboard/emails/email-bounces) by class,
+/// keyed `{type}/{subType}` as `error_code` spells them: `General` is both a permanent and a
+/// transient subtype. A transient bounce about the message itself (its size, content or
+/// attachment) is `policy`: sending the same message again will not help. `Undetermined`
+/// (the bounce said too little) and any other pair are `unknown`.
+const BOUNCE_CLASSES: &[(&str, FailureClass)] = {
+    use FailureClass::{Hard, Policy, Soft};
+    &[
+        ("Permanent/General", Hard), // The recipient's provider hard-bounced it
+        ("Permanent/NoEmail", Hard), // No recipient address in the bounce
+        ("Permanent/Suppressed", Hard), // Suppressed after a history of hard bounces
+        ("Permanent/OnAccountSuppressionList", Hard), // Not sent: it hard-bounced before
+        ("Transient/General", Soft), // May be delivered later
+        ("Transient/MailboxFull", Soft), // Inbox full
+        ("Transient/MessageTooLarge", Policy), // Message too large
+        ("Transient/ContentRejected", Policy), // Content the provider does not allow
+        ("Transient/AttachmentRejected", Policy), // Attachment not acceptable
+    ]
+};
+
+/// `failed.reason` values by class. Resend lists no reasons (resend.com/docs/webhooks/emails/
+/// failed names the causes in prose: invalid recipients, API keys, domain verification, quota);
+/// this is the one its example shows. Any other reason is `unknown`.
+const FAILED_CLASSES: &[(&str, FailureClass)] = &[
+    ("reached_daily_quota", FailureClass::Policy), // Our account's daily sending quota
+];
+
+/// The class of a failure, from the field its code came from. A complaint carries no code: it is
+/// the recipient marking the email as spam. `email.suppressed` has no documented values
+/// (resend.com/docs/dashboard/emails/email-suppressions: a past bounce or complaint, not which),
+/// so it is left `unknown`.
+fn failure_class(event_type: &str, data: &Data, code: Option<&str>) -> Option<FailureClass> {
+    if event_type == "email.complained" {
+        return Some(FailureClass::OptOut);
+    }
+    let table = match (&data.bounce, &data.failed) {
+        (Some(_), _) => BOUNCE_CLASSES,
+        (None, Some(_)) => FAILED_CLASSES,
+        (None, None) => return None,
+    };
+    code.map(|c| super::class_of(table, c))
+}
+
 enum Kind {
     Status(DeliveryStatus),
     Engagement(Engagement),
@@ -351,7 +394,7 @@ impl Provider for Resend {
             Some(Kind::Engagement(e)) => (None, Some(e)),
             Some(Kind::NoDelivery) | None => (None, None),
         };
-        let message_id = body.data.email_id.unwrap_or_default();
+        let message_id = body.data.email_id.clone().unwrap_or_default();
         if (status.is_some() || engagement.is_some()) && message_id.is_empty() {
             return Err(DecodeError::Shape("missing data.email_id".into()));
         }
@@ -366,6 +409,7 @@ impl Provider for Resend {
             (None, Some(f)) => (f.reason.clone(), f.reason.clone()),
             (None, None) => (None, None),
         };
+        let failure_class = failure_class(&body.kind, &body.data, error_code.as_deref());
         Ok(DeliveryEvent {
             provider: "resend",
             event_id: event_id.to_owned(),
@@ -379,6 +423,9 @@ impl Provider for Resend {
             occurred_at: body.created_at,
             error_code,
             error_description,
+            failure_class,
+            cost: None,
+            parts: None,
         })
     }
 }
@@ -500,6 +547,97 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(ev.error_code.as_deref(), Some("reached_daily_quota"));
+    }
+
+    fn bounced(kind: &str, sub_type: &str) -> DeliveryEvent {
+        decode(&body(
+            "email.bounced",
+            &format!(r#","bounce":{{"message":"m","subType":"{sub_type}","type":"{kind}"}}"#),
+        ))
+        .unwrap()
+    }
+
+    fn failed(reason: &str) -> DeliveryEvent {
+        decode(&body(
+            "email.failed",
+            &format!(r#","failed":{{"reason":"{reason}"}}"#),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_documented_bounce_and_reason_has_a_class_and_others_are_unknown() {
+        // What the documentation says each is, spelled out independently of the tables.
+        for (kind, sub_type, want) in [
+            ("Permanent", "General", FailureClass::Hard),
+            ("Permanent", "NoEmail", FailureClass::Hard),
+            ("Permanent", "OnAccountSuppressionList", FailureClass::Hard),
+            ("Transient", "General", FailureClass::Soft),
+            ("Transient", "MailboxFull", FailureClass::Soft),
+            ("Transient", "ContentRejected", FailureClass::Policy),
+            ("Transient", "MessageTooLarge", FailureClass::Policy),
+        ] {
+            let ev = bounced(kind, sub_type);
+            assert_eq!(ev.failure_class, Some(want), "{kind}/{sub_type}");
+        }
+        assert_eq!(
+            failed("reached_daily_quota").failure_class,
+            Some(FailureClass::Policy)
+        );
+        // Every row reaches an event through a webhook in Resend's shape, once each.
+        let mut seen = std::collections::HashSet::new();
+        for (code, class) in BOUNCE_CLASSES {
+            assert!(seen.insert(code), "{code} listed twice");
+            let (kind, sub_type) = code.split_once('/').unwrap();
+            let ev = bounced(kind, sub_type);
+            assert_eq!(ev.error_code.as_deref(), Some(*code));
+            assert_eq!(ev.failure_class, Some(*class), "{code}");
+        }
+        for (code, class) in FAILED_CLASSES {
+            assert!(seen.insert(code), "{code} listed twice");
+            let ev = failed(code);
+            assert_eq!(ev.error_code.as_deref(), Some(*code));
+            assert_eq!(ev.failure_class, Some(*class), "{code}");
+        }
+        assert_eq!((BOUNCE_CLASSES.len(), FAILED_CLASSES.len()), (9, 1));
+        // Undetermined is Resend saying it cannot tell; a subtype under the other type is not the
+        // same code.
+        for (kind, sub_type) in [
+            ("Undetermined", "Undetermined"),
+            ("Permanent", "MailboxFull"),
+            ("Transient", "NoEmail"),
+            ("Permanent", "Teleported"),
+        ] {
+            let ev = bounced(kind, sub_type);
+            assert_eq!(
+                ev.failure_class,
+                Some(FailureClass::Unknown),
+                "{kind}/{sub_type}"
+            );
+        }
+        assert_eq!(
+            failed("Permanent/General").failure_class,
+            Some(FailureClass::Unknown)
+        );
+        assert_eq!(
+            failed("no_such_reason").failure_class,
+            Some(FailureClass::Unknown)
+        );
+        let only_type = decode(&body("email.bounced", r#","bounce":{"type":"Permanent"}"#));
+        assert_eq!(
+            only_type.unwrap().failure_class,
+            Some(FailureClass::Unknown)
+        );
+        // A complaint is the recipient saying no; a suppression names nothing documented.
+        let ev = decode(&body("email.complained", "")).unwrap();
+        assert_eq!(ev.failure_class, Some(FailureClass::OptOut));
+        let suppressed = r#","suppressed":{"type":"Bounced","message":"m"}"#;
+        let ev = decode(&body("email.suppressed", suppressed)).unwrap();
+        assert_eq!((ev.error_code, ev.failure_class), (None, None));
+        assert_eq!(
+            decode(&body("email.failed", "")).unwrap().failure_class,
+            None
+        );
     }
 
     #[test]

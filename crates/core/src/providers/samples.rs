@@ -25,7 +25,8 @@ pub fn telnyx_body(event_id: &str, message_id: &str, status: &str, occurred_at: 
                 "id": message_id,
                 "to": [{"phone_number": "+13125550123", "status": status, "carrier": "T-MOBILE USA, INC.", "line_type": "Wireless"}],
                 "type": "SMS",
-                "parts": 1
+                "parts": 1,
+                "cost": {"amount": "0.0040", "currency": "USD"}
             },
             "record_type": "event"
         },

@@ -33,7 +33,7 @@ use super::{
     BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Request, Sample, SampleStatus,
     Setting, Signer, Values,
 };
-use crate::event::{DeliveryEvent, DeliveryStatus, Engagement};
+use crate::event::{DeliveryEvent, DeliveryStatus, Engagement, FailureClass};
 use crate::signature::{check_timestamp, SignatureError};
 
 pub static SENDGRID: SendGridKind = SendGridKind;
@@ -293,6 +293,74 @@ struct Event {
     kind: Option<String>,
     reason: Option<String>,
     status: Option<serde_json::Value>,
+    /// On a bounce, when Bounce & Block Classifications is on in the account's Mail Settings.
+    bounce_classification: Option<String>,
+}
+
+/// A bounce's `type` by class, for a bounce without a classification (the Event Webhook
+/// reference, twilio.com/docs/sendgrid/for-developers/tracking-events/event): `bounce`, the
+/// receiving server will not take mail for the address; `blocked`, it will not for now.
+const BOUNCE_TYPE_CLASSES: &[(&str, FailureClass)] = &[
+    ("bounce", FailureClass::Hard),
+    ("blocked", FailureClass::Soft),
+];
+
+/// `bounce_classification` by class (twilio.com/docs/sendgrid/ui/analytics-and-reporting/
+/// bounce-and-block-classifications). It decides over `type` when present: SendGrid read the
+/// receiving server's answer. The page defines only Invalid Address in full; the others are
+/// classed by what their names say (unverified). The Bounces API spells one `Technical Failure`
+/// where the webhook's examples say `Technical`: both are listed. `Unclassified` (SendGrid could
+/// not tell) and any other value are `unknown`.
+const CLASSIFICATION_CLASSES: &[(&str, FailureClass)] = {
+    use FailureClass::{Hard, Policy, Soft};
+    &[
+        ("Invalid Address", Hard),     // Malformed, or the mailbox does not exist
+        ("Mailbox Unavailable", Soft), // Full, disabled or unavailable for now
+        ("Technical", Soft),           // DNS, connection, protocol: not the address
+        ("Technical Failure", Soft),   // The same, as the Bounces API spells it
+        ("Content", Policy),           // Refused for the message's content
+        ("Reputation", Policy),        // Refused for the sender's IP or domain
+        ("Frequency or Volume Too High", Soft), // The receiver's rate limits
+    ]
+};
+
+/// A `dropped` event's `reason` by class (the Event Webhook reference and
+/// docs.sendgrid.com/glossary/drops): never sent. The address on a suppression list is its
+/// reason for being there; the rest are about what we sent or our account. Any other reason
+/// (the glossary's Marketing Campaigns duplicate has no documented string) is `unknown`.
+const DROP_CLASSES: &[(&str, FailureClass)] = {
+    use FailureClass::{Hard, OptOut, Policy};
+    &[
+        ("Bounced Address", Hard),          // On the bounce list: bounced before
+        ("Invalid", Hard),                  // On the invalid emails list
+        ("Unsubscribed Address", OptOut),   // On a global or group unsubscribe list
+        ("Spam Reporting Address", OptOut), // On the spam report list
+        ("Spam Content", Policy),           // Flagged by the Spam Checker
+        ("Invalid SMTPAPI header", Policy), // Our X-SMTPAPI header is malformed
+        ("Recipient List over Package Quota", Policy), // Over our plan's quota
+    ]
+};
+
+/// The event's class, from the field SendGrid documents for its kind. A spam report is the
+/// recipient saying no and carries nothing more to read.
+fn failure_class(e: &Event) -> Option<FailureClass> {
+    match e.event.as_str() {
+        "bounce" => {
+            let classification = e.bounce_classification.as_deref().filter(|c| !c.is_empty());
+            // A bounce without a type is a bounce, as the decoder reads it.
+            let kind = e.kind.as_deref().unwrap_or("bounce");
+            Some(match classification {
+                Some(c) => super::class_of(CLASSIFICATION_CLASSES, c),
+                None => super::class_of(BOUNCE_TYPE_CLASSES, kind),
+            })
+        }
+        "dropped" => e
+            .reason
+            .as_deref()
+            .map(|r| super::class_of(DROP_CLASSES, r)),
+        "spamreport" => Some(FailureClass::OptOut),
+        _ => None,
+    }
 }
 
 /// An event without `sg_event_id` (SendGrid has sent some): an id from its bytes, so the same
@@ -378,6 +446,7 @@ impl Provider for SendGrid {
             }
             _ => String::new(),
         };
+        let failure_class = failure_class(&e);
         let mut event = DeliveryEvent {
             provider: "sendgrid",
             event_id: e
@@ -394,6 +463,9 @@ impl Provider for SendGrid {
             occurred_at,
             error_code: e.status.as_ref().and_then(super::code_to_string),
             error_description: e.reason.clone(),
+            failure_class,
+            cost: None,
+            parts: None,
         };
         use DeliveryStatus::*;
         match e.event.as_str() {
@@ -541,6 +613,108 @@ mod tests {
         orphan.as_object_mut().unwrap().remove("sg_message_id");
         let o = decode(orphan);
         assert_eq!((o.status, o.message_id.as_str()), (None, ""));
+    }
+
+    fn bounce(kind: &str, classification: Option<&str>) -> DeliveryEvent {
+        let mut extra = serde_json::json!({"type": kind, "status": "5.1.1",
+            "reason": "550 5.1.1 The email account that you tried to reach does not exist."});
+        if let Some(c) = classification {
+            extra["bounce_classification"] = c.into();
+        }
+        decode(event("bounce", extra))
+    }
+
+    fn dropped(reason: &str) -> DeliveryEvent {
+        decode(event(
+            "dropped",
+            serde_json::json!({"reason": reason, "status": "5.0.0"}),
+        ))
+    }
+
+    #[test]
+    fn every_documented_bounce_and_drop_reason_has_a_class_and_others_are_unknown() {
+        use FailureClass::*;
+        // What the documentation says each is, spelled out independently of the tables.
+        for (kind, classification, want) in [
+            ("bounce", None, Hard),
+            ("blocked", None, Soft),
+            ("bounce", Some("Invalid Address"), Hard),
+            ("bounce", Some("Mailbox Unavailable"), Soft),
+            ("blocked", Some("Technical"), Soft),
+            ("blocked", Some("Frequency or Volume Too High"), Soft),
+            ("blocked", Some("Reputation"), Policy),
+            ("blocked", Some("Content"), Policy),
+        ] {
+            let e = bounce(kind, classification);
+            assert_eq!(e.failure_class, Some(want), "{kind} {classification:?}");
+        }
+        for (reason, want) in [
+            ("Bounced Address", Hard),
+            ("Invalid", Hard),
+            ("Unsubscribed Address", OptOut),
+            ("Spam Reporting Address", OptOut),
+            ("Spam Content", Policy),
+            ("Recipient List over Package Quota", Policy),
+        ] {
+            assert_eq!(dropped(reason).failure_class, Some(want), "{reason}");
+        }
+        let spam = decode(event("spamreport", serde_json::json!({})));
+        assert_eq!(spam.failure_class, Some(OptOut));
+        // Every row reaches an event through one in SendGrid's shape, once each.
+        let mut seen = std::collections::HashSet::new();
+        for (kind, class) in BOUNCE_TYPE_CLASSES {
+            assert!(seen.insert(kind), "{kind} listed twice");
+            let e = bounce(kind, None);
+            assert_eq!(e.provider_status.as_deref(), Some(*kind));
+            assert_eq!(e.error_code.as_deref(), Some("5.1.1"));
+            assert_eq!(e.failure_class, Some(*class), "{kind}");
+        }
+        for (classification, class) in CLASSIFICATION_CLASSES {
+            assert!(seen.insert(classification), "{classification} listed twice");
+            // The classification decides, whichever the type.
+            for kind in ["bounce", "blocked"] {
+                let e = bounce(kind, Some(*classification));
+                assert_eq!(e.failure_class, Some(*class), "{kind} {classification}");
+            }
+        }
+        for (reason, class) in DROP_CLASSES {
+            assert!(seen.insert(reason), "{reason} listed twice");
+            let e = dropped(reason);
+            assert_eq!(e.error_description.as_deref(), Some(*reason));
+            assert_eq!(e.error_code.as_deref(), Some("5.0.0"));
+            assert_eq!(e.failure_class, Some(*class), "{reason}");
+        }
+        assert_eq!(
+            (
+                BOUNCE_TYPE_CLASSES.len(),
+                CLASSIFICATION_CLASSES.len(),
+                DROP_CLASSES.len()
+            ),
+            (2, 7, 7)
+        );
+        // Unclassified is SendGrid saying it cannot tell; the rest are not documented.
+        for classification in ["Unclassified", "Teleported", "invalid address"] {
+            let e = bounce("bounce", Some(classification));
+            assert_eq!(e.failure_class, Some(Unknown), "{classification}");
+        }
+        assert_eq!(bounce("teleported", None).failure_class, Some(Unknown));
+        for reason in ["Duplicate", "Bounced", "Invalid Address", ""] {
+            assert_eq!(dropped(reason).failure_class, Some(Unknown), "{reason:?}");
+        }
+        // No type is a bounce, as the status says; an empty classification is none.
+        let untyped = decode(event("bounce", serde_json::json!({"status": "5.1.1"})));
+        assert_eq!(untyped.failure_class, Some(Hard));
+        assert_eq!(bounce("blocked", Some("")).failure_class, Some(Soft));
+        let no_reason = decode(event("dropped", serde_json::json!({})));
+        assert_eq!(no_reason.failure_class, None);
+        // Not failures, or no class of their own: none.
+        for name in ["deferred", "delivered", "unsubscribe", "group_unsubscribe"] {
+            let e = decode(event(
+                name,
+                serde_json::json!({"reason": "Bounced Address"}),
+            ));
+            assert_eq!(e.failure_class, None, "{name}");
+        }
     }
 
     #[test]

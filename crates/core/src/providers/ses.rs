@@ -42,7 +42,7 @@ use super::{
     BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Request, Sample, SampleStatus,
     Setting, Signer, Values,
 };
-use crate::event::{DeliveryEvent, DeliveryStatus, Engagement};
+use crate::event::{DeliveryEvent, DeliveryStatus, Engagement, FailureClass};
 use crate::signature::SignatureError;
 
 pub static SES: SesKind = SesKind;
@@ -526,6 +526,59 @@ fn bounce_status(kind: &str, sub: &str) -> DeliveryStatus {
     }
 }
 
+/// SES's bounce types and subtypes (docs.aws.amazon.com/ses/latest/dg/notification-contents.html,
+/// "Bounce types") by class, keyed `{bounceType}/{bounceSubType}` as `provider_status` spells
+/// them after `Bounce/`: `General` is both a permanent and a transient subtype. (`error_code` is
+/// the recipient's enhanced status code, which SES does not class.) A transient bounce about the
+/// message itself (its size, content or attachment) is `policy`: the same message will not do
+/// better. `Undetermined` (SES could not tell) and any other pair are `unknown`.
+const BOUNCE_CLASSES: &[(&str, FailureClass)] = {
+    use FailureClass::{Hard, Policy, Soft};
+    &[
+        ("Permanent/General", Hard),    // Hard bounce: remove the address
+        ("Permanent/NoEmail", Hard),    // The address does not exist
+        ("Permanent/Suppressed", Hard), // On SES's global list: a history of hard bounces
+        // On our account's suppression list, not attempted. The list holds bounces and
+        // complaints alike and the bounce does not say which: hard, as SES files it permanent.
+        ("Permanent/OnAccountSuppressionList", Hard),
+        ("Transient/General", Soft), // May succeed later (auto-replies land here too)
+        ("Transient/MailboxFull", Soft), // Inbox full
+        ("Transient/MessageTooLarge", Policy), // Message too large
+        ("Transient/ContentRejected", Policy), // Content the receiver does not allow
+        ("Transient/AttachmentRejected", Policy), // Attachment not acceptable
+    ]
+};
+
+/// A complaint's `complaintFeedbackType` (the ARF Feedback-Type values SES lists on the same
+/// page) by class. A complaint is the recipient (or their provider, for them) saying no, except
+/// for the reports about what we sent. `not-spam` (a report taking a complaint back) and any
+/// other value are `unknown`.
+const COMPLAINT_CLASSES: &[(&str, FailureClass)] = {
+    use FailureClass::{OptOut, Policy};
+    &[
+        ("abuse", OptOut),        // Unsolicited email or other abuse
+        ("auth-failure", Policy), // An authentication failure report: our SPF/DKIM/DMARC
+        ("fraud", OptOut),        // Fraud or phishing reported
+        ("other", OptOut),        // Any other feedback: still counted as a complaint
+        ("virus", Policy),        // A virus found in what we sent
+    ]
+};
+
+/// A `Reject`'s `reject.reason` (docs.aws.amazon.com/ses/latest/dg/
+/// event-publishing-retrieving-sns-contents.html) by class: SES found a virus and did not send.
+/// The only documented reason; any other is `unknown`.
+const REJECT_CLASSES: &[(&str, FailureClass)] = &[("Bad content", FailureClass::Policy)];
+
+/// A complaint's class. Without a feedback report (SES attaches one only when the reporter sent
+/// one), or on a complaint SES records for an address on our account's suppression list
+/// (`complaintSubType`), it is the complaint it is reported as.
+fn complaint_class(complaint: &Value) -> FailureClass {
+    match complaint["complaintFeedbackType"].as_str() {
+        Some(t) => super::class_of(COMPLAINT_CLASSES, t),
+        None => FailureClass::OptOut,
+    }
+}
+
 impl Provider for Ses {
     fn name(&self) -> &'static str {
         "ses"
@@ -664,6 +717,9 @@ impl Provider for Ses {
             occurred_at: sns_time,
             error_code: None,
             error_description: None,
+            failure_class: None,
+            cost: None,
+            parts: None,
         };
         if field(&m, "Type") != Some("Notification") {
             // A subscription confirmed or ended: stored, about no message.
@@ -705,6 +761,10 @@ impl Provider for Ses {
             "Send" => (Some(Sent), None, None),
             "Reject" => {
                 event.error_description = block("reject")["reason"].as_str().map(str::to_owned);
+                event.failure_class = event
+                    .error_description
+                    .as_deref()
+                    .map(|r| super::class_of(REJECT_CLASSES, r));
                 (Some(Failed), None, None)
             }
             "Bounce" => {
@@ -714,12 +774,17 @@ impl Provider for Ses {
                     b["bounceSubType"].as_str().unwrap_or("Undetermined"),
                 );
                 event.provider_status = Some(format!("Bounce/{t}/{sub}"));
+                // The notification's, so every recipient split from it gets the same.
+                event.failure_class = Some(super::class_of(BOUNCE_CLASSES, &format!("{t}/{sub}")));
                 let r = of_recipient(&b["bouncedRecipients"]);
                 event.error_code = r["status"].as_str().map(str::to_owned);
                 event.error_description = r["diagnosticCode"].as_str().map(str::to_owned);
                 (Some(bounce_status(t, sub)), None, time_of("bounce"))
             }
-            "Complaint" => (Some(Complained), None, time_of("complaint")),
+            "Complaint" => {
+                event.failure_class = Some(complaint_class(block("complaint")));
+                (Some(Complained), None, time_of("complaint"))
+            }
             "Delivery" => {
                 event.error_description = block("delivery")["smtpResponse"]
                     .as_str()
@@ -739,6 +804,8 @@ impl Provider for Ses {
             "Rendering Failure" => {
                 event.error_description =
                     block("failure")["errorMessage"].as_str().map(str::to_owned);
+                // Our template and its data did not agree: refused for what we sent.
+                event.failure_class = Some(FailureClass::Policy);
                 (Some(Failed), None, None)
             }
             "Open" => (None, Some(Engagement::Opened), time_of("open")),
@@ -847,6 +914,12 @@ mod tests {
         assert!(events
             .iter()
             .all(|e| e.status == Some(DeliveryStatus::Bounced)));
+        assert!(
+            events
+                .iter()
+                .all(|e| e.failure_class == Some(FailureClass::Hard)),
+            "each recipient gets the notification's class"
+        );
         assert_eq!(events[0].occurred_at.timestamp(), 1_795_168_801);
         // Each part keeps the notification verbatim.
         let part: serde_json::Value = serde_json::from_slice(&parts[0]).unwrap();
@@ -863,6 +936,148 @@ mod tests {
             (e.status, e.message_id.as_str(), e.event_id.as_str()),
             (Some(DeliveryStatus::Sent), "m-2:a@x.test", "sns-2")
         );
+    }
+
+    /// An SES event about one recipient, as SNS delivers it.
+    fn notification(ses: Value) -> DeliveryEvent {
+        let sns = serde_json::json!({"Type": "Notification", "MessageId": "sns-1", "TopicArn": "t",
+            "Message": ses.to_string(), "Timestamp": "2026-11-20T10:00:02.000Z"});
+        SES.decoder()
+            .decode(&super::super::NO_HEADERS, sns.to_string().as_bytes())
+            .unwrap()
+    }
+
+    fn mail() -> Value {
+        serde_json::json!({"messageId": "m-1", "timestamp": "2026-11-20T10:00:00.000Z",
+            "source": "sender@example.com", "destination": ["a@x.test"]})
+    }
+
+    fn bounce(kind: &str, sub: &str) -> DeliveryEvent {
+        notification(serde_json::json!({"eventType": "Bounce", "mail": mail(),
+            "bounce": {"bounceType": kind, "bounceSubType": sub,
+                "timestamp": "2026-11-20T10:00:01.000Z", "feedbackId": "f-1",
+                "bouncedRecipients": [{"emailAddress": "a@x.test",
+                    "action": "failed", "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1"}]}}))
+    }
+
+    fn complaint(feedback: Option<&str>, sub: Option<&str>) -> DeliveryEvent {
+        let mut c = serde_json::json!({"complainedRecipients": [{"emailAddress": "a@x.test"}],
+            "timestamp": "2026-11-20T10:00:01.000Z", "feedbackId": "f-1",
+            "complaintSubType": sub});
+        if let Some(f) = feedback {
+            c["complaintFeedbackType"] = f.into();
+            c["userAgent"] = "ExampleCorp Feedback Loop (V0.01)".into();
+        }
+        notification(
+            serde_json::json!({"notificationType": "Complaint", "mail": mail(),
+            "complaint": c}),
+        )
+    }
+
+    #[test]
+    fn every_documented_bounce_and_complaint_has_a_class_and_others_are_unknown() {
+        // What the documentation says each is, spelled out independently of the tables.
+        for (kind, sub, want) in [
+            ("Permanent", "General", FailureClass::Hard),
+            ("Permanent", "NoEmail", FailureClass::Hard),
+            ("Permanent", "Suppressed", FailureClass::Hard),
+            ("Transient", "General", FailureClass::Soft),
+            ("Transient", "MailboxFull", FailureClass::Soft),
+            ("Transient", "ContentRejected", FailureClass::Policy),
+            ("Transient", "AttachmentRejected", FailureClass::Policy),
+        ] {
+            assert_eq!(bounce(kind, sub).failure_class, Some(want), "{kind}/{sub}");
+        }
+        for (feedback, sub, want) in [
+            (Some("abuse"), None, FailureClass::OptOut),
+            (Some("fraud"), None, FailureClass::OptOut),
+            (Some("virus"), None, FailureClass::Policy),
+            (Some("auth-failure"), None, FailureClass::Policy),
+            (None, None, FailureClass::OptOut),
+            (None, Some("OnAccountSuppressionList"), FailureClass::OptOut),
+        ] {
+            let e = complaint(feedback, sub);
+            assert_eq!(e.status, Some(DeliveryStatus::Complained));
+            assert_eq!(e.failure_class, Some(want), "{feedback:?} {sub:?}");
+        }
+        let reject = serde_json::json!({"eventType": "Reject", "mail": mail(),
+            "reject": {"reason": "Bad content"}});
+        assert_eq!(
+            notification(reject).failure_class,
+            Some(FailureClass::Policy)
+        );
+        let rendering = serde_json::json!({"eventType": "Rendering Failure", "mail": mail(),
+            "failure": {"templateName": "Welcome",
+                "errorMessage": "Attribute 'name' is not present in the rendering data."}});
+        assert_eq!(
+            notification(rendering).failure_class,
+            Some(FailureClass::Policy)
+        );
+        // Every row reaches an event through a notification in SES's shape, once each.
+        let mut seen = std::collections::HashSet::new();
+        for (code, class) in BOUNCE_CLASSES {
+            assert!(seen.insert(code), "{code} listed twice");
+            let (kind, sub) = code.split_once('/').unwrap();
+            let e = bounce(kind, sub);
+            assert_eq!(e.provider_status, Some(format!("Bounce/{code}")));
+            assert_eq!(
+                e.error_code.as_deref(),
+                Some("5.1.1"),
+                "the recipient's code, kept"
+            );
+            assert_eq!(e.failure_class, Some(*class), "{code}");
+        }
+        for (code, class) in COMPLAINT_CLASSES {
+            assert!(seen.insert(code), "{code} listed twice");
+            assert_eq!(
+                complaint(Some(*code), None).failure_class,
+                Some(*class),
+                "{code}"
+            );
+        }
+        for (code, class) in REJECT_CLASSES {
+            assert!(seen.insert(code), "{code} listed twice");
+            let e = notification(serde_json::json!({"eventType": "Reject", "mail": mail(),
+                "reject": {"reason": code}}));
+            assert_eq!(e.error_description.as_deref(), Some(*code));
+            assert_eq!(e.failure_class, Some(*class), "{code}");
+        }
+        assert_eq!(
+            (
+                BOUNCE_CLASSES.len(),
+                COMPLAINT_CLASSES.len(),
+                REJECT_CLASSES.len()
+            ),
+            (9, 5, 1)
+        );
+        // SES saying it cannot tell, a subtype under the other type, a value SES does not list.
+        for (kind, sub) in [
+            ("Undetermined", "Undetermined"),
+            ("Permanent", "MailboxFull"),
+            ("Transient", "NoEmail"),
+            ("Permanent", "Teleported"),
+        ] {
+            let e = bounce(kind, sub);
+            assert_eq!(e.failure_class, Some(FailureClass::Unknown), "{kind}/{sub}");
+        }
+        let untyped = notification(serde_json::json!({"eventType": "Bounce", "mail": mail(),
+            "bounce": {"bouncedRecipients": [{"emailAddress": "a@x.test"}]}}));
+        assert_eq!(untyped.failure_class, Some(FailureClass::Unknown));
+        for feedback in ["not-spam", "teleported"] {
+            let e = complaint(Some(feedback), None);
+            assert_eq!(e.failure_class, Some(FailureClass::Unknown), "{feedback}");
+        }
+        let other = notification(serde_json::json!({"eventType": "Reject", "mail": mail(),
+            "reject": {"reason": "Something else"}}));
+        assert_eq!(other.failure_class, Some(FailureClass::Unknown));
+        // Not failures: no class.
+        let delay = serde_json::json!({"eventType": "DeliveryDelay", "mail": mail(),
+            "deliveryDelay": {"delayType": "MailboxFull", "timestamp": "2026-11-20T10:00:01.000Z",
+                "delayedRecipients": [{"emailAddress": "a@x.test", "status": "4.2.2"}]}});
+        assert_eq!(notification(delay).failure_class, None);
+        let delivery = serde_json::json!({"eventType": "Delivery", "mail": mail(),
+            "delivery": {"timestamp": "2026-11-20T10:00:01.000Z", "recipients": ["a@x.test"]}});
+        assert_eq!(notification(delivery).failure_class, None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::{
     code_to_string, BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Request,
     Sample, SampleStatus, Setting, Signer, Values,
 };
-use crate::event::{AddressOutcome, DeliveryEvent, DeliveryStatus};
+use crate::event::{AddressOutcome, Cost, DeliveryEvent, DeliveryStatus, FailureClass};
 use crate::signature::{ed25519, SignatureError};
 
 /// Telnyx's signature headers.
@@ -234,6 +234,31 @@ struct Payload {
     to: Vec<To>,
     #[serde(default)]
     errors: Vec<ApiError>,
+    /// `{amount, currency}` or null; the amount is a decimal string (a number in some of
+    /// Telnyx's examples, so either is read by its text).
+    #[serde(default)]
+    cost: Option<ApiCost>,
+    #[serde(default)]
+    parts: Option<i32>,
+}
+
+#[derive(Deserialize)]
+struct ApiCost {
+    #[serde(default)]
+    amount: serde_json::Value,
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+impl ApiCost {
+    fn cost(&self) -> Option<Cost> {
+        let amount = match &self.amount {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        Cost::new(&amount, self.currency.as_deref()?)
+    }
 }
 
 #[derive(Deserialize)]
@@ -267,6 +292,91 @@ fn status(s: &str) -> Option<DeliveryStatus> {
         _ => return None,
     })
 }
+
+/// Telnyx's documented messaging error codes (developers.telnyx.com/docs/messaging/messages/
+/// error-codes: delivery errors 400xx, 10DLC and toll-free, number provisioning 401xx, request
+/// and configuration 403xx) by class. Codes about our own sender, account, registration or
+/// content are `policy`; throughput and carrier outages `soft`, as Telnyx lists them retriable.
+/// `errors[].code` is a string of digits. Any other code is `unknown`.
+const CLASSES: &[(&str, FailureClass)] = {
+    use FailureClass::{Hard, OptOut, Policy, Soft};
+    &[
+        ("40001", Hard),   // Not routable: a landline or non-routable wireless number
+        ("40002", Policy), // Blocked as spam (temporary)
+        ("40003", Policy), // Blocked as spam (permanent): the sending number
+        ("40004", Soft),   // Rejected by destination, for no given reason: retry after a delay
+        ("40005", Soft),   // Message expired during transmission
+        ("40006", Soft),   // Recipient server unavailable
+        ("40007", Policy), // Loop detected
+        ("40008", Soft),   // Undeliverable: Telnyx retries it itself
+        ("40009", Policy), // Invalid message body
+        ("40010", Policy), // Not 10DLC registered
+        ("40011", Soft),   // Too many requests: the carrier's throughput
+        ("40012", Hard),   // Invalid destination number
+        ("40013", Policy), // Invalid source number
+        ("40014", Soft),   // Expired in queue
+        ("40015", Policy), // Blocked as spam (internal)
+        ("40016", Policy), // T-Mobile 10DLC daily sending limit reached
+        ("40017", Policy), // AT&T 10DLC spam message rejected
+        ("40018", Soft),   // AT&T 10DLC sending limit (parts per minute)
+        ("40019", Policy), // AT&T invalid tag data
+        ("40020", Policy), // Artificial traffic inflation
+        ("40100", Policy), // Not messaging enabled
+        ("40150", Policy), // Not in voice registry
+        ("40151", Policy), // Enablement pending elsewhere
+        ("40155", Policy), // LOA required
+        ("40300", OptOut), // Blocked due to STOP message
+        ("40301", Hard),   // Unsupported message type for the 'to' address
+        ("40302", Policy), // Message too large
+        ("40304", Policy), // Invalid combination of content
+        ("40305", Policy), // Invalid 'from' address
+        ("40306", Policy), // Alpha sender not configured
+        ("40307", Policy), // Alpha sender mismatch
+        ("40308", Policy), // Invalid 'from' address for MMS
+        ("40309", Policy), // Invalid destination region
+        ("40310", Hard),   // Invalid 'to' address
+        ("40311", Policy), // Invalid messaging profile secret
+        ("40312", Policy), // Messaging profile disabled
+        ("40313", Policy), // Missing messaging profile secret
+        ("40314", Policy), // Messaging disabled on account
+        ("40315", Policy), // Unhealthy 'from' address
+        ("40316", Policy), // No content
+        ("40317", Policy), // Invalid MMS content
+        ("40318", Soft),   // Message queue full
+        ("40319", Hard),   // Incompatible message type for the 'to' address
+        ("40320", Soft),   // Temporarily unusable 'from' address
+        ("40321", Policy), // No usable numbers on the messaging profile
+        ("40322", Policy), // Blocked due to content
+        ("40323", Policy), // Activation failed
+        ("40325", Policy), // Invalid alpha sender ID
+        ("40328", Policy), // SMS too large
+        ("40329", Policy), // Toll-free not verified
+        ("40330", Policy), // Toll-free not provisioned
+        ("40331", Policy), // Missing whitelist
+        ("40333", Policy), // Spend limit reached
+        ("10001", Hard),   // Inactive phone number
+        ("10002", Hard),   // Invalid phone number
+        ("10016", Hard),   // Phone number must be in E.164
+        ("10011", Soft),   // Too many requests
+        ("10007", Soft),   // Unexpected error
+        ("10003", Policy), // Malformed request (10003–10006, 10015)
+        ("10004", Policy),
+        ("10005", Policy),
+        ("10006", Policy),
+        ("10015", Policy),
+        ("10009", Policy), // Authentication (10009, 10010, 20002, 20006)
+        ("10010", Policy),
+        ("20002", Policy),
+        ("20006", Policy),
+        ("20012", Policy), // Account inactive
+        ("20013", Policy), // Account blocked
+        ("20014", Policy), // Not verified (20014, 20016, 20017)
+        ("20016", Policy),
+        ("20017", Policy),
+        ("20015", Policy), // Feature not enabled
+        ("20100", Policy), // Insufficient funds
+    ]
+};
 
 /// The outbound types whose `to[].status` is a delivery status.
 const STATUS_TYPES: [&str; 2] = ["message.sent", "message.finalized"];
@@ -335,6 +445,11 @@ impl Provider for Telnyx {
             occurred_at: data.occurred_at,
             error_code: error.and_then(|e| code_to_string(&e.code)),
             error_description: error.and_then(|e| e.detail.clone().or_else(|| e.title.clone())),
+            failure_class: error
+                .and_then(|e| code_to_string(&e.code))
+                .map(|c| super::class_of(CLASSES, &c)),
+            cost: data.payload.cost.as_ref().and_then(ApiCost::cost),
+            parts: data.payload.parts.filter(|p| *p > 0),
         };
         if !STATUS_TYPES.contains(&event.event_type.as_str()) {
             // No delivery status (an inbound message), or a type Telnyx added since.
@@ -488,6 +603,89 @@ mod tests {
             ev.error_description.as_deref(),
             Some("The destination is unreachable.")
         );
+    }
+
+    fn failed_with(code: &str) -> DeliveryEvent {
+        decode(&finalized(
+            "delivery_failed",
+            &format!(r#"[{{"code":"{code}","title":"t","detail":"d"}}]"#),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_documented_error_code_has_a_class_and_others_are_unknown() {
+        // What the documentation says each group is, spelled out independently of the table.
+        for (code, want) in [
+            ("40001", FailureClass::Hard),
+            ("40012", FailureClass::Hard),
+            ("40310", FailureClass::Hard),
+            ("40006", FailureClass::Soft),
+            ("40008", FailureClass::Soft),
+            ("40018", FailureClass::Soft),
+            ("40002", FailureClass::Policy),
+            ("40010", FailureClass::Policy),
+            ("40322", FailureClass::Policy),
+            ("40333", FailureClass::Policy),
+            ("40300", FailureClass::OptOut),
+        ] {
+            assert_eq!(failed_with(code).failure_class, Some(want), "{code}");
+        }
+        // Every row reaches an event through a fixture in Telnyx's shape, once each.
+        let mut seen = std::collections::HashSet::new();
+        for (code, class) in CLASSES {
+            assert!(seen.insert(code), "{code} listed twice");
+            let ev = failed_with(code);
+            assert_eq!(ev.error_code.as_deref(), Some(*code));
+            assert_eq!(ev.failure_class, Some(*class), "{code}");
+        }
+        assert_eq!(CLASSES.len(), 74);
+        for code in ["49999", "", "40000"] {
+            assert_eq!(failed_with(code).failure_class, Some(FailureClass::Unknown));
+        }
+        // A number where Telnyx documents a string is the same code.
+        let ev = decode(&finalized(
+            "delivery_failed",
+            r#"[{"code":40300,"title":"STOP"}]"#,
+        ))
+        .unwrap();
+        assert_eq!(ev.failure_class, Some(FailureClass::OptOut));
+        // No code at all: none from the table; the registry settles it as unknown.
+        assert_eq!(
+            decode(&finalized("expired", "[]")).unwrap().failure_class,
+            None
+        );
+    }
+
+    #[test]
+    fn cost_and_parts_as_telnyx_sends_them() {
+        let with = |extra: &str| {
+            let body = finalized("delivered", "[]")
+                .replace(r#""type":"SMS","#, &format!(r#""type":"SMS",{extra}"#));
+            decode(&body).unwrap()
+        };
+        let ev = with(r#""cost":{"amount":"0.0051","currency":"USD"},"parts":2,"#);
+        assert_eq!(
+            ev.cost,
+            Some(Cost {
+                amount: "0.0051".into(),
+                currency: "USD".into()
+            })
+        );
+        assert_eq!(ev.parts, Some(2));
+        // One of Telnyx's examples has the amount as a JSON number.
+        let ev = with(r#""cost":{"amount":0.0051,"currency":"USD"},"#);
+        assert_eq!(ev.cost.unwrap().amount, "0.0051");
+        for none in [
+            r#""cost":null,"#,
+            r#""cost":{"amount":null,"currency":"USD"},"#,
+            r#""cost":{"amount":"n/a","currency":"USD"},"#,
+            "",
+        ] {
+            let ev = with(none);
+            assert_eq!(ev.cost, None, "{none}");
+            assert_eq!(ev.parts, None);
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use super::{
     BuiltIn, ConfigError, DecodeError, Envelope, Headers, Provider, Request, Sample, SampleStatus,
     Setting, Signer, StoredColumns, Values, EVENT_TIME, RECEIVED_AT,
 };
-use crate::event::{DeliveryEvent, DeliveryStatus};
+use crate::event::{DeliveryEvent, DeliveryStatus, FailureClass};
 use crate::signature::SignatureError;
 
 pub static TWILIO: TwilioKind = TwilioKind;
@@ -321,6 +321,60 @@ fn status(s: &str) -> Option<Option<DeliveryStatus>> {
     }))
 }
 
+/// Twilio's messaging error codes (twilio.com/docs/api/errors, one page per code at
+/// twilio.com/docs/api/errors/{code}) by class, as `ErrorCode` carries them: a string of digits.
+/// Codes about our own sender, account, registration or content are `policy`; queueing and rate
+/// limits `soft`. Rows marked "unverified" have their titles from a copy of Twilio's dictionary,
+/// not its own page: kept, to be checked against the page. The 21xxx are mostly REST errors
+/// (answered to the send request), listed in case one reaches a callback. Codes whose meaning
+/// does not say (30009, an inbound segment; 30485, "couldn't be delivered") and any other code
+/// are `unknown`, as are the codes Twilio split out of 21211/21606/21614 in 2024 until looked up.
+const CLASSES: &[(&str, FailureClass)] = {
+    use FailureClass::{Hard, OptOut, Policy, Soft};
+    &[
+        ("30001", Soft),   // Queue overflow: more queued than the sender's rate drains
+        ("30002", Policy), // Account suspended
+        ("30003", Soft),   // Unreachable destination handset: off, no signal; retry advised
+        ("30004", Policy), // Message blocked (unverified)
+        ("30005", Hard),   // Unknown destination handset: no longer active (unverified)
+        ("30006", Hard),   // Landline or unreachable carrier: do not retry
+        ("30007", Policy), // Message filtered: spam, phishing, fraud (Twilio or the carrier)
+        ("30008", Soft),   // Unknown error from the carrier (unverified)
+        ("30010", Policy), // Message price exceeds max price (obsolete since 2024-06)
+        ("30011", Hard),   // MMS not supported by the receiving number (unverified)
+        ("30019", Policy), // Content size exceeds carrier limit (unverified)
+        ("30020", Soft),   // Internal failure with message scheduling (unverified)
+        ("30021", Soft),   // Internal failure with the messaging service (unverified)
+        ("30022", Soft),   // US A2P 10DLC rate limits exceeded
+        ("30023", Policy), // US A2P 10DLC daily message cap reached (unverified)
+        ("30024", Policy), // Numeric sender ID not provisioned on carrier (unverified)
+        ("30026", Policy), // 70% of the T-Mobile daily limit consumed (unverified)
+        ("30027", Policy), // T-Mobile daily message limit reached (unverified)
+        ("30031", Policy), // Invalid MaxRate
+        ("30032", Policy), // Toll-free number not verified (unverified)
+        ("30034", Policy), // US A2P 10DLC: message from an unregistered number (unverified)
+        ("30036", Soft),   // Validity period expired (unverified)
+        ("30037", Policy), // Outbound messaging disabled (unverified)
+        ("30038", Policy), // OTP message body filtered (unverified)
+        ("30039", Policy), // Filtered to prevent message loops
+        ("30040", Policy), // Carrier requires sender ID pre-registration (unverified)
+        ("30041", Policy), // Unregistered number sending to the UK (unverified)
+        ("30043", Policy), // International SMS via domestic gateway (unverified)
+        ("30450", Policy), // Blocked by SMS pumping protection (unverified)
+        ("30454", Policy), // Account exceeded the messages limit (unverified)
+        ("14107", Soft),   // Send rate between two numbers exceeded: clears after 30 s
+        ("63017", Soft),   // Account rate limit exceeded
+        ("63038", Policy), // Account exceeded the daily messages limit
+        ("21610", OptOut), // Recipient unsubscribed: replied STOP, until START
+        ("21211", Hard),   // Invalid 'To' phone number (unverified)
+        ("21408", Policy), // Region of the 'To' number not enabled (unverified)
+        ("21606", Policy), // 'From' not a message-capable number of the account (unverified)
+        ("21611", Soft),   // 'From' number exceeded its queued messages (unverified)
+        ("21612", Hard),   // 'To'/'From' combination cannot be sent (unverified)
+        ("21614", Hard),   // 'To' number is not a valid mobile number (unverified)
+    ]
+};
+
 /// The callback's fields, from the form ingest received or the JSON object the database keeps.
 fn callback(body: &[u8]) -> Result<Vec<(String, String)>, DecodeError> {
     if body.first() != Some(&b'{') {
@@ -455,6 +509,9 @@ impl Provider for Twilio {
             occurred_at: event_time(headers)?,
             error_code: field(&fields, "ErrorCode").map(str::to_owned),
             error_description: field(&fields, "ErrorMessage").map(str::to_owned),
+            failure_class: field(&fields, "ErrorCode").map(|c| super::class_of(CLASSES, c)),
+            cost: None,
+            parts: None,
         })
     }
 }
@@ -546,6 +603,55 @@ mod tests {
         );
     }
 
+    fn undelivered_with(code: &str) -> DeliveryEvent {
+        decode(&format!(
+            "MessageSid=SM1&MessageStatus=undelivered&ErrorCode={code}&To=%2B13125550123"
+        ))
+    }
+
+    #[test]
+    fn every_documented_error_code_has_a_class_and_others_are_unknown() {
+        // What the documentation says each group is, spelled out independently of the table.
+        for (code, want) in [
+            ("30005", FailureClass::Hard),
+            ("30006", FailureClass::Hard),
+            ("21614", FailureClass::Hard),
+            ("30001", FailureClass::Soft),
+            ("30003", FailureClass::Soft),
+            ("30022", FailureClass::Soft),
+            ("63017", FailureClass::Soft),
+            ("30002", FailureClass::Policy),
+            ("30007", FailureClass::Policy),
+            ("30034", FailureClass::Policy),
+            ("63038", FailureClass::Policy),
+            ("21610", FailureClass::OptOut),
+        ] {
+            assert_eq!(undelivered_with(code).failure_class, Some(want), "{code}");
+        }
+        // Every row reaches an event through a callback in Twilio's shape, once each.
+        let mut seen = std::collections::HashSet::new();
+        for (code, class) in CLASSES {
+            assert!(seen.insert(code), "{code} listed twice");
+            let e = undelivered_with(code);
+            assert_eq!(e.error_code.as_deref(), Some(*code));
+            assert_eq!(e.failure_class, Some(*class), "{code}");
+        }
+        assert_eq!(CLASSES.len(), 40);
+        // Documented but saying nothing about the address (30009 is inbound-only), and made up.
+        for code in ["30009", "30485", "39999", "0"] {
+            assert_eq!(
+                undelivered_with(code).failure_class,
+                Some(FailureClass::Unknown)
+            );
+        }
+        // No code at all (an empty field is none): none from the table.
+        let e = decode("MessageSid=SM1&MessageStatus=failed&ErrorCode=");
+        assert_eq!((e.error_code, e.failure_class), (None, None));
+        // The stored JSON form classes the same.
+        let stored = r#"{"MessageSid":"SM1","MessageStatus":"undelivered","ErrorCode":"21610"}"#;
+        assert_eq!(decode(stored).failure_class, Some(FailureClass::OptOut));
+    }
+
     #[test]
     fn the_stored_json_decodes_as_the_form_did_and_a_replay_keeps_the_time() {
         let p = TWILIO.decoder();
@@ -588,6 +694,11 @@ mod tests {
         assert_eq!(e.status, Some(DeliveryStatus::Failed));
         assert_eq!(e.event_id, learned.event_id);
         assert_eq!(e.error_code.as_deref(), Some("30003"));
+        assert_eq!(
+            e.failure_class,
+            Some(FailureClass::Soft),
+            "a number in the API answer"
+        );
         assert_eq!(e.occurred_at.timestamp(), 1_795_168_805);
         let receiving = br#"{"sid": "SM1", "status": "receiving"}"#;
         assert_eq!(api.learn(receiving, Utc::now()), Ok(None));

@@ -43,6 +43,9 @@ pub fn status_event(
         occurred_at: at(secs),
         error_code: status.is_final().then(|| format!("E{}", status.rank())),
         error_description: None,
+        failure_class: None,
+        cost: None,
+        parts: None,
     }
 }
 
@@ -65,6 +68,9 @@ pub fn engagement_event(
         occurred_at: at(secs),
         error_code: None,
         error_description: None,
+        failure_class: None,
+        cost: None,
+        parts: None,
     }
 }
 
