@@ -38,6 +38,7 @@ CREATE TABLE change_outbox (
     error_description text,
     batch json,
     stored_at timestamp with time zone NOT NULL DEFAULT now(),
+    failure_class text,
     CONSTRAINT change_outbox_pkey PRIMARY KEY (id)
 );
 
@@ -54,7 +55,12 @@ CREATE TABLE delivery_events (
     error_description text,
     provider_status text,
     payload json NOT NULL,
+    failure_class text,
+    cost_amount numeric,
+    cost_currency text,
+    parts integer,
     CONSTRAINT delivery_events_engagement_check CHECK ((engagement = ANY (ARRAY['opened'::text, 'clicked'::text]))),
+    CONSTRAINT delivery_events_failure_class_check CHECK ((failure_class = ANY (ARRAY['hard'::text, 'soft'::text, 'policy'::text, 'opt_out'::text, 'unknown'::text]))),
     CONSTRAINT delivery_events_status_fkey FOREIGN KEY (status) REFERENCES delivery_statuses(status),
     CONSTRAINT delivery_events_status_or_engagement CHECK (((status IS NULL) OR (engagement IS NULL)))
 ) PARTITION BY RANGE (received_at);
@@ -127,7 +133,14 @@ CREATE TABLE recipients (
     reconcile_checked_at timestamp with time zone,
     reconcile_attempts integer NOT NULL DEFAULT 0,
     reconcile_gave_up_at timestamp with time zone,
+    failure_class text,
+    cost_amount numeric,
+    cost_currency text,
+    parts integer,
+    cost_event_id text,
+    cost_at timestamp with time zone,
     CONSTRAINT recipients_batch_id_fkey FOREIGN KEY (batch_id) REFERENCES batches(id) ON DELETE CASCADE,
+    CONSTRAINT recipients_failure_class_check CHECK ((failure_class = ANY (ARRAY['hard'::text, 'soft'::text, 'policy'::text, 'opt_out'::text, 'unknown'::text]))),
     CONSTRAINT recipients_pkey PRIMARY KEY (id),
     CONSTRAINT recipients_provider_provider_message_id_key UNIQUE (provider, provider_message_id),
     CONSTRAINT recipients_status_fkey FOREIGN KEY (status) REFERENCES delivery_statuses(status)
@@ -148,6 +161,39 @@ CREATE TABLE recipients_pending (
     delta integer
 );
 
+CREATE TABLE suppression_log (
+    id bigint NOT NULL,
+    address text NOT NULL,
+    action text NOT NULL,
+    reason text NOT NULL,
+    provider text,
+    event_id text,
+    recipient_id bigint,
+    error_code text,
+    at timestamp with time zone NOT NULL DEFAULT now(),
+    by_role text NOT NULL DEFAULT CURRENT_USER,
+    note text,
+    CONSTRAINT suppression_log_action_check CHECK ((action = ANY (ARRAY['added'::text, 'removed'::text]))),
+    CONSTRAINT suppression_log_pkey PRIMARY KEY (id)
+);
+
+CREATE TABLE suppressions (
+    address text NOT NULL,
+    reason text NOT NULL,
+    provider text NOT NULL,
+    provider_message_id text,
+    recipient_id bigint,
+    event_id text,
+    status text,
+    provider_status text,
+    error_code text,
+    error_description text,
+    occurred_at timestamp with time zone,
+    added_at timestamp with time zone NOT NULL DEFAULT now(),
+    CONSTRAINT suppressions_pkey PRIMARY KEY (address),
+    CONSTRAINT suppressions_reason_check CHECK ((reason = ANY (ARRAY['hard'::text, 'opt_out'::text, 'soft_streak'::text])))
+);
+
 CREATE INDEX delivery_events_by_event_id ON ONLY public.delivery_events USING hash (event_id);
 
 CREATE INDEX delivery_events_by_message ON ONLY public.delivery_events USING hash (provider_message_id);
@@ -160,9 +206,24 @@ CREATE INDEX recipients_batch_status ON public.recipients USING btree (batch_id,
 
 CREATE INDEX recipients_open_by_age ON public.recipients USING btree (updated_at) WHERE (status = ANY (ARRAY['queued'::text, 'sending'::text, 'sent'::text, 'delayed'::text]));
 
+CREATE INDEX recipients_outcomes_by_address ON public.recipients USING btree (address_key(address), status_at) WHERE (status = ANY (ARRAY['delivered'::text, 'failed'::text, 'bounced'::text, 'complained'::text, 'suppressed'::text]));
+
 CREATE INDEX recipients_pending_xid ON public.recipients_pending USING btree (xid);
 
 CREATE INDEX recipients_reconcile_queue ON public.recipients USING btree (provider, reconcile_checked_at NULLS FIRST, updated_at) WHERE ((status = ANY (ARRAY['queued'::text, 'sending'::text, 'sent'::text, 'delayed'::text])) AND (reconcile_gave_up_at IS NULL));
+
+CREATE INDEX suppression_log_by_address ON public.suppression_log USING btree (address, id);
+
+CREATE INDEX suppression_log_by_at ON public.suppression_log USING btree (at);
+
+CREATE INDEX suppressions_by_added ON public.suppressions USING btree (added_at);
+
+CREATE OR REPLACE FUNCTION public.address_key(p_address text)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE STRICT
+RETURN CASE WHEN (strpos(p_address, '@'::text) > 0) THEN lower(btrim(p_address)) WHEN (regexp_replace(regexp_replace(p_address, '[[:space:]()./-]'::text, ''::text, 'g'::text), '^00'::text, '+'::text) ~ '^\+[1-9][0-9]{6,14}$'::text) THEN regexp_replace(regexp_replace(p_address, '[[:space:]()./-]'::text, ''::text, 'g'::text), '^00'::text, '+'::text) ELSE lower(btrim(p_address)) END
+;
 
 CREATE OR REPLACE FUNCTION public.apply_batch_deltas(p_batch uuid[], p_status text[], p_delta integer[])
  RETURNS void
@@ -326,6 +387,13 @@ CREATE OR REPLACE FUNCTION public.feed_time(p timestamp with time zone)
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
 RETURN to_char((p AT TIME ZONE 'UTC'::text), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'::text)
+;
+
+CREATE OR REPLACE FUNCTION public.is_suppressed(p_address text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE PARALLEL SAFE STRICT
+RETURN (EXISTS (SELECT 1 FROM suppressions s WHERE (s.address = address_key(is_suppressed.p_address))))
 ;
 
 CREATE OR REPLACE FUNCTION public.lock_message_stripes(p_provider text[], p_message_id text[], p_exclusive boolean)
@@ -492,10 +560,11 @@ BEGIN
     END IF;
     INSERT INTO change_outbox
         (kind, batch_id, recipient_id, provider, provider_message_id, address, old_status,
-         new_status, provider_status, event_id, occurred_at, error_code, error_description)
+         new_status, provider_status, event_id, occurred_at, error_code, error_description,
+         failure_class)
     SELECT c.kind, n.batch_id, n.id, n.provider, n.provider_message_id, n.address, c.old_status,
            c.new_status, n.provider_status, c.event_id, c.occurred_at, n.last_error_code,
-           n.last_error_description
+           n.last_error_description, n.failure_class
     FROM new_rows n
     JOIN old_rows o ON o.id = n.id
     CROSS JOIN LATERAL (
@@ -509,6 +578,78 @@ BEGIN
     WHERE c.changed
     -- Per recipient in the order they happened; a recipient changes once per statement.
     ORDER BY n.provider, n.provider_message_id, c.occurred_at, c.nth;
+    RETURN NULL;
+END;
+$function$
+;
+
+CREATE OR REPLACE FUNCTION public.recipients_suppress()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'public'
+AS $function$
+DECLARE
+    soft_limit integer := coalesce(nullif(current_setting('hookline.suppress_after_soft', true),
+                                          '')::integer, 3);
+    k text;
+    outcomes integer;
+    soft integer;
+BEGIN
+    IF current_setting('hookline.refreshing', true) IS DISTINCT FROM 'on'
+       OR NOT EXISTS (SELECT 1 FROM new_rows WHERE failure_class IS NOT NULL) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO suppressions AS s
+        (address, reason, provider, provider_message_id, recipient_id, event_id, status,
+         provider_status, error_code, error_description, occurred_at)
+    SELECT DISTINCT ON (address_key(n.address))
+           address_key(n.address),
+           CASE WHEN n.failure_class = 'hard' THEN 'hard' ELSE 'opt_out' END,
+           n.provider, n.provider_message_id, n.id, n.status_event_id, n.status,
+           n.provider_status, n.last_error_code, n.last_error_description, n.status_at
+    FROM new_rows n
+    JOIN old_rows o ON o.id = n.id
+    WHERE n.failure_class IN ('hard', 'opt_out')
+      AND n.failure_class IS DISTINCT FROM o.failure_class
+      AND n.address IS NOT NULL
+    ORDER BY address_key(n.address), n.status_at, n.id
+    ON CONFLICT (address) DO NOTHING;
+
+    IF soft_limit <= 0 THEN
+        RETURN NULL;
+    END IF;
+    FOR k IN
+        SELECT DISTINCT address_key(n.address)
+        FROM new_rows n
+        JOIN old_rows o ON o.id = n.id
+        WHERE n.failure_class = 'soft' AND o.failure_class IS DISTINCT FROM 'soft'
+          AND n.address IS NOT NULL
+        ORDER BY 1
+    LOOP
+        PERFORM pg_advisory_xact_lock(1751870318, hashtext(k));
+        SELECT count(*), count(*) FILTER (WHERE l.failure_class = 'soft')
+        INTO outcomes, soft
+        FROM (SELECT r.failure_class FROM recipients r
+              WHERE address_key(r.address) = k
+                AND r.status IN ('delivered', 'failed', 'bounced', 'complained', 'suppressed')
+              ORDER BY r.status_at DESC, r.id DESC
+              LIMIT soft_limit) AS l;
+        CONTINUE WHEN outcomes < soft_limit OR soft < soft_limit;
+        -- Caused by the latest of the streak.
+        INSERT INTO suppressions AS s
+            (address, reason, provider, provider_message_id, recipient_id, event_id, status,
+             provider_status, error_code, error_description, occurred_at)
+        SELECT k, 'soft_streak', r.provider, r.provider_message_id, r.id, r.status_event_id,
+               r.status, r.provider_status, r.last_error_code, r.last_error_description,
+               r.status_at
+        FROM recipients r
+        WHERE address_key(r.address) = k
+          AND r.status IN ('delivered', 'failed', 'bounced', 'complained', 'suppressed')
+        ORDER BY r.status_at DESC, r.id DESC
+        LIMIT 1
+        ON CONFLICT (address) DO NOTHING;
+    END LOOP;
     RETURN NULL;
 END;
 $function$
@@ -582,6 +723,17 @@ BEGIN
                    FILTER (WHERE e.status IS NOT NULL))[1] AS error_description,
                (array_agg(e.provider_status ORDER BY e.rank DESC, e.occurred_at DESC, e.event_id DESC)
                    FILTER (WHERE e.status IS NOT NULL))[1] AS provider_status,
+               (array_agg(e.failure_class ORDER BY e.rank DESC, e.occurred_at DESC, e.event_id DESC)
+                   FILTER (WHERE e.status IS NOT NULL))[1] AS failure_class,
+               -- The cost is the latest report of one (an estimate, then the final figure).
+               (array_agg(e.cost_amount ORDER BY e.occurred_at DESC, e.event_id DESC)
+                   FILTER (WHERE e.cost_amount IS NOT NULL))[1] AS cost_amount,
+               (array_agg(e.cost_currency ORDER BY e.occurred_at DESC, e.event_id DESC)
+                   FILTER (WHERE e.cost_amount IS NOT NULL))[1] AS cost_currency,
+               (array_agg(e.event_id ORDER BY e.occurred_at DESC, e.event_id DESC)
+                   FILTER (WHERE e.cost_amount IS NOT NULL))[1] AS cost_event_id,
+               max(e.occurred_at) FILTER (WHERE e.cost_amount IS NOT NULL)           AS cost_at,
+               max(e.parts)                                                          AS parts,
                min(e.occurred_at) FILTER (WHERE e.status = 'sent')                 AS sent_at,
                min(e.occurred_at) FILTER (WHERE e.status = 'delivered')            AS delivered_at,
                min(e.occurred_at) FILTER (WHERE e.status IN ('failed', 'bounced')) AS failed_at,
@@ -592,7 +744,8 @@ BEGIN
         FROM keys k
         CROSS JOIN LATERAL (
             SELECT d.status, d.engagement, d.event_id, d.occurred_at, d.error_code,
-                   d.error_description, d.provider_status,
+                   d.error_description, d.provider_status, d.failure_class, d.cost_amount,
+                   d.cost_currency, d.parts,
                    (SELECT s.rank FROM delivery_statuses s WHERE s.status = d.status) AS rank
             FROM delivery_events d
             WHERE d.provider_message_id = k.message_id AND d.provider = k.provider
@@ -613,6 +766,12 @@ BEGIN
                    AS last_error_description,
                CASE WHEN w.wins THEN a.provider_status ELSE r.provider_status END
                    AS provider_status,
+               CASE WHEN w.wins THEN a.failure_class ELSE r.failure_class END AS failure_class,
+               CASE WHEN c.wins THEN a.cost_amount ELSE r.cost_amount END     AS cost_amount,
+               CASE WHEN c.wins THEN a.cost_currency ELSE r.cost_currency END AS cost_currency,
+               CASE WHEN c.wins THEN a.cost_event_id ELSE r.cost_event_id END AS cost_event_id,
+               CASE WHEN c.wins THEN a.cost_at ELSE r.cost_at END             AS cost_at,
+               GREATEST(r.parts, a.parts)              AS parts,
                LEAST(r.sent_at, a.sent_at)             AS sent_at,
                LEAST(r.delivered_at, a.delivered_at)   AS delivered_at,
                LEAST(r.failed_at, a.failed_at)         AS failed_at,
@@ -631,6 +790,11 @@ BEGIN
                             >= (cur.rank, coalesce(r.status_at, '-infinity'),
                                 coalesce(r.status_event_id, '')), false) AS wins
         ) AS w
+        CROSS JOIN LATERAL (
+            SELECT coalesce((a.cost_at, a.cost_event_id)
+                            >= (coalesce(r.cost_at, '-infinity'), coalesce(r.cost_event_id, '')),
+                            false) AS wins
+        ) AS c
     )
     UPDATE recipients r
     SET status = n.status,
@@ -639,6 +803,12 @@ BEGIN
         last_error_code = n.last_error_code,
         last_error_description = n.last_error_description,
         provider_status = n.provider_status,
+        failure_class = n.failure_class,
+        cost_amount = n.cost_amount,
+        cost_currency = n.cost_currency,
+        cost_event_id = n.cost_event_id,
+        cost_at = n.cost_at,
+        parts = n.parts,
         sent_at = n.sent_at,
         delivered_at = n.delivered_at,
         failed_at = n.failed_at,
@@ -650,12 +820,14 @@ BEGIN
     FROM next n
     WHERE r.id = n.id
       AND (r.status, r.status_event_id, r.status_at, r.last_error_code, r.last_error_description,
-           r.provider_status, r.sent_at, r.delivered_at, r.failed_at, r.complained_at, r.opened_at, r.clicked_at,
-           r.last_event_at)
+           r.provider_status, r.failure_class, r.cost_amount, r.cost_currency, r.cost_event_id,
+           r.cost_at, r.parts, r.sent_at, r.delivered_at, r.failed_at, r.complained_at,
+           r.opened_at, r.clicked_at, r.last_event_at)
           IS DISTINCT FROM
           (n.status, n.status_event_id, n.status_at, n.last_error_code, n.last_error_description,
-           n.provider_status, n.sent_at, n.delivered_at, n.failed_at, n.complained_at, n.opened_at, n.clicked_at,
-           n.last_event_at);
+           n.provider_status, n.failure_class, n.cost_amount, n.cost_currency, n.cost_event_id,
+           n.cost_at, n.parts, n.sent_at, n.delivered_at, n.failed_at, n.complained_at,
+           n.opened_at, n.clicked_at, n.last_event_at);
     GET DIAGNOSTICS changed = ROW_COUNT;
     PERFORM set_config('hookline.refreshing', 'off', true);
     PERFORM set_config('enable_nestloop', nestloop_was, true);
@@ -736,6 +908,102 @@ END;
 $function$
 ;
 
+CREATE OR REPLACE FUNCTION public.store_events(p_provider text[], p_event_id text[], p_message_id text[], p_event_type text[], p_status text[], p_engagement text[], p_occurred_at timestamp with time zone[], p_error_code text[], p_error_description text[], p_provider_status text[], p_payload text[], p_failure_class text[], p_cost_amount numeric[], p_cost_currency text[], p_parts integer[], p_window interval)
+ RETURNS TABLE(stored_provider text, stored_message_id text)
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+AS $function$
+DECLARE
+    -- Constants when the insert is planned, so it is pruned to the window's partitions.
+    seen_since timestamptz := coalesce(now() - p_window, '-infinity');
+    seen_until timestamptz := CASE WHEN p_window IS NULL THEN 'infinity'
+                                   ELSE now() + interval '1 day' END;
+BEGIN
+    PERFORM pg_advisory_xact_lock(1751870317, k.h)
+    FROM (SELECT DISTINCT hashtext(u.p || E'\x1f' || u.e) AS h
+          FROM unnest(p_provider, p_event_id) AS u (p, e)
+          ORDER BY 1) AS k;
+    RETURN QUERY
+    WITH stored AS (
+        INSERT INTO delivery_events AS d
+            (occurred_at, provider, event_id, provider_message_id, event_type, status,
+             engagement, error_code, error_description, provider_status, payload,
+             failure_class, cost_amount, cost_currency, parts)
+        SELECT u.occurred_at, u.provider, u.event_id, u.message_id, u.event_type, u.status,
+               u.engagement, u.error_code, u.error_description, u.provider_status,
+               u.payload::json, u.failure_class, u.cost_amount, u.cost_currency, u.parts
+        FROM (
+            SELECT DISTINCT ON (a.provider, a.event_id) a.*
+            FROM unnest(p_provider, p_event_id, p_message_id, p_event_type, p_status,
+                        p_engagement, p_occurred_at, p_error_code, p_error_description,
+                        p_provider_status, p_payload, p_failure_class, p_cost_amount,
+                        p_cost_currency, p_parts)
+                 WITH ORDINALITY
+                 AS a (provider, event_id, message_id, event_type, status, engagement,
+                       occurred_at, error_code, error_description, provider_status, payload,
+                       failure_class, cost_amount, cost_currency, parts, nth)
+            ORDER BY a.provider, a.event_id, a.nth
+        ) AS u
+        WHERE NOT EXISTS (SELECT 1 FROM delivery_events x
+                          WHERE x.event_id = u.event_id AND x.provider = u.provider
+                            AND x.received_at >= seen_since AND x.received_at < seen_until
+                            -- Stored no earlier than the event happened (an hour of clock skew
+                            -- allowed): a fresh event probes today's partition only, a retry of
+                            -- an old one the days since, pruned per event as the probe runs.
+                            AND x.received_at >= u.occurred_at - interval '1 hour'
+                          OFFSET 0)
+          -- ... or, dated further ahead than that when it came, noted here.
+          AND NOT EXISTS (SELECT 1 FROM future_dated_events f
+                          WHERE f.provider = u.provider AND f.event_id = u.event_id
+                            AND f.received_at >= seen_since)
+        RETURNING d.provider, d.provider_message_id, d.event_id, d.occurred_at
+    ), noted AS (
+        INSERT INTO future_dated_events AS f (provider, event_id)
+        SELECT s.provider, s.event_id FROM stored s
+        WHERE s.occurred_at > now() + interval '1 hour'
+        ON CONFLICT (provider, event_id) DO UPDATE SET received_at = excluded.received_at
+    )
+    SELECT s.provider, s.provider_message_id FROM stored s;
+END;
+$function$
+;
+
+CREATE OR REPLACE FUNCTION public.suppressed_among(p_addresses text[])
+ RETURNS TABLE(address text, address_key text, reason text, added_at timestamp with time zone)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE STRICT
+AS $function$
+    SELECT a.address, s.address, s.reason, s.added_at
+    FROM unnest(p_addresses) AS a (address)
+    JOIN suppressions s ON s.address = address_key(a.address)
+$function$
+;
+
+CREATE OR REPLACE FUNCTION public.suppressions_log_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'public'
+AS $function$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO suppression_log (address, action, reason, provider, event_id, recipient_id,
+                                     error_code, by_role)
+        SELECT n.address, 'added', n.reason, n.provider, n.event_id, n.recipient_id,
+               n.error_code, session_user
+        FROM new_rows n ORDER BY n.address;
+    ELSE
+        INSERT INTO suppression_log (address, action, reason, provider, event_id, recipient_id,
+                                     error_code, by_role, note)
+        SELECT o.address, 'removed', o.reason, o.provider, o.event_id, o.recipient_id,
+               o.error_code, session_user, nullif(current_setting('hookline.note', true), '')
+        FROM old_rows o ORDER BY o.address;
+    END IF;
+    RETURN NULL;
+END;
+$function$
+;
+
 CREATE TRIGGER batches_note_completion BEFORE UPDATE OF total_count, queued_count, sending_count, sent_count, delayed_count, unconfirmed_count, delivered_count, failed_count, bounced_count, complained_count, suppressed_count ON public.batches FOR EACH ROW EXECUTE FUNCTION batches_note_completion();
 
 CREATE TRIGGER recipients_10_apply_events_on_insert AFTER INSERT ON public.recipients REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION recipients_apply_stored_events();
@@ -744,6 +1012,8 @@ CREATE TRIGGER recipients_10_apply_events_on_update AFTER UPDATE ON public.recip
 
 CREATE TRIGGER recipients_15_feed_changes AFTER UPDATE ON public.recipients REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION recipients_feed_changes();
 
+CREATE TRIGGER recipients_17_suppress AFTER UPDATE ON public.recipients REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION recipients_suppress();
+
 CREATE TRIGGER recipients_20_count_delete AFTER DELETE ON public.recipients REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION recipients_count_rows();
 
 CREATE TRIGGER recipients_20_count_insert AFTER INSERT ON public.recipients REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION recipients_count_rows();
@@ -751,6 +1021,28 @@ CREATE TRIGGER recipients_20_count_insert AFTER INSERT ON public.recipients REFE
 CREATE TRIGGER recipients_20_count_update AFTER UPDATE ON public.recipients REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION recipients_count_rows();
 
 CREATE CONSTRAINT TRIGGER recipients_commit_pass AFTER INSERT ON public.recipients_commit_pass DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION recipients_apply_at_commit();
+
+CREATE TRIGGER suppressions_log_delete AFTER DELETE ON public.suppressions REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION suppressions_log_change();
+
+CREATE TRIGGER suppressions_log_insert AFTER INSERT ON public.suppressions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION suppressions_log_change();
+
+CREATE VIEW batch_costs AS
+ SELECT r.batch_id,
+    r.cost_currency AS currency,
+    sum(r.cost_amount) AS amount,
+    sum(r.parts) AS parts,
+    count(*) AS recipients
+   FROM recipients r
+  WHERE ((r.cost_amount IS NOT NULL) AND (r.batch_id IS NOT NULL))
+  GROUP BY r.batch_id, r.cost_currency;
+
+CREATE VIEW batch_failure_classes AS
+ SELECT r.batch_id,
+    r.failure_class,
+    count(*) AS recipients
+   FROM recipients r
+  WHERE ((r.status = ANY (ARRAY['failed'::text, 'bounced'::text, 'complained'::text, 'suppressed'::text])) AND (r.batch_id IS NOT NULL))
+  GROUP BY r.batch_id, r.failure_class;
 
 CREATE VIEW unfinished_batches AS
  SELECT b.id AS batch_id,

@@ -14,6 +14,7 @@ mod reconcile;
 mod replay;
 mod setup;
 mod sign;
+mod suppression;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +47,9 @@ enum Command {
     Keygen,
     /// Verify that every batch's counters equal a recount of its recipients.
     Check(check::CheckArgs),
+    /// The suppression list across providers: `list`, `check ADDRESS`, `remove ADDRESS --note`,
+    /// `log` (who removed what).
+    Suppression(suppression::SuppressionArgs),
     /// Inspect, replay or purge dead letters (WEBHOOKS_DLQ).
     Dlq(dlq::DlqArgs),
     /// Look up recipients stuck in a non-final status in the providers' APIs and publish what is
@@ -83,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check(a) => check::check(a).await,
+        Command::Suppression(a) => suppression::suppression(a).await,
         Command::Demo(a) => demo::demo(a).await,
         Command::Deliver(a) => deliver::deliver(a).await,
         Command::Dlq(a) => dlq::dlq(a).await,

@@ -196,3 +196,59 @@ ORDER BY 1
 pub async fn counter_mismatches(pool: &PgPool) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(COUNTER_MISMATCHES).fetch_all(pool).await
 }
+
+/// Recipients changed in the last `$1` days whose failure class, cost or parts differ from what
+/// their stored events say (migration 20261207000002): the class is the status event's, the
+/// cost the latest costed event's, the parts at least the largest reported. Events past
+/// retention are gone, so only what the log still holds is compared.
+const DERIVED_MISMATCHES: &str = r#"
+SELECT r.id::text || ' (' || r.provider || ' ' || r.provider_message_id || ': ' ||
+       concat_ws(', ',
+           CASE WHEN s.found AND r.failure_class IS DISTINCT FROM s.failure_class
+                THEN 'class ' || coalesce(r.failure_class, 'none') || ' but its event says '
+                     || coalesce(s.failure_class, 'none') END,
+           CASE WHEN c.found AND (r.cost_amount, r.cost_currency)
+                                 IS DISTINCT FROM (c.cost_amount, c.cost_currency)
+                THEN 'cost ' || coalesce(r.cost_amount::text || ' ' || r.cost_currency, 'none')
+                     || ' but the latest costed event says '
+                     || coalesce(c.cost_amount::text || ' ' || c.cost_currency, 'none') END,
+           CASE WHEN c.parts > coalesce(r.parts, 0)
+                THEN 'parts ' || coalesce(r.parts::text, 'none') || ' but an event says '
+                     || c.parts END) || ')'
+FROM recipients r
+CROSS JOIN LATERAL (
+    SELECT count(*) > 0 AS found, min(d.failure_class) AS failure_class
+    FROM delivery_events d
+    WHERE d.provider = r.provider AND d.event_id = r.status_event_id
+) s
+CROSS JOIN LATERAL (
+    SELECT count(*) > 0 AS found,
+           (array_agg(d.cost_amount ORDER BY d.occurred_at DESC, d.event_id DESC))[1]
+               AS cost_amount,
+           (array_agg(d.cost_currency ORDER BY d.occurred_at DESC, d.event_id DESC))[1]
+               AS cost_currency,
+           (SELECT max(p.parts) FROM delivery_events p
+            WHERE p.provider = r.provider AND p.provider_message_id = r.provider_message_id)
+               AS parts
+    FROM delivery_events d
+    WHERE d.provider = r.provider AND d.provider_message_id = r.provider_message_id
+      AND d.cost_amount IS NOT NULL
+) c
+WHERE r.provider_message_id IS NOT NULL
+  AND r.updated_at >= now() - make_interval(days => $1)
+  AND ((s.found AND r.failure_class IS DISTINCT FROM s.failure_class)
+       OR (c.found AND (r.cost_amount, r.cost_currency)
+                       IS DISTINCT FROM (c.cost_amount, c.cost_currency))
+       OR c.parts > coalesce(r.parts, 0))
+ORDER BY r.id
+LIMIT 100
+"#;
+
+/// Recipients whose class, cost or parts differ from a recount of their events (at most 100,
+/// described): always empty.
+pub async fn derived_mismatches(pool: &PgPool, days: i32) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(DERIVED_MISMATCHES)
+        .bind(days)
+        .fetch_all(pool)
+        .await
+}

@@ -13,7 +13,7 @@ use thiserror::Error;
 
 use crate::failure::Cause;
 
-/// `$1..$11` are parallel arrays, one element per event; `$12` the dedup window in seconds
+/// `$1..$15` are parallel arrays, one element per event; `$16` the dedup window in seconds
 /// (NULL: every stored event counts). Events about no message (NULL id) are stored and refresh
 /// nothing. Idempotency lives in `store_events` (migrations/): an event stored within the window
 /// is skipped, whichever day's partition holds it.
@@ -24,8 +24,10 @@ FROM store_events(p_provider => $1::text[], p_event_id => $2::text[],
                   p_status => $5::text[], p_engagement => $6::text[],
                   p_occurred_at => $7::timestamptz[], p_error_code => $8::text[],
                   p_error_description => $9::text[], p_payload => $10::text[],
-                  p_provider_status => $11::text[],
-                  p_window => make_interval(secs => $12::float8))
+                  p_provider_status => $11::text[], p_failure_class => $12::text[],
+                  p_cost_amount => $13::text[]::numeric[], p_cost_currency => $14::text[],
+                  p_parts => $15::int4[],
+                  p_window => make_interval(secs => $16::float8))
 "#;
 
 /// Replayed events (`hookline replay`) that are already stored: their derived columns are
@@ -36,26 +38,33 @@ FROM store_events(p_provider => $1::text[], p_event_id => $2::text[],
 const REDERIVE_EVENTS: &str = r#"
 WITH u AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::timestamptz[], $8::text[], $9::text[], $11::text[], $10::text[])
+                         $7::timestamptz[], $8::text[], $9::text[], $11::text[], $10::text[],
+                         $12::text[], $13::text[]::numeric[], $14::text[], $15::int4[])
          AS u (provider, event_id, message_id, event_type, status, engagement,
-               occurred_at, error_code, error_description, provider_status, payload)
+               occurred_at, error_code, error_description, provider_status, payload,
+               failure_class, cost_amount, cost_currency, parts)
 ), changed AS (
     SELECT DISTINCT ON (d.provider, d.event_id) d.provider, d.event_id, d.received_at,
            d.provider_message_id AS old_message_id,
            u.message_id, u.event_type, u.status, u.engagement, u.occurred_at, u.error_code,
-           u.error_description, u.provider_status
+           u.error_description, u.provider_status, u.failure_class, u.cost_amount,
+           u.cost_currency, u.parts
     FROM delivery_events d
     JOIN u ON d.provider = u.provider AND d.event_id = u.event_id
     WHERE (d.provider_message_id, d.event_type, d.status, d.engagement, d.occurred_at,
-           d.error_code, d.error_description, d.provider_status)
+           d.error_code, d.error_description, d.provider_status, d.failure_class,
+           d.cost_amount, d.cost_currency, d.parts)
           IS DISTINCT FROM
           (u.message_id, u.event_type, u.status, u.engagement, u.occurred_at, u.error_code,
-           u.error_description, u.provider_status)
+           u.error_description, u.provider_status, u.failure_class, u.cost_amount,
+           u.cost_currency, u.parts)
 ), updated AS (
     UPDATE delivery_events d
     SET provider_message_id = c.message_id, event_type = c.event_type, status = c.status,
         engagement = c.engagement, occurred_at = c.occurred_at, error_code = c.error_code,
-        error_description = c.error_description, provider_status = c.provider_status
+        error_description = c.error_description, provider_status = c.provider_status,
+        failure_class = c.failure_class, cost_amount = c.cost_amount,
+        cost_currency = c.cost_currency, parts = c.parts
     FROM changed c
     WHERE d.provider = c.provider AND d.event_id = c.event_id AND d.received_at = c.received_at
     RETURNING d.provider, d.provider_message_id, d.received_at
@@ -235,6 +244,10 @@ impl BatchWriter {
             error_description: vec![None],
             payload: vec![Some("{}".to_owned())],
             provider_status: vec![Some("canary".to_owned())],
+            failure_class: vec![None],
+            cost_amount: vec![Some("0.0001".to_owned())],
+            cost_currency: vec![Some("USD".to_owned())],
+            parts: vec![Some(1)],
         };
         let mut tx = self.pool.begin().await?;
         let (_, keys) = insert_events(&mut tx, &canary, Some(self.dedup_window)).await?;
@@ -298,6 +311,11 @@ struct Columns {
     error_description: Vec<Option<String>>,
     payload: Vec<Option<String>>,
     provider_status: Vec<Option<String>>,
+    failure_class: Vec<Option<&'static str>>,
+    /// The provider's decimal text, cast to numeric by the statement.
+    cost_amount: Vec<Option<String>>,
+    cost_currency: Vec<Option<String>>,
+    parts: Vec<Option<i32>>,
 }
 
 impl Columns {
@@ -314,6 +332,10 @@ impl Columns {
             error_description: Vec::new(),
             payload: Vec::new(),
             provider_status: Vec::new(),
+            failure_class: Vec::new(),
+            cost_amount: Vec::new(),
+            cost_currency: Vec::new(),
+            parts: Vec::new(),
         };
         for r in records {
             let e = r.event;
@@ -332,12 +354,18 @@ impl Columns {
             c.payload.push(Some(clean(r.payload)));
             c.provider_status
                 .push(e.provider_status.as_deref().map(clean));
+            c.failure_class.push(e.failure_class.map(|f| f.as_str()));
+            c.cost_amount
+                .push(e.cost.as_ref().map(|k| clean(&k.amount)));
+            c.cost_currency
+                .push(e.cost.as_ref().map(|k| clean(&k.currency)));
+            c.parts.push(e.parts);
         }
         c
     }
 }
 
-/// Binds `c` as the eleven parameters `INSERT_EVENTS` and `REDERIVE_EVENTS` share.
+/// Binds `c` as the fifteen parameters `INSERT_EVENTS` and `REDERIVE_EVENTS` share.
 fn bind_columns<'q, O>(
     q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     c: &'q Columns,
@@ -353,6 +381,10 @@ fn bind_columns<'q, O>(
         .bind(&c.error_description)
         .bind(&c.payload)
         .bind(&c.provider_status)
+        .bind(&c.failure_class)
+        .bind(&c.cost_amount)
+        .bind(&c.cost_currency)
+        .bind(&c.parts)
 }
 
 /// A message to refresh, and when the events to merge into it were received (None: in this

@@ -44,6 +44,11 @@ pub struct WorkerConfig {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub dlq_refresh_secs: u64,
 
+    /// How often to read the suppression list's size and log into its gauges, in seconds.
+    #[arg(long, env = "HOOKLINE_SUPPRESSION_REFRESH_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub suppression_refresh_secs: u64,
+
     /// Replicas of the dead-letter stream when the worker creates it (3 on a JetStream cluster).
     #[arg(long, env = "HOOKLINE_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,

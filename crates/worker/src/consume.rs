@@ -187,6 +187,12 @@ impl Consumer {
                 &msg.payload,
             ) {
                 Ok(Decoded { event, payload }) => {
+                    if let Some(class) = event.failure_class {
+                        self.metrics
+                            .failure_classes
+                            .with_label_values(&[event.provider, class.as_str()])
+                            .inc();
+                    }
                     if event.unmapped {
                         self.metrics
                             .unmapped

@@ -138,8 +138,8 @@ impl Relay {
         let rows: Vec<OutboxRow> = sqlx::query_as(
             "SELECT id, kind, batch_id::text AS batch_id, recipient_id, provider, \
                     provider_message_id, address, old_status, new_status, provider_status, \
-                    event_id, occurred_at, error_code, error_description, batch::text AS batch, \
-                    stored_at \
+                    event_id, occurred_at, error_code, error_description, failure_class, \
+                    batch::text AS batch, stored_at \
              FROM change_outbox ORDER BY id LIMIT $1",
         )
         .bind(ROWS_PER_ROUND)
@@ -226,6 +226,7 @@ struct OutboxRow {
     occurred_at: Option<chrono::DateTime<chrono::Utc>>,
     error_code: Option<String>,
     error_description: Option<String>,
+    failure_class: Option<String>,
     batch: Option<String>,
     stored_at: chrono::DateTime<chrono::Utc>,
 }
@@ -268,6 +269,8 @@ struct Recipient<'a> {
 struct ChangeError<'a> {
     code: Option<&'a str>,
     description: Option<&'a str>,
+    /// hard, soft, policy, opt_out or unknown (migration 20261207000002).
+    class: Option<&'a str>,
 }
 
 #[derive(serde::Serialize)]
@@ -356,11 +359,14 @@ impl OutboxRow {
             batch.unwrap_or("none"),
             o(&self.provider).unwrap_or("unknown")
         );
-        let error =
-            (self.error_code.is_some() || self.error_description.is_some()).then(|| ChangeError {
-                code: o(&self.error_code),
-                description: o(&self.error_description),
-            });
+        let error = (self.error_code.is_some()
+            || self.error_description.is_some()
+            || self.failure_class.is_some())
+        .then(|| ChangeError {
+            code: o(&self.error_code),
+            description: o(&self.error_description),
+            class: o(&self.failure_class),
+        });
         let payload = serde_json::to_string(&RecipientChange {
             schema: SCHEMA,
             change_id: &id,
@@ -422,6 +428,7 @@ mod tests {
             occurred_at: t("2026-12-07T10:00:03Z"),
             error_code: Some("Permanent/General".into()),
             error_description: None,
+            failure_class: Some("hard".into()),
             batch: None,
             stored_at: "2026-12-07T10:00:04.5Z".parse().unwrap(),
         }
@@ -440,6 +447,7 @@ mod tests {
         assert_eq!(v["stored_at"], "2026-12-07T10:00:04.500000Z");
         assert_eq!(v["error"]["code"], "Permanent/General");
         assert!(v["error"]["description"].is_null());
+        assert_eq!(v["error"]["class"], "hard");
         // Keys in the documented order.
         assert!(r
             .payload
@@ -456,6 +464,7 @@ mod tests {
         let mut none = row("status");
         none.batch_id = None;
         none.error_code = None;
+        none.failure_class = None;
         let n = none.render();
         assert_eq!(n.subject, "hookline.changes.none.resend.bounced");
         assert!(serde_json::from_str::<serde_json::Value>(&n.payload).unwrap()["error"].is_null());

@@ -12,6 +12,7 @@ pub mod decode;
 pub mod feed;
 pub mod http;
 pub mod metrics;
+pub mod suppression;
 
 use std::future::Future;
 use std::str::FromStr;
@@ -56,6 +57,7 @@ pub struct Worker {
     consumer_name: String,
     dlq_stream: String,
     dlq_refresh: Duration,
+    suppression_refresh: Duration,
     retention: hookline_store::lifecycle::RetentionArgs,
     maintain_every: Duration,
     /// The change feed's relay; `None`: this worker does not relay.
@@ -148,6 +150,7 @@ impl Worker {
             consumer_name: config.consumer.consumer.clone(),
             dlq_stream: config.dlq.dlq_stream.clone(),
             dlq_refresh: Duration::from_secs(config.dlq_refresh_secs),
+            suppression_refresh: Duration::from_secs(config.suppression_refresh_secs),
             retention: config.retention.clone(),
             maintain_every: Duration::from_secs(config.maintain_every_secs),
             feed,
@@ -215,6 +218,11 @@ impl Worker {
                 self.consumer.metrics.clone(),
             ))
         });
+        let suppressions = tokio::spawn(suppression::watch(
+            self.pool.clone(),
+            self.consumer.metrics.clone(),
+            self.suppression_refresh,
+        ));
         let relay = self.feed.map(|relay| tokio::spawn(relay.run()));
         // The consumer finishes by the shutdown deadline on its own, unless NATS is unreachable
         // (a pull, an ack or a dead letter waiting on it): then it is cut off at the deadline and
@@ -226,6 +234,7 @@ impl Worker {
             () = past_deadline(&mut draining) => None,
         };
         dlq_gauges.abort();
+        suppressions.abort();
         if let Some(m) = maintenance {
             m.abort();
         }

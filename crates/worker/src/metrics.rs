@@ -4,7 +4,7 @@
 
 use prometheus::{
     exponential_buckets, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, Opts, Registry,
+    IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 pub struct WorkerMetrics {
@@ -51,6 +51,14 @@ pub struct WorkerMetrics {
     pub outbox_rows: IntGauge,
     pub outbox_oldest: Gauge,
     pub batch_time_to_final: Histogram,
+    /// Failure outcomes decoded, by provider and class (`unknown`: a code the provider's table
+    /// does not list); redeliveries included, like `unmapped`.
+    pub failure_classes: IntCounterVec,
+    /// The suppression list (`suppression.rs`), cluster-wide: addresses by reason, and the
+    /// additions and removals the log holds.
+    pub suppressed: IntGaugeVec,
+    pub suppressions_added: IntCounterVec,
+    pub suppressions_removed: IntCounterVec,
 }
 
 impl WorkerMetrics {
@@ -87,6 +95,26 @@ impl WorkerMetrics {
                  clicked, batch_completed).",
             ),
             &["kind"],
+        )
+        .unwrap();
+        let failure_classes = IntCounterVec::new(
+            Opts::new(
+                "webhook_failure_classes_total",
+                "Failed, bounced, complained or suppressed events decoded, by provider and \
+                 failure class (unknown: a code the provider's table does not list).",
+            ),
+            &["provider", "class"],
+        )
+        .unwrap();
+        let by_reason = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["reason"]).unwrap()
+        };
+        let suppressed = IntGaugeVec::new(
+            Opts::new(
+                "webhook_suppressed_addresses",
+                "Addresses on the suppression list, by reason (cluster-wide).",
+            ),
+            &["reason"],
         )
         .unwrap();
         let stage_duration = hookline_runtime::stage_duration_histogram();
@@ -215,6 +243,17 @@ impl WorkerMetrics {
                 .buckets(exponential_buckets(1.0, 2.0, 18).unwrap()),
             )
             .unwrap(),
+            failure_classes,
+            suppressed,
+            suppressions_added: by_reason(
+                "webhook_suppressions_added_total",
+                "Addresses put on the suppression list, by reason (cluster-wide, from its log).",
+            ),
+            suppressions_removed: by_reason(
+                "webhook_suppressions_removed_total",
+                "Addresses removed from the suppression list, by the reason they were on it \
+                 (cluster-wide, from its log).",
+            ),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -248,11 +287,23 @@ impl WorkerMetrics {
             Box::new(m.outbox_rows.clone()),
             Box::new(m.outbox_oldest.clone()),
             Box::new(m.batch_time_to_final.clone()),
+            Box::new(m.failure_classes.clone()),
+            Box::new(m.suppressed.clone()),
+            Box::new(m.suppressions_added.clone()),
+            Box::new(m.suppressions_removed.clone()),
         ];
         hookline_runtime::register_all(&m.registry, collectors);
         for p in providers {
             m.processed.with_label_values(&[p]);
             m.unmapped.with_label_values(&[p]);
+            for c in hookline_core::FailureClass::ALL {
+                m.failure_classes.with_label_values(&[p, c.as_str()]);
+            }
+        }
+        for r in crate::suppression::REASONS {
+            m.suppressed.with_label_values(&[r]);
+            m.suppressions_added.with_label_values(&[r]);
+            m.suppressions_removed.with_label_values(&[r]);
         }
         for r in crate::dead_letter::Reason::all() {
             m.dead_lettered.with_label_values(&[r.label()]);

@@ -209,6 +209,135 @@ async fn check_catches_a_corrupted_counter() {
     }
 }
 
+/// `hookline suppression`: list and check read the list (an address spelled any way finds its
+/// entry), remove takes it off with the note and role in the log, and `hookline check` catches a
+/// recipient's cost written by hand.
+#[tokio::test]
+async fn suppression_list_check_remove_and_a_cost_check() {
+    let nats = NatsServer::start();
+    let pg = tokio::task::spawn_blocking(hookline_testkit::Postgres::start)
+        .await
+        .unwrap();
+    let url = pg.url();
+    let run = |args: &[&str]| hookline_with(&nats, &[("DATABASE_URL", &url)], args);
+    let (ok, out) = run(&["migrate"]);
+    assert!(ok, "{out}");
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO suppressions (address, reason, provider, event_id, error_code) VALUES \
+         (address_key('Ann@Example.com'), 'hard', 'resend', 'ev-1', 'Permanent/General'), \
+         (address_key('+1 (312) 555-0100'), 'opt_out', 'telnyx', 'ev-2', '40300')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (ok, out) = run(&["suppression", "list"]);
+    assert!(
+        ok && out.contains("2 of 2 suppressed addresses shown"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ann@example.com  hard") && out.contains("code 40300"),
+        "{out}"
+    );
+    let (ok, out) = run(&["suppression", "list", "--reason", "opt_out"]);
+    assert!(
+        ok && out.contains("1 of 1") && !out.contains("ann@"),
+        "{out}"
+    );
+    let (ok, out) = run(&["suppression", "check", " ANN@example.com", "+13125550199"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("suppressed:  ANN@example.com as ann@example.com  hard"),
+        "{out}"
+    );
+    assert!(
+        out.contains("not suppressed: +13125550199 (as +13125550199)"),
+        "{out}"
+    );
+    let (ok, out) = run(&[
+        "suppression",
+        "check",
+        "--fail-if-suppressed",
+        "+1 312 555 0100",
+    ]);
+    assert!(
+        !ok && out.contains("1 of 1 addresses are suppressed"),
+        "{out}"
+    );
+    let (ok, out) = run(&[
+        "suppression",
+        "remove",
+        "+13125550100",
+        "--note",
+        "customer re-subscribed",
+    ]);
+    assert!(ok && out.contains("1 of 1 addresses removed"), "{out}");
+    let (ok, out) = run(&["suppression", "remove", "+13125550100", "--note", "again"]);
+    assert!(!ok && out.contains("none of these addresses"), "{out}");
+    let (ok, out) = run(&["suppression", "log", "+1 312 555 0100"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("removed +13125550100  opt_out") && out.contains(": customer re-subscribed"),
+        "{out}"
+    );
+    let logged: (String, String) =
+        sqlx::query_as("SELECT by_role, note FROM suppression_log WHERE action = 'removed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        logged,
+        ("postgres".to_owned(), "customer re-subscribed".to_owned())
+    );
+
+    // A costed event stored through the writer; then the recipient's cost changed by hand.
+    sqlx::query("INSERT INTO recipients (provider, provider_message_id) VALUES ('telnyx', 'm1')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut event = hookline_core::DeliveryEvent {
+        provider: "telnyx",
+        event_id: "e1".into(),
+        message_id: "m1".into(),
+        event_type: "message.sent".into(),
+        status: Some(hookline_core::DeliveryStatus::Sent),
+        engagement: None,
+        provider_status: Some("sent".into()),
+        unmapped: false,
+        addresses: Vec::new(),
+        occurred_at: chrono::Utc::now(),
+        error_code: None,
+        error_description: None,
+        failure_class: None,
+        cost: hookline_core::Cost::new("0.0040", "USD"),
+        parts: Some(1),
+    };
+    event.settle_class();
+    let writer = hookline_store::BatchWriter::new(pool.clone());
+    let rec = hookline_store::EventRecord {
+        event: &event,
+        payload: "{}",
+        replay: false,
+    };
+    writer.write(&[rec]).await.unwrap();
+    let (ok, out) = run(&["check"]);
+    assert!(
+        ok && out.contains("cost and parts equal a recount"),
+        "{out}"
+    );
+    sqlx::query("UPDATE recipients SET cost_amount = 0.5")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (ok, out) = run(&["check"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("m1: cost 0.5 USD but the latest costed event says 0.0040 USD"),
+        "{out}"
+    );
+}
+
 /// `hookline streams --upgrade` moves a work-queue stream of an earlier release, events queued,
 /// to the log; `hookline log replay` then counts (dry run) and re-delivers a window of it,
 /// printing its progress.

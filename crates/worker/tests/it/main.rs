@@ -19,6 +19,7 @@ mod recovery;
 mod registration;
 mod replay;
 mod schema;
+mod sender;
 mod settings;
 mod sources;
 mod stack;
