@@ -350,15 +350,16 @@ END;
 $$;
 
 -- An address as the suppression list keys it: an email case-folded and trimmed; a phone number
--- in E.164 (spaces, dots, dashes, slashes and parentheses removed, a leading 00 read as +);
--- anything else trimmed and case-folded, so that it still matches itself.
+-- in E.164 (spaces, tabs, dots, dashes, slashes and parentheses removed, a leading 00 read as
+-- +); anything else trimmed and case-folded, so that it still matches itself. One regular
+-- expression at most: it is evaluated for every outcome the index below takes.
 CREATE FUNCTION address_key(p_address text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN CASE
     WHEN strpos(p_address, '@') > 0 THEN lower(btrim(p_address))
-    WHEN regexp_replace(regexp_replace(p_address, '[[:space:]()./-]', '', 'g'), '^00', '+')
-         ~ '^\+[1-9][0-9]{6,14}$'
-        THEN regexp_replace(regexp_replace(p_address, '[[:space:]()./-]', '', 'g'), '^00', '+')
+    WHEN translate(p_address, E' \t().-/', '') ~ '^(\+|00)[1-9][0-9]{6,14}$'
+        -- The regular expression guarantees a non-zero digit after the + or 00.
+        THEN '+' || ltrim(translate(p_address, E' \t().-/+', ''), '0')
     ELSE lower(btrim(p_address))
 END;
 
@@ -436,7 +437,8 @@ CREATE TRIGGER suppressions_log_delete AFTER DELETE ON suppressions
 -- The outcomes of one refresh_recipients UPDATE that put addresses on the list. Only outcomes
 -- that changed count (a retried or replayed event changes no row), and an address already on
 -- the list stays as it was. Soft failures: the address's latest N confirmed outcomes, under a
--- lock per address so that two workers committing its failures at once see each other's.
+-- lock per address so that two workers committing its failures at once see each other's (the
+-- second's query, a new snapshot, runs once the first committed).
 CREATE FUNCTION recipients_suppress() RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -453,6 +455,16 @@ BEGIN
        OR NOT EXISTS (SELECT 1 FROM new_rows WHERE failure_class IS NOT NULL) THEN
         RETURN NULL;
     END IF;
+    -- Every address this statement may add, locked first and in one order: two transactions
+    -- never hold one address each while waiting for the other's (its lock, or its uniqueness).
+    PERFORM pg_advisory_xact_lock(1751870318, k.h)
+    FROM (SELECT DISTINCT hashtext(address_key(n.address)) AS h
+          FROM new_rows n
+          JOIN old_rows o ON o.id = n.id
+          WHERE n.failure_class IN ('hard', 'opt_out', 'soft')
+            AND n.failure_class IS DISTINCT FROM o.failure_class
+            AND n.address IS NOT NULL
+          ORDER BY 1) AS k;
     INSERT INTO suppressions AS s
         (address, reason, provider, provider_message_id, recipient_id, event_id, status,
          provider_status, error_code, error_description, occurred_at)
@@ -480,7 +492,6 @@ BEGIN
           AND n.address IS NOT NULL
         ORDER BY 1
     LOOP
-        PERFORM pg_advisory_xact_lock(1751870318, hashtext(k));
         SELECT count(*), count(*) FILTER (WHERE l.failure_class = 'soft')
         INTO outcomes, soft
         FROM (SELECT r.failure_class FROM recipients r

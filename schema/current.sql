@@ -222,7 +222,7 @@ CREATE OR REPLACE FUNCTION public.address_key(p_address text)
  RETURNS text
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE STRICT
-RETURN CASE WHEN (strpos(p_address, '@'::text) > 0) THEN lower(btrim(p_address)) WHEN (regexp_replace(regexp_replace(p_address, '[[:space:]()./-]'::text, ''::text, 'g'::text), '^00'::text, '+'::text) ~ '^\+[1-9][0-9]{6,14}$'::text) THEN regexp_replace(regexp_replace(p_address, '[[:space:]()./-]'::text, ''::text, 'g'::text), '^00'::text, '+'::text) ELSE lower(btrim(p_address)) END
+RETURN CASE WHEN (strpos(p_address, '@'::text) > 0) THEN lower(btrim(p_address)) WHEN (translate(p_address, ' 	().-/'::text, ''::text) ~ '^(\+|00)[1-9][0-9]{6,14}$'::text) THEN ('+'::text || ltrim(translate(p_address, ' 	().-/+'::text, ''::text), '0'::text)) ELSE lower(btrim(p_address)) END
 ;
 
 CREATE OR REPLACE FUNCTION public.apply_batch_deltas(p_batch uuid[], p_status text[], p_delta integer[])
@@ -600,6 +600,16 @@ BEGIN
        OR NOT EXISTS (SELECT 1 FROM new_rows WHERE failure_class IS NOT NULL) THEN
         RETURN NULL;
     END IF;
+    -- Every address this statement may add, locked first and in one order: two transactions
+    -- never hold one address each while waiting for the other's (its lock, or its uniqueness).
+    PERFORM pg_advisory_xact_lock(1751870318, k.h)
+    FROM (SELECT DISTINCT hashtext(address_key(n.address)) AS h
+          FROM new_rows n
+          JOIN old_rows o ON o.id = n.id
+          WHERE n.failure_class IN ('hard', 'opt_out', 'soft')
+            AND n.failure_class IS DISTINCT FROM o.failure_class
+            AND n.address IS NOT NULL
+          ORDER BY 1) AS k;
     INSERT INTO suppressions AS s
         (address, reason, provider, provider_message_id, recipient_id, event_id, status,
          provider_status, error_code, error_description, occurred_at)
@@ -627,7 +637,6 @@ BEGIN
           AND n.address IS NOT NULL
         ORDER BY 1
     LOOP
-        PERFORM pg_advisory_xact_lock(1751870318, hashtext(k));
         SELECT count(*), count(*) FILTER (WHERE l.failure_class = 'soft')
         INTO outcomes, soft
         FROM (SELECT r.failure_class FROM recipients r

@@ -335,6 +335,7 @@ async fn outcomes_put_addresses_on_the_suppression_list_once_through_ingest_and_
             ("s3", "0013125550100"),
             ("t1", "+13125550200"),
             ("t2", "+13125550200"),
+            ("u1", "+13125550300"),
         ],
     )
     .await;
@@ -358,8 +359,15 @@ async fn outcomes_put_addresses_on_the_suppression_list_once_through_ingest_and_
     ] {
         assert_eq!(r.status(), 200);
     }
-    wait_until("7 events stored", Duration::from_secs(20), || async {
-        stack.stored_events().await == 7
+    // A code Telnyx does not document (yet): kept, classed unknown, counted, and no reason
+    // to suppress anyone.
+    let body = hookline_testkit::signing::telnyx_body("u-1", "u1", "delivery_failed", &t(8))
+        .replace("40008", "49999");
+    let headers =
+        hookline_testkit::signing::telnyx_headers(&body, hookline_testkit::signing::now());
+    assert_eq!(c.post("telnyx", &headers, &body).await.status(), 200);
+    wait_until("8 events stored", Duration::from_secs(20), || async {
+        stack.stored_events().await == 8
     })
     .await;
     stack.wait_drained(Duration::from_secs(10)).await;
@@ -382,15 +390,25 @@ async fn outcomes_put_addresses_on_the_suppression_list_once_through_ingest_and_
         [
             ("hard".to_owned(), 1),
             ("opt_out".to_owned(), 1),
-            ("soft".to_owned(), 5)
+            ("soft".to_owned(), 5),
+            ("unknown".to_owned(), 1),
         ]
     );
-    let soft = stack.total(|m| {
-        m.failure_classes
-            .with_label_values(&["telnyx", "soft"])
-            .get()
-    });
-    assert_eq!(soft, 5);
+    let counted = |class: &'static str| {
+        stack.total(move |m| {
+            m.failure_classes
+                .with_label_values(&["telnyx", class])
+                .get()
+        })
+    };
+    assert_eq!((counted("soft"), counted("unknown")), (5, 1));
+    let code: String = sqlx::query_scalar(
+        "SELECT last_error_code FROM recipients WHERE provider_message_id = 'u1'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(code, "49999", "the raw code kept");
 
     // A replay of every stored event: absorbed, and the list is as it was.
     let args = ReplayArgs {
@@ -403,9 +421,9 @@ async fn outcomes_put_addresses_on_the_suppression_list_once_through_ingest_and_
     };
     std::env::set_var("GITHUB_WEBHOOK_SECRET", crate::sources::GITHUB_SECRET);
     let report = replay(&args, pool, &stack.js, |_, _| {}).await.unwrap();
-    assert_eq!(report.published, 7, "{report:?}");
+    assert_eq!(report.published, 8, "{report:?}");
     wait_until("the replay absorbed", Duration::from_secs(20), || async {
-        stack.total(|m| m.duplicates.get()) >= 7
+        stack.total(|m| m.duplicates.get()) >= 8
     })
     .await;
     stack.wait_drained(Duration::from_secs(10)).await;
@@ -656,5 +674,74 @@ async fn the_batch_dashboards_queries_return_the_seeded_batch() {
     assert!(
         options[0].ends_with(&other) && options[1].ends_with(&batch),
         "{options:?}"
+    );
+}
+
+/// Two workers committing soft and hard failures of the same addresses at once, in opposite
+/// orders: no deadlock (each write would fail on one), and every streak is seen, because the
+/// second of two concurrent commits reads the first's outcome.
+#[tokio::test]
+async fn concurrent_writers_see_each_others_soft_failures_and_never_deadlock() {
+    let (_pg, pool) = migrated_db().await;
+    let batch = new_batch(&pool).await;
+    let mut rows = Vec::new();
+    for a in 0..30 {
+        for k in 0..3 {
+            rows.push((format!("m{a}-{k}"), format!("+1312555{a:04}")));
+        }
+    }
+    let refs: Vec<(&str, &str)> = rows.iter().map(|(m, a)| (m.as_str(), a.as_str())).collect();
+    register(&pool, &batch, "telnyx", &refs).await;
+    // Addresses 0–19: three soft failures each, split across the writers; 20–29: a hard one
+    // among two soft.
+    let events: Vec<DeliveryEvent> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (m, _))| {
+            let a = i / 3;
+            let class = if a >= 20 && i % 3 == 1 {
+                FailureClass::Hard
+            } else {
+                FailureClass::Soft
+            };
+            failed(&format!("{m}-f"), m, class, i as i64)
+        })
+        .collect();
+    let (mut one, mut two): (Vec<_>, Vec<_>) = events
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
+    two.reverse();
+    one.rotate_left(7);
+    let run = |half: Vec<(usize, DeliveryEvent)>| {
+        let writer = BatchWriter::new(pool.clone());
+        async move {
+            for chunk in half.chunks(4) {
+                let events: Vec<DeliveryEvent> = chunk.iter().map(|(_, e)| e.clone()).collect();
+                let recs: Vec<EventRecord<'_>> = events
+                    .iter()
+                    .map(|event| EventRecord {
+                        event,
+                        payload: "{}",
+                        replay: false,
+                    })
+                    .collect();
+                writer.write(&recs).await.expect("no deadlock, no failure");
+            }
+        }
+    };
+    tokio::join!(run(one), run(two));
+    let reasons: Vec<(String, i64)> =
+        sqlx::query_as("SELECT reason, count(*) FROM suppressions GROUP BY 1 ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        reasons,
+        [("hard".to_owned(), 10), ("soft_streak".to_owned(), 20)]
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM suppression_log").await,
+        30
     );
 }
