@@ -37,21 +37,24 @@ pub async fn fresh_db(admin: &PgPool, name: &str) -> anyhow::Result<String> {
 }
 
 /// Registers `messages` recipients `bm-0…` of `provider` in one batch, 10,000 per INSERT, each
-/// with an address as an application registers it (a phone number for SMS providers, an email
-/// otherwise), so outcomes maintain the suppression list's index as in production.
+/// with an address as an application registers it (a phone number where the provider's sample
+/// address is one, an email otherwise), so outcomes maintain the suppression list's index as in
+/// production.
 async fn register(pool: &PgPool, provider: &str, messages: u64) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO batches (id, name) VALUES ('00000000-0000-0000-0000-000000000001', 'bench')",
     )
     .execute(pool)
     .await?;
+    let phone = hookline_core::providers::built_in(provider)
+        .is_some_and(|p| p.sample_address(0).starts_with('+'));
     let mut from = 0;
     while from < messages {
         let to = (from + 10_000).min(messages);
         sqlx::query(
             "INSERT INTO recipients (batch_id, provider, provider_message_id, address) \
              SELECT '00000000-0000-0000-0000-000000000001', $3, $4 || i, \
-                    CASE WHEN $3 IN ('telnyx', 'twilio') THEN '+1 312 ' || lpad(i::text, 7, '0') \
+                    CASE WHEN $5 THEN '+1 312 ' || lpad(i::text, 7, '0') \
                          ELSE 'Bench-' || i || '@Example.com' END \
              FROM generate_series($1::bigint, $2::bigint - 1) i",
         )
@@ -59,6 +62,7 @@ async fn register(pool: &PgPool, provider: &str, messages: u64) -> anyhow::Resul
         .bind(to as i64)
         .bind(provider)
         .bind(MESSAGE_PREFIX)
+        .bind(phone)
         .execute(pool)
         .await?;
         from = to;
