@@ -33,6 +33,10 @@
 //! [source.statuses]                     # source value → hookline status, opened, clicked, ignore
 //! accepted = "queued"
 //! delivered = "delivered"
+//!
+//! [source.failure_classes]              # optional: error_code value → hard, soft, policy, opt_out
+//! "30003" = "soft"                      # (any other code of a failure is unknown)
+//! "30006" = "hard"
 //! ```
 //!
 //! Secrets are resolved by the binaries (`hookline_runtime::sources`); this module stays pure.
@@ -51,7 +55,7 @@ use serde_json::Value;
 use sha2::{Sha256, Sha512};
 
 use super::{DecodeError, Envelope, Headers, Provider, Request, StoredColumns};
-use crate::event::{DeliveryEvent, DeliveryStatus, Engagement};
+use crate::event::{DeliveryEvent, DeliveryStatus, Engagement, FailureClass};
 use crate::signature::{check_timestamp, SignatureError};
 
 /// The whole file: any number of `[[source]]` tables.
@@ -72,6 +76,9 @@ pub struct SourceConfig {
     pub timestamp: Option<TimestampConfig>,
     pub fields: FieldsConfig,
     pub statuses: BTreeMap<String, String>,
+    /// The source's documented error codes (as `fields.error_code` reads them) by class.
+    #[serde(default)]
+    pub failure_classes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -315,6 +322,7 @@ pub struct GenericSource {
     error_code: Option<Field>,
     error_description: Option<Field>,
     statuses: BTreeMap<String, Mapped>,
+    failure_classes: BTreeMap<String, FailureClass>,
 }
 
 enum SourceMac {
@@ -390,6 +398,29 @@ impl GenericSource {
                 Ok((from.clone(), mapped))
             })
             .collect::<Result<_, SourceConfigError>>()?;
+        let failure_classes = config
+            .failure_classes
+            .iter()
+            .map(|(code, class)| {
+                FailureClass::parse(class)
+                    .filter(|c| *c != FailureClass::Unknown)
+                    .map(|c| (code.clone(), c))
+                    .ok_or_else(|| {
+                        SourceConfigError::setting(
+                            name,
+                            format!("failure_classes.{code}"),
+                            format!(" = {class:?} is not hard, soft, policy or opt_out"),
+                        )
+                    })
+            })
+            .collect::<Result<BTreeMap<_, _>, SourceConfigError>>()?;
+        if !failure_classes.is_empty() && config.fields.error_code.is_none() {
+            return Err(SourceConfigError::setting(
+                name,
+                "[source.failure_classes]",
+                " needs [source.fields] error_code: the field its codes are read from",
+            ));
+        }
         if config.statuses.is_empty() {
             return Err(SourceConfigError::setting(
                 name,
@@ -467,6 +498,7 @@ impl GenericSource {
             error_code,
             error_description,
             statuses,
+            failure_classes,
         })
     }
 
@@ -683,6 +715,13 @@ impl Provider for GenericSource {
             ))
         })?;
         let optional = |f: &Option<Field>| f.as_ref().and_then(|f| f.get(headers, Some(&json)));
+        let error_code = optional(&self.error_code);
+        let failure_class = error_code.as_ref().map(|c| {
+            self.failure_classes
+                .get(c)
+                .copied()
+                .unwrap_or(FailureClass::Unknown)
+        });
         Ok(DeliveryEvent {
             provider: self.name,
             event_id: required(&self.event_id, "event_id")?,
@@ -694,9 +733,9 @@ impl Provider for GenericSource {
             addresses: Vec::new(),
             provider_status: Some(raw_status),
             occurred_at,
-            error_code: optional(&self.error_code),
+            error_code,
             error_description: optional(&self.error_description),
-            failure_class: None,
+            failure_class,
             cost: None,
             parts: None,
         })
@@ -763,6 +802,26 @@ typing = "ignore"
     }
 
     #[test]
+    fn a_sources_own_table_classes_its_failures() {
+        let text = format!(
+            "{GITHUB_STYLE}[source.failure_classes]\n\"30007\" = \"policy\"\n\"30006\" = \"hard\"\n\
+             \"21610\" = \"opt_out\"\n"
+        );
+        let s = source(&text);
+        let headers = [("X-Hub-Delivery", "d-1"), ("X-Hub-Event", "delivery")];
+        let failed = |code: &str| {
+            let body = format!(
+                r#"{{"message":{{"id":"m-1","status":"failed","at":"2026-11-23T10:00:00Z","error":{{"code":{code}}}}}}}"#
+            );
+            s.decode(&headers, body.as_bytes()).unwrap().failure_class
+        };
+        assert_eq!(failed("30007"), Some(FailureClass::Policy));
+        assert_eq!(failed("\"30006\""), Some(FailureClass::Hard));
+        assert_eq!(failed("21610"), Some(FailureClass::OptOut));
+        assert_eq!(failed("30003"), Some(FailureClass::Unknown));
+    }
+
+    #[test]
     fn decodes_by_pointer_and_header_and_maps_statuses() {
         let s = source(GITHUB_STYLE);
         let body = br#"{"message":{"id":"m-1","status":"failed","at":"2026-11-23T10:00:00Z","error":{"code":30007}}}"#;
@@ -774,6 +833,11 @@ typing = "ignore"
         );
         assert_eq!(ev.status, Some(DeliveryStatus::Failed));
         assert_eq!(ev.error_code.as_deref(), Some("30007"));
+        assert_eq!(
+            ev.failure_class,
+            Some(FailureClass::Unknown),
+            "no table: unknown"
+        );
         let env = s.envelope(&headers, body);
         assert_eq!(env.event_id.as_deref(), Some("d-1"));
         assert_eq!(env.event_type.as_deref(), Some("delivery"));
@@ -891,6 +955,20 @@ sent = "sent"
         );
         assert!(broken("encoding = \"hex\"", "encoding = \"rot13\"").contains("rot13"));
         assert!(broken("prefix = ", "prefx = ").contains("prefx"));
+        let classes = "typing = \"ignore\"\n[source.failure_classes]\n\"30007\" = \"spam\"";
+        assert!(broken("typing = \"ignore\"", classes).contains("failure_classes.30007"));
+        let without_code = GITHUB_STYLE.replace("error_code = \"/message/error/code\"\n", "");
+        let text = without_code.replace(
+            "typing = \"ignore\"",
+            "typing = \"ignore\"\n[source.failure_classes]\n\"1\" = \"hard\"",
+        );
+        let err = GenericSource::new(&parse_sources(&text).unwrap()[0], vec![])
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("needs [source.fields] error_code"),
+            "{err}"
+        );
         let twice = format!("{GITHUB_STYLE}{GITHUB_STYLE}");
         assert_eq!(
             parse_sources(&twice).unwrap_err(),
