@@ -592,9 +592,6 @@ AS $function$
 DECLARE
     soft_limit integer := coalesce(nullif(current_setting('hookline.suppress_after_soft', true),
                                           '')::integer, 3);
-    k text;
-    outcomes integer;
-    soft integer;
 BEGIN
     IF current_setting('hookline.refreshing', true) IS DISTINCT FROM 'on'
        OR NOT EXISTS (SELECT 1 FROM new_rows WHERE failure_class IS NOT NULL) THEN
@@ -629,36 +626,31 @@ BEGIN
     IF soft_limit <= 0 THEN
         RETURN NULL;
     END IF;
-    FOR k IN
-        SELECT DISTINCT address_key(n.address)
-        FROM new_rows n
-        JOIN old_rows o ON o.id = n.id
-        WHERE n.failure_class = 'soft' AND o.failure_class IS DISTINCT FROM 'soft'
-          AND n.address IS NOT NULL
-        ORDER BY 1
-    LOOP
-        SELECT count(*), count(*) FILTER (WHERE l.failure_class = 'soft')
-        INTO outcomes, soft
-        FROM (SELECT r.failure_class FROM recipients r
-              WHERE address_key(r.address) = k
-                AND r.status IN ('delivered', 'failed', 'bounced', 'complained', 'suppressed')
-              ORDER BY r.status_at DESC, r.id DESC
-              LIMIT soft_limit) AS l;
-        CONTINUE WHEN outcomes < soft_limit OR soft < soft_limit;
-        -- Caused by the latest of the streak.
-        INSERT INTO suppressions AS s
-            (address, reason, provider, provider_message_id, recipient_id, event_id, status,
-             provider_status, error_code, error_description, occurred_at)
-        SELECT k, 'soft_streak', r.provider, r.provider_message_id, r.id, r.status_event_id,
-               r.status, r.provider_status, r.last_error_code, r.last_error_description,
-               r.status_at
-        FROM recipients r
-        WHERE address_key(r.address) = k
-          AND r.status IN ('delivered', 'failed', 'bounced', 'complained', 'suppressed')
-        ORDER BY r.status_at DESC, r.id DESC
-        LIMIT 1
-        ON CONFLICT (address) DO NOTHING;
-    END LOOP;
+    -- Each address that had a soft failure now: its latest N confirmed outcomes, all soft, put
+    -- it on the list, caused by the latest of them.
+    INSERT INTO suppressions AS s
+        (address, reason, provider, provider_message_id, recipient_id, event_id, status,
+         provider_status, error_code, error_description, occurred_at)
+    SELECT k.a, 'soft_streak', r.provider, r.provider_message_id, r.id, r.status_event_id,
+           r.status, r.provider_status, r.last_error_code, r.last_error_description, r.status_at
+    FROM (SELECT DISTINCT address_key(n.address) AS a
+          FROM new_rows n
+          JOIN old_rows o ON o.id = n.id
+          WHERE n.failure_class = 'soft' AND o.failure_class IS DISTINCT FROM 'soft'
+            AND n.address IS NOT NULL) AS k
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS outcomes, count(*) FILTER (WHERE l.failure_class = 'soft') AS soft,
+               (array_agg(l.id ORDER BY l.status_at DESC, l.id DESC))[1] AS latest
+        FROM (SELECT x.id, x.failure_class, x.status_at FROM recipients x
+              WHERE address_key(x.address) = k.a
+                AND x.status IN ('delivered', 'failed', 'bounced', 'complained', 'suppressed')
+              ORDER BY x.status_at DESC, x.id DESC
+              LIMIT soft_limit) AS l
+    ) AS c
+    JOIN recipients r ON r.id = c.latest
+    WHERE c.outcomes = soft_limit AND c.soft = soft_limit
+    ORDER BY k.a
+    ON CONFLICT (address) DO NOTHING;
     RETURN NULL;
 END;
 $function$

@@ -202,45 +202,45 @@ pub async fn counter_mismatches(pool: &PgPool) -> sqlx::Result<Vec<String>> {
 /// cost the latest costed event's, the parts at least the largest reported. Events past
 /// retention are gone, so only what the log still holds is compared.
 const DERIVED_MISMATCHES: &str = r#"
-SELECT r.id::text || ' (' || r.provider || ' ' || r.provider_message_id || ': ' ||
+SELECT m.id::text || ' (' || m.provider || ' ' || m.provider_message_id || ': ' ||
        concat_ws(', ',
-           CASE WHEN s.found AND r.failure_class IS DISTINCT FROM s.failure_class
-                THEN 'class ' || coalesce(r.failure_class, 'none') || ' but its event says '
-                     || coalesce(s.failure_class, 'none') END,
-           CASE WHEN c.found AND (r.cost_amount, r.cost_currency)
-                                 IS DISTINCT FROM (c.cost_amount, c.cost_currency)
-                THEN 'cost ' || coalesce(r.cost_amount::text || ' ' || r.cost_currency, 'none')
+           CASE WHEN m.class_differs
+                THEN 'class ' || coalesce(m.failure_class, 'none') || ' but its event says '
+                     || coalesce(m.event_class, 'none') END,
+           CASE WHEN m.cost_differs
+                THEN 'cost ' || coalesce(m.cost_amount::text || ' ' || m.cost_currency, 'none')
                      || ' but the latest costed event says '
-                     || coalesce(c.cost_amount::text || ' ' || c.cost_currency, 'none') END,
-           CASE WHEN c.parts > coalesce(r.parts, 0)
-                THEN 'parts ' || coalesce(r.parts::text, 'none') || ' but an event says '
-                     || c.parts END) || ')'
-FROM recipients r
-CROSS JOIN LATERAL (
-    SELECT count(*) > 0 AS found, min(d.failure_class) AS failure_class
-    FROM delivery_events d
-    WHERE d.provider = r.provider AND d.event_id = r.status_event_id
-) s
-CROSS JOIN LATERAL (
-    SELECT count(*) > 0 AS found,
-           (array_agg(d.cost_amount ORDER BY d.occurred_at DESC, d.event_id DESC))[1]
-               AS cost_amount,
-           (array_agg(d.cost_currency ORDER BY d.occurred_at DESC, d.event_id DESC))[1]
-               AS cost_currency,
-           (SELECT max(p.parts) FROM delivery_events p
-            WHERE p.provider = r.provider AND p.provider_message_id = r.provider_message_id)
-               AS parts
-    FROM delivery_events d
-    WHERE d.provider = r.provider AND d.provider_message_id = r.provider_message_id
-      AND d.cost_amount IS NOT NULL
-) c
-WHERE r.provider_message_id IS NOT NULL
-  AND r.updated_at >= now() - make_interval(days => $1)
-  AND ((s.found AND r.failure_class IS DISTINCT FROM s.failure_class)
-       OR (c.found AND (r.cost_amount, r.cost_currency)
-                       IS DISTINCT FROM (c.cost_amount, c.cost_currency))
-       OR c.parts > coalesce(r.parts, 0))
-ORDER BY r.id
+                     || coalesce(m.event_cost::text || ' ' || m.event_currency, 'none') END,
+           CASE WHEN m.parts_differ
+                THEN 'parts ' || coalesce(m.parts::text, 'none') || ' but an event says '
+                     || m.event_parts END) || ')'
+FROM (
+    SELECT r.id, r.provider, r.provider_message_id, r.failure_class, r.cost_amount,
+           r.cost_currency, r.parts, e.*,
+           e.status_found AND r.failure_class IS DISTINCT FROM e.event_class AS class_differs,
+           e.costed AND (r.cost_amount, r.cost_currency)
+                        IS DISTINCT FROM (e.event_cost, e.event_currency) AS cost_differs,
+           e.event_parts > coalesce(r.parts, 0) AS parts_differ
+    FROM recipients r
+    -- One look at the message's events for all three.
+    CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE d.event_id = r.status_event_id) > 0 AS status_found,
+               min(d.failure_class) FILTER (WHERE d.event_id = r.status_event_id)
+                   AS event_class,
+               count(*) FILTER (WHERE d.cost_amount IS NOT NULL) > 0 AS costed,
+               (array_agg(d.cost_amount ORDER BY d.occurred_at DESC, d.event_id DESC)
+                   FILTER (WHERE d.cost_amount IS NOT NULL))[1] AS event_cost,
+               (array_agg(d.cost_currency ORDER BY d.occurred_at DESC, d.event_id DESC)
+                   FILTER (WHERE d.cost_amount IS NOT NULL))[1] AS event_currency,
+               max(d.parts) AS event_parts
+        FROM delivery_events d
+        WHERE d.provider = r.provider AND d.provider_message_id = r.provider_message_id
+    ) AS e
+    WHERE r.provider_message_id IS NOT NULL
+      AND r.updated_at >= now() - make_interval(days => $1)
+) AS m
+WHERE m.class_differs OR m.cost_differs OR m.parts_differ
+ORDER BY m.id
 LIMIT 100
 "#;
 

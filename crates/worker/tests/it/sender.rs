@@ -149,13 +149,17 @@ async fn addresses_normalize_and_soft_failures_suppress_only_in_an_unbroken_stre
         .fetch_one(&pool)
         .await
         .unwrap();
-    sqlx::query(&format!(
-        "ALTER DATABASE \"{db}\" SET hookline.suppress_after_soft = 2"
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
-    let two = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    // A writer on new connections, which read the setting as it is now.
+    let streak_of = |n: i32| {
+        let (pool, db, url) = (pool.clone(), db.clone(), pg.url());
+        async move {
+            let sql = format!("ALTER DATABASE \"{db}\" SET hookline.suppress_after_soft = {n}");
+            sqlx::query(&sql).execute(&pool).await.unwrap();
+            let fresh = sqlx::PgPool::connect(&url).await.unwrap();
+            (BatchWriter::new(fresh.clone()), fresh)
+        }
+    };
+    let (writer2, two) = streak_of(2).await;
     register(
         &two,
         &batch,
@@ -168,19 +172,11 @@ async fn addresses_normalize_and_soft_failures_suppress_only_in_an_unbroken_stre
         ],
     )
     .await;
-    let writer2 = BatchWriter::new(two.clone());
     write(&writer2, &[failed("b3-f", "b3", Soft, 30)]).await;
     assert!(suppressions(&two)
         .await
         .contains(&"+13125550200|soft_streak|b3-f".to_owned()));
-    sqlx::query(&format!(
-        "ALTER DATABASE \"{db}\" SET hookline.suppress_after_soft = 0"
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
-    let off = sqlx::PgPool::connect(&pg.url()).await.unwrap();
-    let writer0 = BatchWriter::new(off.clone());
+    let (writer0, off) = streak_of(0).await;
     write(
         &writer0,
         &[
@@ -718,15 +714,8 @@ async fn concurrent_writers_see_each_others_soft_failures_and_never_deadlock() {
         async move {
             for chunk in half.chunks(4) {
                 let events: Vec<DeliveryEvent> = chunk.iter().map(|(_, e)| e.clone()).collect();
-                let recs: Vec<EventRecord<'_>> = events
-                    .iter()
-                    .map(|event| EventRecord {
-                        event,
-                        payload: "{}",
-                        replay: false,
-                    })
-                    .collect();
-                writer.write(&recs).await.expect("no deadlock, no failure");
+                // Panics on a failed write: a deadlock would be one.
+                write(&writer, &events).await;
             }
         }
     };
